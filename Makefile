@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO ?= go
+BIN := bin
+
+.PHONY: run test vet lint bench build migrate clean
+
+run: ## run api + worker + scheduler + relay in one process (SQLite + in-memory Redis by default)
+	$(GO) run ./cmd/moim
+
+test: vet ## vet, then every test with the race detector
+	@echo "test backends: sqlite$${MOIM_TEST_POSTGRES_URL:+ postgres}$${MOIM_TEST_MYSQL_URL:+ mariadb/mysql};" \
+		"redis: $${MOIM_TEST_REDIS_URL:+real redis ($$MOIM_TEST_REDIS_URL)}$${MOIM_TEST_REDIS_URL:-in-memory (miniredis)}"
+	@[ -n "$$MOIM_TEST_POSTGRES_URL" ] || echo "note: MOIM_TEST_POSTGRES_URL unset: PostgreSQL subtests do not run"
+	@[ -n "$$MOIM_TEST_MYSQL_URL" ] || echo "note: MOIM_TEST_MYSQL_URL unset: MariaDB/MySQL subtests do not run"
+	$(GO) test -race -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+lint: vet
+
+bench: ## benchmarks (set MOIM_TEST_POSTGRES_URL / MOIM_TEST_REDIS_URL for the real numbers)
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(GO) run ./cmd/moim/loadping -n 1000
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+migrate:
+	$(GO) run ./cmd/moim migrate up
+
+clean:
+	rm -rf $(BIN)

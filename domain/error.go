@@ -1,0 +1,88 @@
+// Package domain holds moim's entities, status codes, errors and pure rules.
+// It imports nothing of ours and does no I/O.
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Stable error codes. Clients branch on these, so they are never renamed; the
+// HTTP layer maps each to a status in one table.
+const (
+	ECONFLICT     = "conflict"
+	EFORBIDDEN    = "forbidden"
+	EINTERNAL     = "internal"
+	EINVALID      = "invalid"
+	EINVALIDJSON  = "invalid_json"
+	ENOTFOUND     = "not_found"
+	ETOOLARGE     = "too_large"
+	EUNAUTHORIZED = "unauthorized"
+	EUNAVAILABLE  = "unavailable"
+)
+
+// Error is an error a client may see: a stable code and a message meant for
+// people. Anything that is not an *Error is reported as "internal" and its
+// text is logged, never shown.
+type Error struct {
+	Code    string
+	Message string
+	// Field names the offending input field, when there is one.
+	Field string
+	// Err is the cause, kept for logs and errors.Is; never shown to clients.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// Unwrap exposes the cause to errors.Is and errors.As.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldErrorf returns an *Error about one input field.
+func FieldErrorf(code, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, "" for nil and
+// EINTERNAL for anything else.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the client-safe message of err. Errors that are not an
+// *Error get a generic text so internals never leak.
+func ErrorMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "Internal error."
+}
+
+// Sentinels the stores return (wrapped in an *Error with a specific message).
+var (
+	// ErrNotFound reports a row that does not exist (or is not the caller's).
+	ErrNotFound = &Error{Code: ENOTFOUND, Message: "Not found."}
+	// ErrConflict reports a unique-key violation or a lost optimistic update.
+	ErrConflict = &Error{Code: ECONFLICT, Message: "Conflict."}
+)
