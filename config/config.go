@@ -1,0 +1,207 @@
+// Package config holds moim's configuration: one Config struct with defaults
+// in code, an optional YAML file, MOIM_* environment variables and flags, in
+// that order of precedence. Only the binaries in cmd/ import it; they copy
+// what each constructor needs into that constructor's own parameters.
+package config
+
+import (
+	"reflect"
+	"time"
+)
+
+// The two values of Config.Env.
+const (
+	EnvLocal      = "local"
+	EnvProduction = "production"
+)
+
+// localDatabaseURL is where local mode keeps its data when database.url is
+// empty, so `make run` works on a fresh checkout.
+const localDatabaseURL = "sqlite:data/moim.db"
+
+// Config is the whole configuration. Each field's key is its mapstructure
+// path (http.addr); its environment variable is MOIM_ plus the key in upper
+// case with dots as underscores (MOIM_HTTP_ADDR); its flag is --key.
+// A secret tag marks values that are masked whenever the config is shown.
+type Config struct {
+	Env       string          `mapstructure:"env" usage:"local or production; production requires every secret and URL"`
+	Log       LogConfig       `mapstructure:"log"`
+	HTTP      HTTPConfig      `mapstructure:"http"`
+	Database  DatabaseConfig  `mapstructure:"database"`
+	Redis     RedisConfig     `mapstructure:"redis"`
+	Auth      AuthConfig      `mapstructure:"auth"`
+	Admin     AdminConfig     `mapstructure:"admin"`
+	Worker    WorkerConfig    `mapstructure:"worker"`
+	Outbox    OutboxConfig    `mapstructure:"outbox"`
+	Scheduler SchedulerConfig `mapstructure:"scheduler"`
+}
+
+// LogConfig selects the log level and format.
+type LogConfig struct {
+	Level string `mapstructure:"level" usage:"debug, info, warn or error"`
+	// Format is "" until Load resolves it: json in production, text locally.
+	Format string `mapstructure:"format" usage:"text or json; empty means json in production, text locally"`
+}
+
+// HTTPConfig configures the API server.
+type HTTPConfig struct {
+	Addr              string        `mapstructure:"addr" usage:"API listen address host:port"`
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout" usage:"time allowed to read request headers"`
+	RequestTimeout    time.Duration `mapstructure:"request_timeout" usage:"deadline of one request (SSE streams excepted)"`
+	ShutdownTimeout   time.Duration `mapstructure:"shutdown_timeout" usage:"grace period for in-flight requests on shutdown"`
+	BodyLimit         int64         `mapstructure:"body_limit" usage:"largest accepted request body in bytes"`
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed; with
+	// none, the connection's remote address is the client.
+	TrustedProxies []string `mapstructure:"trusted_proxies" usage:"CIDRs of proxies whose X-Forwarded-For is trusted"`
+	CORSOrigins    []string `mapstructure:"cors_origins" usage:"origins allowed by CORS; empty disables CORS"`
+	PublicURL      string   `mapstructure:"public_url" usage:"base URL printed at start (optional)"`
+}
+
+// DatabaseConfig configures the SQL database and its pool.
+type DatabaseConfig struct {
+	URL string `mapstructure:"url" secret:"url" usage:"postgres://..., mysql://user:pass@host:port/db, sqlite:path or sqlite::memory:; empty locally means sqlite:data/moim.db"`
+	// MaxOpenConns of 0 lets the caller pick 4×GOMAXPROCS, which depends on
+	// the machine the process runs on, so it cannot be a fixed default here.
+	MaxOpenConns    int           `mapstructure:"max_open_conns" usage:"pool size; 0 means 4×GOMAXPROCS"`
+	MaxIdleConns    int           `mapstructure:"max_idle_conns" usage:"idle connections kept; 0 means the same as max_open_conns"`
+	ConnMaxLifetime time.Duration `mapstructure:"conn_max_lifetime" usage:"a connection is closed after this age"`
+	ConnMaxIdleTime time.Duration `mapstructure:"conn_max_idle_time" usage:"an idle connection is closed after this long"`
+}
+
+// RedisConfig locates Redis.
+type RedisConfig struct {
+	URL string `mapstructure:"url" secret:"url" usage:"redis://[:pass@]host:port/db or rediss://...; empty locally means an in-memory Redis"`
+}
+
+// AuthConfig configures API tokens.
+type AuthConfig struct {
+	JWTKey     string        `mapstructure:"jwt_key" secret:"value" usage:"HMAC key for tokens, at least 32 bytes (prefer the environment variable)"`
+	AccessTTL  time.Duration `mapstructure:"access_ttl" usage:"lifetime of an access token"`
+	RefreshTTL time.Duration `mapstructure:"refresh_ttl" usage:"lifetime of a refresh token"`
+}
+
+// AdminConfig holds the operator's credentials for /admin/queues and the
+// admin endpoints (HTTP Basic auth).
+type AdminConfig struct {
+	User     string `mapstructure:"user" usage:"admin user name"`
+	Password string `mapstructure:"password" secret:"value" usage:"admin password (prefer the environment variable)"`
+	Email    string `mapstructure:"email" usage:"e-mail of the bootstrap admin member (optional)"`
+}
+
+// WorkerConfig configures the asynq server.
+type WorkerConfig struct {
+	Concurrency int `mapstructure:"concurrency" usage:"tasks processed at once per worker process"`
+	// Queues maps queue name to weight. Names are lower-cased, as the file
+	// reader does with every key.
+	Queues          map[string]int `mapstructure:"queues" usage:"queue weights name=weight,..."`
+	ShutdownTimeout time.Duration  `mapstructure:"shutdown_timeout" usage:"grace period for running tasks on shutdown"`
+	MetricsAddr     string         `mapstructure:"metrics_addr" usage:"host:port for /metrics and /healthz of a worker or scheduler process; empty disables"`
+	// TaskCheckInterval is how long asynq sleeps when every queue is empty,
+	// so it bounds the latency of picking up a new task.
+	TaskCheckInterval time.Duration `mapstructure:"task_check_interval" usage:"idle poll interval; bounds task pickup latency"`
+}
+
+// OutboxConfig configures the relay that moves outbox rows into Redis.
+type OutboxConfig struct {
+	PollInterval time.Duration `mapstructure:"poll_interval" usage:"how often the relay looks for unsent rows"`
+	BatchSize    int           `mapstructure:"batch_size" usage:"rows relayed per round"`
+	// Retention keeps sent tasks in Redis so a row sent again after a crash
+	// meets a TaskID conflict instead of running twice.
+	Retention time.Duration `mapstructure:"retention" usage:"how long sent tasks stay in Redis for deduplication"`
+	KeepSent  time.Duration `mapstructure:"keep_sent" usage:"sent outbox rows are pruned after this"`
+}
+
+// SchedulerConfig configures the cron scheduler.
+type SchedulerConfig struct {
+	TimeZone      string        `mapstructure:"timezone" usage:"IANA time zone the tick specs are read in"`
+	CatchUpWindow time.Duration `mapstructure:"catch_up_window" usage:"how far back a starting scheduler enqueues missed slots; 0 disables"`
+	// Ticks overrides cron specs by tick name; the scheduler checks the names
+	// and specs against its catalogue.
+	Ticks map[string]string `mapstructure:"ticks" usage:"cron spec overrides name=spec,..."`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() *Config {
+	return &Config{
+		Env: EnvLocal,
+		Log: LogConfig{Level: "info"},
+		HTTP: HTTPConfig{
+			Addr:              ":8080",
+			ReadHeaderTimeout: 5 * time.Second,
+			RequestTimeout:    30 * time.Second,
+			ShutdownTimeout:   15 * time.Second,
+			BodyLimit:         1 << 20,
+		},
+		Database: DatabaseConfig{
+			ConnMaxLifetime: 30 * time.Minute,
+			ConnMaxIdleTime: 5 * time.Minute,
+		},
+		Auth: AuthConfig{
+			AccessTTL:  15 * time.Minute,
+			RefreshTTL: 14 * 24 * time.Hour,
+		},
+		Admin: AdminConfig{User: "admin"},
+		Worker: WorkerConfig{
+			Concurrency:       10,
+			Queues:            map[string]int{"critical": 6, "default": 3, "low": 1},
+			ShutdownTimeout:   25 * time.Second,
+			MetricsAddr:       ":9091",
+			TaskCheckInterval: 10 * time.Millisecond,
+		},
+		Outbox: OutboxConfig{
+			PollInterval: time.Second,
+			BatchSize:    100,
+			Retention:    24 * time.Hour,
+			KeepSent:     72 * time.Hour,
+		},
+		Scheduler: SchedulerConfig{
+			TimeZone:      "Asia/Seoul",
+			CatchUpWindow: time.Hour,
+			Ticks:         map[string]string{},
+		},
+	}
+}
+
+// IsProduction reports whether env is "production".
+func (c *Config) IsProduction() bool { return c.Env == EnvProduction }
+
+// DatabaseURL returns the database to open: database.url, or in local mode
+// the embedded SQLite file when it is empty.
+func (c *Config) DatabaseURL() string {
+	if c.Database.URL == "" && !c.IsProduction() {
+		return localDatabaseURL
+	}
+	return c.Database.URL
+}
+
+// leaf is one configuration key and the field holding its value.
+type leaf struct {
+	key    string        // "http.addr"
+	value  reflect.Value // the field, addressable when walked from a pointer
+	usage  string
+	secret string // "", "value" (mask all) or "url" (mask the password)
+}
+
+// leaves lists every key of c in declaration order. Maps and slices are
+// single keys; only nested structs are sections.
+func leaves(c *Config) []leaf {
+	var out []leaf
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			key := f.Tag.Get("mapstructure")
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			if f.Type.Kind() == reflect.Struct {
+				walk(key, v.Field(i))
+				continue
+			}
+			out = append(out, leaf{key: key, value: v.Field(i), usage: f.Tag.Get("usage"), secret: f.Tag.Get("secret")})
+		}
+	}
+	walk("", reflect.ValueOf(c).Elem())
+	return out
+}

@@ -1,0 +1,849 @@
+package config_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/moim/moim/config"
+	"github.com/moim/moim/domain"
+)
+
+// env returns a getenv over vars.
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// load calls config.Load and fails the test on error.
+func load(t *testing.T, args []string, vars map[string]string) *config.Config {
+	t.Helper()
+	c, err := config.Load(args, env(vars))
+	if err != nil {
+		t.Fatalf("Load(%q) error: %v", args, err)
+	}
+	return c
+}
+
+// lines splits a joined error into its lines, sorted.
+func lines(err error) []string {
+	if err == nil {
+		return nil
+	}
+	ls := strings.Split(err.Error(), "\n")
+	sort.Strings(ls)
+	return ls
+}
+
+func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
+	want := &config.Config{
+		Env: "local",
+		Log: config.LogConfig{Level: "info", Format: "text"},
+		HTTP: config.HTTPConfig{
+			Addr:              ":8080",
+			ReadHeaderTimeout: 5 * time.Second,
+			RequestTimeout:    30 * time.Second,
+			ShutdownTimeout:   15 * time.Second,
+			BodyLimit:         1048576,
+		},
+		Database: config.DatabaseConfig{
+			ConnMaxLifetime: 30 * time.Minute,
+			ConnMaxIdleTime: 5 * time.Minute,
+		},
+		Auth:  config.AuthConfig{AccessTTL: 15 * time.Minute, RefreshTTL: 336 * time.Hour},
+		Admin: config.AdminConfig{User: "admin"},
+		Worker: config.WorkerConfig{
+			Concurrency:       10,
+			Queues:            map[string]int{"critical": 6, "default": 3, "low": 1},
+			ShutdownTimeout:   25 * time.Second,
+			MetricsAddr:       ":9091",
+			TaskCheckInterval: 10 * time.Millisecond,
+		},
+		Outbox: config.OutboxConfig{
+			PollInterval: time.Second,
+			BatchSize:    100,
+			Retention:    24 * time.Hour,
+			KeepSent:     72 * time.Hour,
+		},
+		Scheduler: config.SchedulerConfig{TimeZone: "Asia/Seoul", CatchUpWindow: time.Hour},
+	}
+	for _, getenv := range []func(string) string{nil, env(nil)} {
+		got, err := config.Load(nil, getenv)
+		if err != nil {
+			t.Fatalf("Load error: %v", err)
+		}
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("Load defaults mismatch (-want +got):\n%s", diff)
+		}
+		if got.IsProduction() {
+			t.Error("IsProduction() = true, want false")
+		}
+		if u := got.DatabaseURL(); u != "sqlite:data/moim.db" {
+			t.Errorf("DatabaseURL() = %q, want sqlite:data/moim.db", u)
+		}
+		if err := got.Validate(); err != nil {
+			t.Errorf("Validate() of the defaults: %v", err)
+		}
+	}
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	t.Parallel()
+	fileArgs := []string{"--config", "testdata/file.yaml"}
+	envVars := map[string]string{
+		"MOIM_HTTP_ADDR":            "127.0.0.1:2001",
+		"MOIM_HTTP_REQUEST_TIMEOUT": "12s",
+		"MOIM_HTTP_CORS_ORIGINS":    "https://env.example",
+		"MOIM_WORKER_QUEUES":        "fromenv=3",
+	}
+	flagArgs := []string{
+		"--http.addr=127.0.0.1:3001",
+		"--http.request_timeout", "13s",
+		"--http.cors_origins=https://flag.example",
+		"--worker.queues", "fromflag=4",
+	}
+	tests := []struct {
+		name        string
+		args        []string
+		vars        map[string]string
+		wantAddr    string
+		wantTimeout time.Duration
+		wantCORS    []string
+		wantQueues  map[string]int
+		wantTicks   map[string]string
+	}{
+		{
+			name:        "defaults",
+			wantAddr:    ":8080",
+			wantTimeout: 30 * time.Second,
+			wantQueues:  map[string]int{"critical": 6, "default": 3, "low": 1},
+		},
+		{
+			name:        "file over defaults",
+			args:        fileArgs,
+			wantAddr:    "127.0.0.1:1001",
+			wantTimeout: 11 * time.Second,
+			wantCORS:    []string{"https://file.example"},
+			wantQueues:  map[string]int{"fromfile": 2},
+			wantTicks:   map[string]string{"outbox-prune": "*/5 * * * *"},
+		},
+		{
+			name:        "env over file",
+			args:        fileArgs,
+			vars:        envVars,
+			wantAddr:    "127.0.0.1:2001",
+			wantTimeout: 12 * time.Second,
+			wantCORS:    []string{"https://env.example"},
+			wantQueues:  map[string]int{"fromenv": 3},
+			wantTicks:   map[string]string{"outbox-prune": "*/5 * * * *"},
+		},
+		{
+			name:        "env over defaults",
+			vars:        envVars,
+			wantAddr:    "127.0.0.1:2001",
+			wantTimeout: 12 * time.Second,
+			wantCORS:    []string{"https://env.example"},
+			wantQueues:  map[string]int{"fromenv": 3},
+		},
+		{
+			name:        "flags over env and file",
+			args:        append(slices.Clone(fileArgs), flagArgs...),
+			vars:        envVars,
+			wantAddr:    "127.0.0.1:3001",
+			wantTimeout: 13 * time.Second,
+			wantCORS:    []string{"https://flag.example"},
+			wantQueues:  map[string]int{"fromflag": 4},
+			wantTicks:   map[string]string{"outbox-prune": "*/5 * * * *"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := load(t, tt.args, tt.vars)
+			if c.HTTP.Addr != tt.wantAddr {
+				t.Errorf("http.addr = %q, want %q", c.HTTP.Addr, tt.wantAddr)
+			}
+			if c.HTTP.RequestTimeout != tt.wantTimeout {
+				t.Errorf("http.request_timeout = %s, want %s", c.HTTP.RequestTimeout, tt.wantTimeout)
+			}
+			if diff := cmp.Diff(tt.wantCORS, c.HTTP.CORSOrigins, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("http.cors_origins (-want +got):\n%s", diff)
+			}
+			// A map from a higher source replaces the lower one whole.
+			if diff := cmp.Diff(tt.wantQueues, c.Worker.Queues); diff != "" {
+				t.Errorf("worker.queues (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantTicks, c.Scheduler.Ticks, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("scheduler.ticks (-want +got):\n%s", diff)
+			}
+			// Keys no source sets keep their defaults.
+			if c.HTTP.ShutdownTimeout != 15*time.Second {
+				t.Errorf("http.shutdown_timeout = %s, want the default 15s", c.HTTP.ShutdownTimeout)
+			}
+		})
+	}
+}
+
+func TestLoadEnvForms(t *testing.T) {
+	t.Parallel()
+	c := load(t, nil, map[string]string{
+		"MOIM_HTTP_TRUSTED_PROXIES":    " 10.0.0.0/8, 192.168.0.0/16 ,",
+		"MOIM_HTTP_CORS_ORIGINS":       "https://a.example,https://b.example",
+		"MOIM_HTTP_BODY_LIMIT":         "2048",
+		"MOIM_WORKER_QUEUES":           "Critical=6, default=3,low=1",
+		"MOIM_SCHEDULER_TICKS":         "mission-midnight=0 0 * * *,digest=0 9,18 * * *",
+		"MOIM_DATABASE_MAX_OPEN_CONNS": "8",
+		"MOIM_OUTBOX_RETENTION":        "36h",
+		"MOIM_ENV":                     "production",
+	})
+	if diff := cmp.Diff([]string{"10.0.0.0/8", "192.168.0.0/16"}, c.HTTP.TrustedProxies); diff != "" {
+		t.Errorf("http.trusted_proxies (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"https://a.example", "https://b.example"}, c.HTTP.CORSOrigins); diff != "" {
+		t.Errorf("http.cors_origins (-want +got):\n%s", diff)
+	}
+	if c.HTTP.BodyLimit != 2048 {
+		t.Errorf("http.body_limit = %d, want 2048", c.HTTP.BodyLimit)
+	}
+	if diff := cmp.Diff(map[string]int{"critical": 6, "default": 3, "low": 1}, c.Worker.Queues); diff != "" {
+		t.Errorf("worker.queues (-want +got):\n%s", diff)
+	}
+	// A cron spec may hold commas; a piece without "=" continues the spec.
+	wantTicks := map[string]string{"mission-midnight": "0 0 * * *", "digest": "0 9,18 * * *"}
+	if diff := cmp.Diff(wantTicks, c.Scheduler.Ticks); diff != "" {
+		t.Errorf("scheduler.ticks (-want +got):\n%s", diff)
+	}
+	if c.Database.MaxOpenConns != 8 {
+		t.Errorf("database.max_open_conns = %d, want 8", c.Database.MaxOpenConns)
+	}
+	if c.Outbox.Retention != 36*time.Hour {
+		t.Errorf("outbox.retention = %s, want 36h", c.Outbox.Retention)
+	}
+	if !c.IsProduction() || c.Log.Format != "json" {
+		t.Errorf("env=production: IsProduction() = %v, log.format = %q; want true, json", c.IsProduction(), c.Log.Format)
+	}
+}
+
+func TestLoadMapFlagRepeated(t *testing.T) {
+	t.Parallel()
+	c := load(t, []string{"--worker.queues", "a=1", "--worker.queues=b=2,c=3", "--scheduler.ticks", "digest=0 9,18 * * *"}, nil)
+	if diff := cmp.Diff(map[string]int{"a": 1, "b": 2, "c": 3}, c.Worker.Queues); diff != "" {
+		t.Errorf("worker.queues (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"digest": "0 9,18 * * *"}, c.Scheduler.Ticks); diff != "" {
+		t.Errorf("scheduler.ticks (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadBadValues(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		vars map[string]string
+		want []string // lines of the error
+	}{
+		{
+			name: "env values that do not parse",
+			vars: map[string]string{
+				"MOIM_HTTP_REQUEST_TIMEOUT": "soon",
+				"MOIM_WORKER_CONCURRENCY":   "ten",
+				"MOIM_AUTH_ACCESS_TTL":      "15",
+			},
+			want: []string{
+				"auth.access_ttl: must be a duration such as 500ms, 5s, 15m or 336h",
+				"http.request_timeout: must be a duration such as 500ms, 5s, 15m or 336h",
+				"worker.concurrency: must be a whole number",
+			},
+		},
+		{
+			name: "queue without weight",
+			vars: map[string]string{"MOIM_WORKER_QUEUES": "critical=6,default"},
+			want: []string{`worker.queues: "default" is not name=value`},
+		},
+		{
+			name: "queue weight not a number",
+			vars: map[string]string{"MOIM_WORKER_QUEUES": "critical=high"},
+			want: []string{`worker.queues: weight of "critical" must be a whole number`},
+		},
+		{
+			name: "tick without name",
+			vars: map[string]string{"MOIM_SCHEDULER_TICKS": "=@hourly"},
+			want: []string{`scheduler.ticks: "=@hourly" has no name`},
+		},
+		{
+			name: "bare number as duration in the file",
+			args: []string{"--config", "testdata/numeric_duration.yaml"},
+			want: []string{"http.request_timeout: must be a duration with a unit, such as 5s, 15m or 336h"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.Load(tt.args, env(tt.vars))
+			if err == nil {
+				t.Fatalf("Load = %+v, want an error", c)
+			}
+			if diff := cmp.Diff(tt.want, lines(err)); diff != "" {
+				t.Errorf("error lines (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLoadConfigFileSources(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		args     []string
+		vars     map[string]string
+		wantAddr string
+	}{
+		{"MOIM_CONFIG", nil, map[string]string{"MOIM_CONFIG": "testdata/file.yaml"}, "127.0.0.1:1001"},
+		{"--config", []string{"--config", "testdata/other.yaml"}, nil, "127.0.0.1:2002"},
+		{"--config=", []string{"--config=testdata/other.yaml"}, nil, "127.0.0.1:2002"},
+		{"--config wins over MOIM_CONFIG", []string{"--config", "testdata/other.yaml"}, map[string]string{"MOIM_CONFIG": "testdata/file.yaml"}, "127.0.0.1:2002"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := load(t, tt.args, tt.vars)
+			if c.HTTP.Addr != tt.wantAddr {
+				t.Errorf("http.addr = %q, want %q", c.HTTP.Addr, tt.wantAddr)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		vars map[string]string
+	}{
+		{"flag", []string{"--config", "testdata/nope.yaml"}, nil},
+		{"env", nil, map[string]string{"MOIM_CONFIG": "testdata/nope.yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(tt.args, env(tt.vars))
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("Load error = %v, want fs.ErrNotExist", err)
+			}
+			if !strings.Contains(err.Error(), "testdata/nope.yaml") {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestLoadUnknownKeys(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load([]string{"--config", "testdata/unknown.yaml"}, nil)
+	if err == nil {
+		t.Fatal("Load succeeded, want an error naming the unknown keys")
+	}
+	if !strings.Contains(err.Error(), "unknown keys: bogus, http.adr") {
+		t.Errorf("error = %q, want it to name bogus and http.adr", err)
+	}
+	if strings.Contains(err.Error(), "worker.queues") {
+		t.Errorf("error = %q names a queue, but queue names are free-form", err)
+	}
+}
+
+func TestLoadFlagErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		wantIs  error
+	}{
+		{"help", []string{"--help"}, "", pflag.ErrHelp},
+		{"unknown flag", []string{"--http.adr=:1"}, "unknown flag: --http.adr", nil},
+		{"bad typed value", []string{"--worker.concurrency=many"}, "worker.concurrency", nil},
+		{"positional argument", []string{"--http.addr=:1", "extra"}, "unexpected arguments: extra", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(tt.args, nil)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("error = %v, want errors.Is %v", err, tt.wantIs)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error = %q, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestFlagSetHasEveryKey(t *testing.T) {
+	t.Parallel()
+	fset := config.FlagSet("moim")
+	usage := fset.FlagUsages()
+	if fset.Lookup("config") == nil {
+		t.Error("no --config flag")
+	}
+	for key := range config.Default().Masked() {
+		if fset.Lookup(key) == nil {
+			t.Errorf("no flag --%s", key)
+		}
+		if !strings.Contains(usage, config.EnvName(key)) {
+			t.Errorf("usage does not mention %s", config.EnvName(key))
+		}
+	}
+	if got := config.EnvName("http.read_header_timeout"); got != "MOIM_HTTP_READ_HEADER_TIMEOUT" {
+		t.Errorf("EnvName = %q, want MOIM_HTTP_READ_HEADER_TIMEOUT", got)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	const dbPassword = "db-pass-do-not-print"
+	const shortKey = "short-jwt-key-do-not-print"
+	c := load(t, nil, map[string]string{
+		"MOIM_ENV":                     "staging",
+		"MOIM_LOG_LEVEL":               "loud",
+		"MOIM_HTTP_ADDR":               "8080",
+		"MOIM_HTTP_BODY_LIMIT":         "0",
+		"MOIM_HTTP_SHUTDOWN_TIMEOUT":   "-1s",
+		"MOIM_HTTP_TRUSTED_PROXIES":    "10.0.0.1",
+		"MOIM_DATABASE_URL":            "oracle://scott:" + dbPassword + "@db/orcl",
+		"MOIM_DATABASE_MAX_OPEN_CONNS": "2",
+		"MOIM_DATABASE_MAX_IDLE_CONNS": "5",
+		"MOIM_REDIS_URL":               "http://cache:6379",
+		"MOIM_AUTH_JWT_KEY":            shortKey,
+		"MOIM_WORKER_CONCURRENCY":      "0",
+		"MOIM_WORKER_QUEUES":           "critical=0",
+		"MOIM_OUTBOX_POLL_INTERVAL":    "0s",
+		"MOIM_SCHEDULER_TIMEZONE":      "Mars/Olympus_Mons",
+	})
+	err := c.Validate()
+	want := []string{
+		"auth.jwt_key: must be at least 32 bytes",
+		"database.max_idle_conns: must not exceed database.max_open_conns",
+		"database.url: must start with postgres://, postgresql://, mysql:// or sqlite:",
+		"env: must be local or production",
+		`http.addr: must be host:port`,
+		"http.body_limit: must be a positive number of bytes",
+		"http.shutdown_timeout: must be a positive duration",
+		`http.trusted_proxies: "10.0.0.1" is not a CIDR (write 10.0.0.1/32 for one address)`,
+		"log.level: must be debug, info, warn or error",
+		"outbox.poll_interval: must be a positive duration",
+		"redis.url: must start with redis:// or rediss://",
+		`scheduler.timezone: "Mars/Olympus_Mons" is not a known time zone`,
+		"worker.concurrency: must be between 1 and 1000",
+		`worker.queues: weight of "critical" must be at least 1`,
+	}
+	if diff := cmp.Diff(want, lines(err)); diff != "" {
+		t.Errorf("Validate lines (-want +got):\n%s", diff)
+	}
+	for _, secret := range []string{dbPassword, shortKey} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("Validate error reveals a secret: %q", err)
+		}
+	}
+}
+
+func TestValidateRules(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		mutate func(c *config.Config)
+		want   string // the one error line; "" for valid
+	}{
+		{"sqlite file", func(c *config.Config) { c.Database.URL = "sqlite:/var/lib/moim.db" }, ""},
+		{"sqlite memory", func(c *config.Config) { c.Database.URL = "sqlite::memory:" }, ""},
+		{"sqlite without path", func(c *config.Config) { c.Database.URL = "sqlite:" }, "database.url: sqlite: needs a file path (sqlite:data/moim.db) or :memory: (sqlite::memory:)"},
+		{"postgres", func(c *config.Config) { c.Database.URL = "postgres://u:p@127.0.0.1:5432/moim?sslmode=disable" }, ""},
+		{"mysql", func(c *config.Config) { c.Database.URL = "mysql://root@127.0.0.1:3306/test" }, ""},
+		{"mysql without slashes", func(c *config.Config) { c.Database.URL = "mysql:root@tcp(db)/moim" }, "database.url: must be a URL such as mysql://user:pass@host:port/dbname"},
+		{"postgres without host", func(c *config.Config) { c.Database.URL = "postgres:///moim" }, "database.url: has no host"},
+		{"redis", func(c *config.Config) { c.Redis.URL = "redis://:p@127.0.0.1:6379/0" }, ""},
+		{"rediss", func(c *config.Config) { c.Redis.URL = "rediss://cache.example:6380/1" }, ""},
+		{"redis bad db", func(c *config.Config) { c.Redis.URL = "redis://127.0.0.1:6379/x" }, "redis.url: must be redis://[:password@]host:port/db (or rediss://)"},
+		{"idle equal to open", func(c *config.Config) { c.Database.MaxOpenConns, c.Database.MaxIdleConns = 4, 4 }, ""},
+		{"idle set, open computed", func(c *config.Config) { c.Database.MaxIdleConns = 50 }, ""},
+		{"negative pool", func(c *config.Config) { c.Database.MaxOpenConns = -1 }, "database.max_open_conns: must not be negative"},
+		{"port zero", func(c *config.Config) { c.HTTP.Addr = "127.0.0.1:0" }, ""},
+		{"named port", func(c *config.Config) { c.HTTP.Addr = "localhost:http" }, "http.addr: must be host:port"},
+		{"metrics off", func(c *config.Config) { c.Worker.MetricsAddr = "" }, ""},
+		{"metrics bad", func(c *config.Config) { c.Worker.MetricsAddr = "9091" }, "worker.metrics_addr: must be host:port or empty"},
+		{"cors any", func(c *config.Config) { c.HTTP.CORSOrigins = []string{"*", "https://*.example.com"} }, ""},
+		{"cors with path", func(c *config.Config) { c.HTTP.CORSOrigins = []string{"https://app.example/x"} }, `http.cors_origins: "https://app.example/x" must be * or an origin such as https://app.example.com`},
+		{"public url", func(c *config.Config) { c.HTTP.PublicURL = "https://moim.example/base" }, ""},
+		{"public url without scheme", func(c *config.Config) { c.HTTP.PublicURL = "moim.example" }, "http.public_url: must be an http:// or https:// URL"},
+		{"catch-up off", func(c *config.Config) { c.Scheduler.CatchUpWindow = 0 }, ""},
+		{"catch-up negative", func(c *config.Config) { c.Scheduler.CatchUpWindow = -time.Minute }, "scheduler.catch_up_window: must not be negative"},
+		{"empty tick spec", func(c *config.Config) { c.Scheduler.Ticks = map[string]string{"digest": " "} }, `scheduler.ticks: spec of "digest" is empty`},
+		{"no queues", func(c *config.Config) { c.Worker.Queues = nil }, "worker.queues: must name at least one queue"},
+		{"concurrency max", func(c *config.Config) { c.Worker.Concurrency = 1000 }, ""},
+		{"concurrency over max", func(c *config.Config) { c.Worker.Concurrency = 1001 }, "worker.concurrency: must be between 1 and 1000"},
+		{"batch size zero", func(c *config.Config) { c.Outbox.BatchSize = 0 }, "outbox.batch_size: must be at least 1"},
+		{"refresh shorter than access", func(c *config.Config) { c.Auth.RefreshTTL = time.Minute }, "auth.refresh_ttl: must be longer than auth.access_ttl"},
+		{"jwt key 32 bytes", func(c *config.Config) { c.Auth.JWTKey = strings.Repeat("k", 32) }, ""},
+		{"admin user with colon", func(c *config.Config) { c.Admin.User = "ad:min" }, "admin.user: must not contain ':'"},
+		{"admin email", func(c *config.Config) { c.Admin.Email = "ops@example.com" }, ""},
+		{"admin email with name", func(c *config.Config) { c.Admin.Email = "Ops <ops@example.com>" }, "admin.email: must be a bare e-mail address such as ops@example.com"},
+		{"log format", func(c *config.Config) { c.Log.Format = "xml" }, "log.format: must be text or json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := load(t, nil, nil)
+			tt.mutate(c)
+			var want []string
+			if tt.want != "" {
+				want = []string{tt.want}
+			}
+			if diff := cmp.Diff(want, lines(c.Validate())); diff != "" {
+				t.Errorf("Validate lines (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestProductionRequiresSecrets(t *testing.T) {
+	t.Parallel()
+	c := load(t, nil, map[string]string{"MOIM_ENV": "production"})
+	generated, err := c.FillLocalSecrets()
+	if err != nil || len(generated) != 0 {
+		t.Fatalf("FillLocalSecrets in production = %v, %v; want nothing", generated, err)
+	}
+	if c.Auth.JWTKey != "" || c.Admin.Password != "" {
+		t.Error("FillLocalSecrets set a secret in production")
+	}
+	if u := c.DatabaseURL(); u != "" {
+		t.Errorf("DatabaseURL() in production = %q, want empty (no SQLite fallback)", u)
+	}
+	want := []string{
+		"admin.password: required in production",
+		"auth.jwt_key: required in production",
+		"database.url: required in production",
+		"redis.url: required in production",
+	}
+	if diff := cmp.Diff(want, lines(c.Validate())); diff != "" {
+		t.Errorf("Validate lines (-want +got):\n%s", diff)
+	}
+
+	full := load(t, nil, map[string]string{
+		"MOIM_ENV":            "production",
+		"MOIM_DATABASE_URL":   "postgres://moim:pw@db:5432/moim",
+		"MOIM_REDIS_URL":      "redis://:pw@cache:6379/0",
+		"MOIM_AUTH_JWT_KEY":   strings.Repeat("k", 32),
+		"MOIM_ADMIN_PASSWORD": "a-long-admin-password",
+	})
+	if err := full.Validate(); err != nil {
+		t.Errorf("Validate of a complete production config: %v", err)
+	}
+}
+
+func TestFillLocalSecrets(t *testing.T) {
+	t.Parallel()
+	c := load(t, nil, nil)
+	generated, err := c.FillLocalSecrets()
+	if err != nil {
+		t.Fatalf("FillLocalSecrets: %v", err)
+	}
+	if diff := cmp.Diff([]string{"auth.jwt_key", "admin.password"}, generated); diff != "" {
+		t.Errorf("generated keys (-want +got):\n%s", diff)
+	}
+	key, err := base64.StdEncoding.DecodeString(c.Auth.JWTKey)
+	if err != nil || len(key) != 32 {
+		t.Errorf("auth.jwt_key decodes to %d bytes (err %v), want 32 random bytes in base64", len(key), err)
+	}
+	if c.Admin.Password == "" {
+		t.Error("admin.password is still empty")
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate after FillLocalSecrets: %v", err)
+	}
+	again, err := c.FillLocalSecrets()
+	if err != nil || len(again) != 0 {
+		t.Errorf("second FillLocalSecrets = %v, %v; want nothing to fill", again, err)
+	}
+
+	other := load(t, nil, nil)
+	if _, err := other.FillLocalSecrets(); err != nil {
+		t.Fatalf("FillLocalSecrets: %v", err)
+	}
+	if other.Auth.JWTKey == c.Auth.JWTKey || other.Admin.Password == c.Admin.Password {
+		t.Error("two configs got the same generated secrets")
+	}
+
+	preset := load(t, nil, map[string]string{"MOIM_AUTH_JWT_KEY": strings.Repeat("p", 40)})
+	generated, err = preset.FillLocalSecrets()
+	if err != nil {
+		t.Fatalf("FillLocalSecrets: %v", err)
+	}
+	if diff := cmp.Diff([]string{"admin.password"}, generated); diff != "" {
+		t.Errorf("generated keys with a preset jwt key (-want +got):\n%s", diff)
+	}
+	if preset.Auth.JWTKey != strings.Repeat("p", 40) {
+		t.Error("FillLocalSecrets replaced a configured jwt key")
+	}
+}
+
+func TestLogValueMasksSecrets(t *testing.T) {
+	t.Parallel()
+	secrets := map[string]string{
+		"jwt":   "jwt-secret-value-0123456789abcdef-0123",
+		"admin": "admin-secret-password",
+		"db":    "db-secret-password",
+		"redis": "redis-secret-password",
+	}
+	c := load(t, nil, map[string]string{
+		"MOIM_AUTH_JWT_KEY":   secrets["jwt"],
+		"MOIM_ADMIN_PASSWORD": secrets["admin"],
+		"MOIM_DATABASE_URL":   "postgres://moim:" + secrets["db"] + "@db.example:5432/moim?sslmode=require",
+		"MOIM_REDIS_URL":      "redis://:" + secrets["redis"] + "@cache.example:6379/0",
+	})
+
+	var text, js bytes.Buffer
+	slog.New(slog.NewTextHandler(&text, nil)).Info("starting", slog.Any("config", c))
+	slog.New(slog.NewTextHandler(&text, nil)).Info("by value", slog.Any("config", *c))
+	slog.New(slog.NewJSONHandler(&js, nil)).Info("starting", slog.Any("config", c))
+	masked, err := json.Marshal(c.Masked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string]string{"text": text.String(), "json": js.String(), "Masked": string(masked)} {
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Errorf("%s output reveals %q:\n%s", name, s, out)
+			}
+		}
+		for _, want := range []string{
+			"postgres://moim:****@db.example:5432/moim?sslmode=require",
+			"redis://:****@cache.example:6379/0",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s output lacks %q:\n%s", name, want, out)
+			}
+		}
+	}
+
+	// The JSON form keeps sections as objects and durations readable.
+	var rec struct {
+		Config struct {
+			HTTP  map[string]any `json:"http"`
+			Auth  map[string]any `json:"auth"`
+			Admin map[string]any `json:"admin"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &rec); err != nil {
+		t.Fatalf("decode JSON log: %v", err)
+	}
+	if got := rec.Config.Auth["jwt_key"]; got != "****" {
+		t.Errorf("auth.jwt_key logged as %v, want ****", got)
+	}
+	if got := rec.Config.Admin["password"]; got != "****" {
+		t.Errorf("admin.password logged as %v, want ****", got)
+	}
+	if got := rec.Config.HTTP["request_timeout"]; got != "30s" {
+		t.Errorf("http.request_timeout logged as %v, want 30s", got)
+	}
+
+	unset := load(t, nil, nil).Masked()
+	for _, key := range []string{"auth.jwt_key", "admin.password", "redis.url"} {
+		if unset[key] != "" {
+			t.Errorf("Masked()[%s] = %v for an unset secret, want empty", key, unset[key])
+		}
+	}
+	if got := unset["database.url"]; got != "sqlite:data/moim.db" {
+		t.Errorf("Masked()[database.url] = %v, want the effective sqlite:data/moim.db", got)
+	}
+}
+
+func TestMaskedURLForms(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		url, want string
+	}{
+		{"mysql://moim:pa%40ss@db:3306/moim", "mysql://moim:****@db:3306/moim"},
+		{"postgres://moim@db/moim?password=qs-secret&sslmode=disable", "postgres://moim@db/moim?password=****&sslmode=disable"},
+		{"postgres://db/moim", "postgres://db/moim"},
+		{"sqlite::memory:", "sqlite::memory:"},
+		{"postgres://moim:bad%zzsecret@db/moim", "****"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			t.Parallel()
+			c := load(t, nil, map[string]string{"MOIM_DATABASE_URL": tt.url})
+			if got := c.Masked()["database.url"]; got != tt.want {
+				t.Errorf("masked %q = %q, want %q", tt.url, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewLoggerAddsRequestID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		format string
+		want   string
+	}{
+		{"json", `"request_id":"req-123"`},
+		{"text", "request_id=req-123"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.format, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			logger := config.NewLogger(&buf, config.LogConfig{Level: "info", Format: tt.format})
+			ctx := domain.WithRequestID(context.Background(), "req-123")
+
+			logger.InfoContext(ctx, "with id")
+			logger.With(slog.String("component", "api")).WarnContext(ctx, "derived logger")
+			logger.InfoContext(context.Background(), "without id")
+			logger.DebugContext(ctx, "below level")
+
+			got := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			if len(got) != 3 {
+				t.Fatalf("got %d lines, want 3 (debug filtered):\n%s", len(got), buf.String())
+			}
+			for _, line := range got[:2] {
+				if !strings.Contains(line, tt.want) {
+					t.Errorf("line lacks %s: %s", tt.want, line)
+				}
+			}
+			if strings.Contains(got[2], "request_id") {
+				t.Errorf("line without a request id has one: %s", got[2])
+			}
+			if tt.format == "json" {
+				var rec map[string]any
+				if err := json.Unmarshal([]byte(got[0]), &rec); err != nil {
+					t.Errorf("json line does not decode: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestNewLoggerLevels(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		level     string
+		wantLines int // of debug, info, warn, error
+	}{
+		{"debug", 4}, {"info", 3}, {"warn", 2}, {"error", 1}, {"", 3},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("level %q", tt.level), func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			logger := config.NewLogger(&buf, config.LogConfig{Level: tt.level, Format: "text"})
+			logger.Debug("d")
+			logger.Info("i")
+			logger.Warn("w")
+			logger.Error("e")
+			if got := strings.Count(buf.String(), "\n"); got != tt.wantLines {
+				t.Errorf("lines = %d, want %d:\n%s", got, tt.wantLines, buf.String())
+			}
+		})
+	}
+}
+
+// TestExampleFile keeps config.example.yaml honest: it must load to exactly
+// the defaults, and name every key with a comment.
+func TestExampleFile(t *testing.T) {
+	t.Parallel()
+	const path = "../config.example.yaml"
+	fromFile := load(t, []string{"--config", path}, nil)
+	defaults := load(t, nil, nil)
+	if diff := cmp.Diff(defaults, fromFile, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("config.example.yaml differs from the defaults (-defaults +file):\n%s", diff)
+	}
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("parse %s: %v", path, err)
+	}
+	for key := range config.Default().Masked() {
+		node := doc.Content[0]
+		var keyNode *yaml.Node
+		for _, part := range strings.Split(key, ".") {
+			keyNode, node = lookup(node, part)
+			if node == nil {
+				break
+			}
+		}
+		if node == nil {
+			t.Errorf("%s: key %s is missing", path, key)
+			continue
+		}
+		if strings.TrimSpace(keyNode.HeadComment+keyNode.LineComment) == "" {
+			t.Errorf("%s: key %s has no comment", path, key)
+		}
+	}
+}
+
+// lookup returns the key and value nodes of name in mapping m.
+func lookup(m *yaml.Node, name string) (*yaml.Node, *yaml.Node) {
+	if m.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == name {
+			return m.Content[i], m.Content[i+1]
+		}
+	}
+	return nil, nil
+}
+
+// TestLoadConcurrent shows Load keeps no shared state: each call sees only
+// its own arguments and environment.
+func TestLoadConcurrent(t *testing.T) {
+	t.Parallel()
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			addr := fmt.Sprintf("127.0.0.1:%d", 9000+i)
+			queue := fmt.Sprintf("q%d", i)
+			c, err := config.Load([]string{"--worker.concurrency", fmt.Sprint(i + 1)},
+				env(map[string]string{"MOIM_HTTP_ADDR": addr, "MOIM_WORKER_QUEUES": queue + "=1"}))
+			switch {
+			case err != nil:
+				errs <- err
+			case c.HTTP.Addr != addr || c.Worker.Concurrency != i+1 || len(c.Worker.Queues) != 1 || c.Worker.Queues[queue] != 1:
+				errs <- fmt.Errorf("load %d got addr %s, concurrency %d, queues %v", i, c.HTTP.Addr, c.Worker.Concurrency, c.Worker.Queues)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

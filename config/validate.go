@@ -1,0 +1,280 @@
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// minJWTKeyLen is the shortest accepted token key: HMAC-SHA256 wants a key
+// at least as long as its 32-byte output.
+const minJWTKeyLen = 32
+
+// Validate reports every problem at once, joined with errors.Join, one
+// "key: problem" line each. Values of secrets and URLs never appear in it.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			add(key, "must be a positive duration")
+		}
+	}
+
+	if c.Env != EnvLocal && c.Env != EnvProduction {
+		add("env", "must be %s or %s", EnvLocal, EnvProduction)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "must be debug, info, warn or error")
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		add("log.format", "must be text or json")
+	}
+
+	if !validAddr(c.HTTP.Addr) {
+		add("http.addr", "must be host:port")
+	}
+	positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+	positive("http.request_timeout", c.HTTP.RequestTimeout)
+	positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	if c.HTTP.BodyLimit <= 0 {
+		add("http.body_limit", "must be a positive number of bytes")
+	}
+	for _, p := range c.HTTP.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			add("http.trusted_proxies", "%q is not a CIDR (write 10.0.0.1/32 for one address)", p)
+		}
+	}
+	for _, o := range c.HTTP.CORSOrigins {
+		if o != "*" && !validHTTPURL(o, false) {
+			add("http.cors_origins", "%q must be * or an origin such as https://app.example.com", o)
+		}
+	}
+	if c.HTTP.PublicURL != "" && !validHTTPURL(c.HTTP.PublicURL, true) {
+		add("http.public_url", "must be an http:// or https:// URL")
+	}
+
+	if c.Database.URL != "" {
+		if problem := databaseURLProblem(c.Database.URL); problem != "" {
+			add("database.url", "%s", problem)
+		}
+	}
+	if c.Database.MaxOpenConns < 0 {
+		add("database.max_open_conns", "must not be negative")
+	}
+	if c.Database.MaxIdleConns < 0 {
+		add("database.max_idle_conns", "must not be negative")
+	}
+	if c.Database.MaxOpenConns > 0 && c.Database.MaxIdleConns > c.Database.MaxOpenConns {
+		add("database.max_idle_conns", "must not exceed database.max_open_conns")
+	}
+	positive("database.conn_max_lifetime", c.Database.ConnMaxLifetime)
+	positive("database.conn_max_idle_time", c.Database.ConnMaxIdleTime)
+
+	if c.Redis.URL != "" {
+		if problem := redisURLProblem(c.Redis.URL); problem != "" {
+			add("redis.url", "%s", problem)
+		}
+	}
+
+	if c.Auth.JWTKey != "" && len(c.Auth.JWTKey) < minJWTKeyLen {
+		add("auth.jwt_key", "must be at least %d bytes", minJWTKeyLen)
+	}
+	positive("auth.access_ttl", c.Auth.AccessTTL)
+	positive("auth.refresh_ttl", c.Auth.RefreshTTL)
+	if c.Auth.AccessTTL > 0 && c.Auth.RefreshTTL > 0 && c.Auth.RefreshTTL <= c.Auth.AccessTTL {
+		add("auth.refresh_ttl", "must be longer than auth.access_ttl")
+	}
+
+	switch {
+	case c.Admin.User == "":
+		add("admin.user", "must not be empty")
+	case strings.Contains(c.Admin.User, ":"):
+		// Basic auth cannot carry a user name with a colon.
+		add("admin.user", "must not contain ':'")
+	}
+	if c.Admin.Email != "" {
+		if a, err := mail.ParseAddress(c.Admin.Email); err != nil || a.Address != c.Admin.Email {
+			add("admin.email", "must be a bare e-mail address such as ops@example.com")
+		}
+	}
+
+	if c.Worker.Concurrency < 1 || c.Worker.Concurrency > 1000 {
+		add("worker.concurrency", "must be between 1 and 1000")
+	}
+	if len(c.Worker.Queues) == 0 {
+		add("worker.queues", "must name at least one queue")
+	}
+	for _, name := range sortedKeys(c.Worker.Queues) {
+		switch {
+		case name == "":
+			add("worker.queues", "a queue name is empty")
+		case c.Worker.Queues[name] < 1:
+			add("worker.queues", "weight of %q must be at least 1", name)
+		}
+	}
+	positive("worker.shutdown_timeout", c.Worker.ShutdownTimeout)
+	if c.Worker.MetricsAddr != "" && !validAddr(c.Worker.MetricsAddr) {
+		add("worker.metrics_addr", "must be host:port or empty")
+	}
+	positive("worker.task_check_interval", c.Worker.TaskCheckInterval)
+
+	positive("outbox.poll_interval", c.Outbox.PollInterval)
+	if c.Outbox.BatchSize < 1 {
+		add("outbox.batch_size", "must be at least 1")
+	}
+	positive("outbox.retention", c.Outbox.Retention)
+	positive("outbox.keep_sent", c.Outbox.KeepSent)
+
+	if c.Scheduler.TimeZone == "" {
+		add("scheduler.timezone", "must not be empty")
+	} else if _, err := time.LoadLocation(c.Scheduler.TimeZone); err != nil {
+		add("scheduler.timezone", "%q is not a known time zone", c.Scheduler.TimeZone)
+	}
+	if c.Scheduler.CatchUpWindow < 0 {
+		add("scheduler.catch_up_window", "must not be negative")
+	}
+	for _, name := range sortedKeys(c.Scheduler.Ticks) {
+		switch {
+		case name == "":
+			add("scheduler.ticks", "a tick name is empty")
+		case strings.TrimSpace(c.Scheduler.Ticks[name]) == "":
+			add("scheduler.ticks", "spec of %q is empty", name)
+		}
+	}
+
+	if c.IsProduction() {
+		for _, req := range []struct{ key, val string }{
+			{"database.url", c.Database.URL},
+			{"redis.url", c.Redis.URL},
+			{"auth.jwt_key", c.Auth.JWTKey},
+			{"admin.password", c.Admin.Password},
+		} {
+			if req.val == "" {
+				add(req.key, "required in production")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FillLocalSecrets generates throw-away values for the secrets that are
+// empty in local mode and returns their keys, so the caller can say once
+// which ones will not survive a restart. In production it does nothing:
+// Validate reports the missing ones instead.
+func (c *Config) FillLocalSecrets() ([]string, error) {
+	if c.IsProduction() {
+		return nil, nil
+	}
+	var filled []string
+	if c.Auth.JWTKey == "" {
+		key, err := randomString(32, base64.StdEncoding)
+		if err != nil {
+			return nil, fmt.Errorf("generate auth.jwt_key: %w", err)
+		}
+		c.Auth.JWTKey = key
+		filled = append(filled, "auth.jwt_key")
+	}
+	if c.Admin.Password == "" {
+		// URL-safe and unpadded so it can be typed into a Basic auth prompt.
+		pw, err := randomString(16, base64.RawURLEncoding)
+		if err != nil {
+			return nil, fmt.Errorf("generate admin.password: %w", err)
+		}
+		c.Admin.Password = pw
+		filled = append(filled, "admin.password")
+	}
+	return filled, nil
+}
+
+func randomString(n int, enc *base64.Encoding) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return enc.EncodeToString(b), nil
+}
+
+// validAddr reports whether s is host:port with a numeric port; the host may
+// be empty (all interfaces) and port 0 picks a free one.
+func validAddr(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	_, err = strconv.ParseUint(port, 10, 16)
+	return err == nil
+}
+
+// validHTTPURL reports whether s is an http(s) URL with a host; an origin
+// (withPath false) has nothing after the host.
+func validHTTPURL(s string, withPath bool) bool {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return false
+	}
+	return withPath || (u.Path == "" && u.RawQuery == "" && u.Fragment == "")
+}
+
+// databaseURLProblem describes what is wrong with a database URL, or returns
+// "". It never quotes the URL, which may hold a password.
+func databaseURLProblem(s string) string {
+	scheme, rest, _ := strings.Cut(s, ":")
+	switch scheme {
+	case "sqlite":
+		if rest == "" || strings.HasPrefix(rest, "?") {
+			return "sqlite: needs a file path (sqlite:data/moim.db) or :memory: (sqlite::memory:)"
+		}
+		return ""
+	case "postgres", "postgresql", "mysql":
+		u, err := url.Parse(s)
+		if err != nil || !strings.HasPrefix(rest, "//") {
+			return "must be a URL such as " + scheme + "://user:pass@host:port/dbname"
+		}
+		if u.Host == "" {
+			return "has no host"
+		}
+		return ""
+	default:
+		return "must start with postgres://, postgresql://, mysql:// or sqlite:"
+	}
+}
+
+// redisURLProblem describes what is wrong with a Redis URL, or returns "".
+// It never quotes the URL or the parser's error, which may hold a password.
+func redisURLProblem(s string) string {
+	scheme, _, _ := strings.Cut(s, "://")
+	if scheme != "redis" && scheme != "rediss" {
+		return "must start with redis:// or rediss://"
+	}
+	if _, err := redis.ParseURL(s); err != nil {
+		return "must be redis://[:password@]host:port/db (or rediss://)"
+	}
+	return ""
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
