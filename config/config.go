@@ -95,7 +95,7 @@ type WorkerConfig struct {
 	// reader does with every key.
 	Queues          map[string]int `mapstructure:"queues" usage:"queue weights name=weight,..."`
 	ShutdownTimeout time.Duration  `mapstructure:"shutdown_timeout" usage:"grace period for running tasks on shutdown"`
-	MetricsAddr     string         `mapstructure:"metrics_addr" usage:"host:port for /metrics and /healthz of a worker or scheduler process; empty disables"`
+	MetricsAddr     string         `mapstructure:"metrics_addr" usage:"host:port for /metrics and /healthz of a worker process; empty disables"`
 	// TaskCheckInterval is how long asynq sleeps when every queue is empty,
 	// so it bounds the latency of picking up a new task.
 	TaskCheckInterval time.Duration `mapstructure:"task_check_interval" usage:"idle poll interval; bounds task pickup latency"`
@@ -118,6 +118,8 @@ type SchedulerConfig struct {
 	// Ticks overrides cron specs by tick name; the scheduler checks the names
 	// and specs against its catalogue.
 	Ticks map[string]string `mapstructure:"ticks" usage:"cron spec overrides name=spec,..."`
+	// MetricsAddr differs from the worker's so both can share a host.
+	MetricsAddr string `mapstructure:"metrics_addr" usage:"host:port for /metrics and /healthz of a scheduler process; empty disables"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -158,6 +160,7 @@ func Default() *Config {
 			TimeZone:      "Asia/Seoul",
 			CatchUpWindow: time.Hour,
 			Ticks:         map[string]string{},
+			MetricsAddr:   ":9092",
 		},
 	}
 }

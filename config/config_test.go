@@ -82,7 +82,7 @@ func TestLoadDefaults(t *testing.T) {
 			Retention:    24 * time.Hour,
 			KeepSent:     72 * time.Hour,
 		},
-		Scheduler: config.SchedulerConfig{TimeZone: "Asia/Seoul", CatchUpWindow: time.Hour},
+		Scheduler: config.SchedulerConfig{TimeZone: "Asia/Seoul", CatchUpWindow: time.Hour, MetricsAddr: ":9092"},
 	}
 	for _, getenv := range []func(string) string{nil, env(nil)} {
 		got, err := config.Load(nil, getenv)

@@ -134,6 +134,9 @@ func (c *Config) Validate() error {
 	if c.Worker.MetricsAddr != "" && !validAddr(c.Worker.MetricsAddr) {
 		add("worker.metrics_addr", "must be host:port or empty")
 	}
+	if c.Scheduler.MetricsAddr != "" && !validAddr(c.Scheduler.MetricsAddr) {
+		add("scheduler.metrics_addr", "must be host:port or empty")
+	}
 	positive("worker.task_check_interval", c.Worker.TaskCheckInterval)
 
 	positive("outbox.poll_interval", c.Outbox.PollInterval)

@@ -1,0 +1,191 @@
+// Package httpapi is moim's HTTP layer: the chi router, its middleware, the
+// one error-code → status table, and thin handlers that decode, validate,
+// call the stores and the outbox, and encode.
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/jobs"
+)
+
+// DefaultBodyLimit caps request bodies when Deps.BodyLimit is not positive.
+const DefaultBodyLimit int64 = 1 << 20
+
+// Deps is everything the HTTP layer needs; cmd/api and cmd/moim fill it from
+// their config.
+type Deps struct {
+	Logger *slog.Logger
+	DB     *bun.DB
+	// Redis is pinged by /readyz.
+	Redis redis.UniversalClient
+	// RedisConnOpt connects the queue UI and the queue metrics inspector,
+	// which open their own clients (closed by the cleanup New returns).
+	RedisConnOpt asynq.RedisConnOpt
+	// Relay runs the transactions that write outbox rows and kicks the relay
+	// once they commit.
+	Relay *jobs.Relay
+	// Registry serves /metrics; New registers the HTTP and queue metrics in it.
+	Registry *prometheus.Registry
+	// TrustedProxies are the only peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// CORSOrigins are the browser origins allowed to call the API; none
+	// means no CORS headers at all.
+	CORSOrigins []string
+	// RequestTimeout is every request's context deadline; 0 means none.
+	RequestTimeout time.Duration
+	// BodyLimit caps request bodies in bytes; 0 means DefaultBodyLimit.
+	BodyLimit int64
+	// AdminUser and AdminPassword guard the queue UI and /v1/admin.
+	AdminUser, AdminPassword string
+	// Queues are the queue names a ping may be sent to; empty means the
+	// standard critical, default and low.
+	Queues []string
+	// NowFunc is the clock; nil means time.Now.
+	NowFunc func() time.Time
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	logger         *slog.Logger
+	db             *bun.DB
+	redis          redis.UniversalClient
+	relay          *jobs.Relay
+	queues         []string
+	now            func() time.Time
+	bodyLimit      int64
+	trustedProxies []netip.Prefix
+	admin          basicAuth
+	router         *chi.Mux
+}
+
+// New builds the API handler. The returned cleanup closes the Redis clients
+// of the queue UI and metrics and unregisters the metrics; call it after the
+// server has shut down. New fails on a misconfiguration such as a missing
+// admin password or metrics already registered in d.Registry.
+func New(d Deps) (http.Handler, func(), error) {
+	return newHandler(d, nil)
+}
+
+// newHandler is New with extra routes, which tests use to mount handlers
+// that exercise the middleware (a panicking route, say).
+func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
+	if err := checkDeps(d); err != nil {
+		return nil, nil, fmt.Errorf("httpapi: %w", err)
+	}
+	s := &server{
+		logger:         d.Logger,
+		db:             d.DB,
+		redis:          d.Redis,
+		relay:          d.Relay,
+		queues:         d.Queues,
+		now:            d.NowFunc,
+		bodyLimit:      d.BodyLimit,
+		trustedProxies: d.TrustedProxies,
+		admin:          newBasicAuth(d.AdminUser, d.AdminPassword),
+	}
+	if len(s.queues) == 0 {
+		s.queues = []string{jobs.QueueCritical, jobs.QueueDefault, jobs.QueueLow}
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.bodyLimit <= 0 {
+		s.bodyLimit = DefaultBodyLimit
+	}
+
+	metrics := newHTTPMetrics()
+	insp := asynq.NewInspector(d.RedisConnOpt)
+	collectors := append(metrics.collectors(), jobs.NewQueueMetrics(insp, 0, d.Logger))
+	var registered []prometheus.Collector
+	unregister := func() {
+		for _, c := range registered {
+			d.Registry.Unregister(c)
+		}
+	}
+	for _, c := range collectors {
+		if err := d.Registry.Register(c); err != nil {
+			unregister()
+			_ = insp.Close()
+			return nil, nil, fmt.Errorf("httpapi: register metrics: %w", err)
+		}
+		registered = append(registered, c)
+	}
+	monitor := asynqmon.New(asynqmon.Options{RootPath: queueUIPath, RedisConnOpt: d.RedisConnOpt})
+
+	r := chi.NewRouter()
+	s.router = r
+	// The access log and metrics wrap the recoverer so a panic is recorded
+	// as the 500 the client got.
+	r.Use(s.requestID, s.realIP, s.accessLog, metrics.instrument, s.recoverer)
+	if d.RequestTimeout > 0 {
+		r.Use(timeout(d.RequestTimeout))
+	}
+	r.Use(bodyLimit(s.bodyLimit))
+	if len(d.CORSOrigins) > 0 {
+		r.Use(corsHandler(d.CORSOrigins))
+	}
+	r.NotFound(s.handleNotFound)
+	r.MethodNotAllowed(s.handleMethodNotAllowed)
+
+	s.registerHealthRoutes(r, d.Registry)
+	s.registerQueueUIRoutes(r, monitor)
+	s.registerPingRoutes(r)
+	if extra != nil {
+		extra(r)
+	}
+
+	cleanup := sync.OnceFunc(func() {
+		if err := monitor.Close(); err != nil {
+			s.logger.Warn("close queue ui", slog.Any("err", err))
+		}
+		if err := insp.Close(); err != nil {
+			s.logger.Warn("close queue inspector", slog.Any("err", err))
+		}
+		unregister()
+	})
+	return r, cleanup, nil
+}
+
+// checkDeps reports every missing dependency at once.
+func checkDeps(d Deps) error {
+	var errs []error
+	if d.Logger == nil {
+		errs = append(errs, errors.New("logger is required"))
+	}
+	if d.DB == nil {
+		errs = append(errs, errors.New("database is required"))
+	}
+	if d.Redis == nil {
+		errs = append(errs, errors.New("redis client is required"))
+	}
+	if d.RedisConnOpt == nil {
+		errs = append(errs, errors.New("redis connection option is required"))
+	}
+	if d.Relay == nil {
+		errs = append(errs, errors.New("outbox relay is required"))
+	}
+	if d.Registry == nil {
+		errs = append(errs, errors.New("metrics registry is required"))
+	}
+	if d.AdminUser == "" {
+		errs = append(errs, errors.New("admin user is required"))
+	}
+	if d.AdminPassword == "" {
+		errs = append(errs, errors.New("admin password is required"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,277 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	_ "modernc.org/sqlite"
+
+	"github.com/moim/moim/cmd/api/httpapi"
+	"github.com/moim/moim/jobs"
+	"github.com/moim/moim/jobs/jobstest"
+)
+
+const (
+	adminUser     = "ops"
+	adminPassword = "correct horse"
+	// testBodyLimit is small so the 413 case needs no large body.
+	testBodyLimit = 1024
+)
+
+// env is what several handlers of one test share: a database, a Redis and
+// an outbox relay (not running: tests look at the outbox rows themselves).
+type env struct {
+	db       *bun.DB
+	redisOpt asynq.RedisClientOpt
+	redis    redis.UniversalClient
+	relay    *jobs.Relay
+}
+
+// newEnv wires bdb to a Redis of the test's own.
+func newEnv(t *testing.T, bdb *bun.DB) *env {
+	t.Helper()
+	opt := jobstest.RedisOpt(t)
+	client := opt.MakeRedisClient()
+	rdb, ok := client.(redis.UniversalClient)
+	if !ok {
+		t.Fatalf("redis client is %T", client)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	relay, err := jobs.NewRelay(bdb, jobs.RelayParams{Redis: opt})
+	if err != nil {
+		t.Fatalf("new relay: %v", err)
+	}
+	t.Cleanup(func() { _ = relay.Close() })
+	return &env{db: bdb, redisOpt: opt, redis: rdb, relay: relay}
+}
+
+// openSQLite opens an empty in-memory SQLite database for tests that only
+// need a database to ping.
+func openSQLite(t *testing.T) *bun.DB {
+	t.Helper()
+	sqldb, err := sql.Open("sqlite", "file::memory:")
+	if err != nil {
+		t.Fatalf("open sqlite: %v", err)
+	}
+	bdb := bun.NewDB(sqldb, sqlitedialect.New())
+	t.Cleanup(func() { _ = bdb.Close() })
+	return bdb
+}
+
+// testServer is one httpapi handler behind a real HTTP server.
+type testServer struct {
+	url  string
+	logs *logBuffer
+	reg  *prometheus.Registry
+}
+
+// deps returns the Deps a test server starts from.
+func (e *env) deps(logs *logBuffer, reg *prometheus.Registry) httpapi.Deps {
+	return httpapi.Deps{
+		Logger:         slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		DB:             e.db,
+		Redis:          e.redis,
+		RedisConnOpt:   e.redisOpt,
+		Relay:          e.relay,
+		Registry:       reg,
+		RequestTimeout: 10 * time.Second,
+		BodyLimit:      testBodyLimit,
+		AdminUser:      adminUser,
+		AdminPassword:  adminPassword,
+		Queues:         []string{jobs.QueueCritical, jobs.QueueDefault, jobs.QueueLow},
+	}
+}
+
+// newServer starts the API over e; mutate adjusts the Deps and extra mounts
+// test-only routes (either may be nil).
+func newServer(t *testing.T, e *env, mutate func(*httpapi.Deps), extra func(chi.Router)) *testServer {
+	t.Helper()
+	logs := &logBuffer{}
+	reg := prometheus.NewRegistry()
+	d := e.deps(logs, reg)
+	if mutate != nil {
+		mutate(&d)
+	}
+	h, cleanup, err := httpapi.NewWithRoutes(d, extra)
+	if err != nil {
+		t.Fatalf("new handler: %v", err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		cleanup()
+	})
+	return &testServer{url: srv.URL, logs: logs, reg: reg}
+}
+
+// auth is how a test request authenticates.
+type auth int
+
+const (
+	authNone auth = iota
+	authAdmin
+	authWrongPassword
+	authWrongUser
+)
+
+// request is one test request.
+type request struct {
+	method      string
+	path        string
+	auth        auth
+	contentType string // defaults to application/json when body is set
+	body        string
+	header      map[string]string
+}
+
+// do sends req and returns the response with its body read.
+func (s *testServer) do(t *testing.T, req request) (*http.Response, []byte) {
+	t.Helper()
+	var body io.Reader
+	if req.body != "" {
+		body = strings.NewReader(req.body)
+	}
+	r, err := http.NewRequestWithContext(t.Context(), req.method, s.url+req.path, body)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	switch {
+	case req.contentType != "":
+		r.Header.Set("Content-Type", req.contentType)
+	case req.body != "":
+		r.Header.Set("Content-Type", "application/json")
+	}
+	switch req.auth {
+	case authAdmin:
+		r.SetBasicAuth(adminUser, adminPassword)
+	case authWrongPassword:
+		r.SetBasicAuth(adminUser, "wrong")
+	case authWrongUser:
+		r.SetBasicAuth("root", adminPassword)
+	}
+	for k, v := range req.header {
+		r.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.method, req.path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return resp, b
+}
+
+// apiError is the error envelope as a client sees it.
+type apiError struct {
+	Error struct {
+		Code    string  `json:"code"`
+		Message string  `json:"message"`
+		Field   *string `json:"field"`
+	} `json:"error"`
+}
+
+// checkError asserts resp is the error envelope with the given status and
+// code (and field, when wantField is not "").
+func checkError(t *testing.T, resp *http.Response, body []byte, wantStatus int, wantCode, wantField string) {
+	t.Helper()
+	if resp.StatusCode != wantStatus {
+		t.Fatalf("status = %d, want %d (body %s)", resp.StatusCode, wantStatus, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	var e apiError
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		t.Fatalf("body %s is not the error envelope: %v", body, err)
+	}
+	if e.Error.Code != wantCode {
+		t.Errorf("code = %q, want %q", e.Error.Code, wantCode)
+	}
+	if e.Error.Message == "" {
+		t.Error("message is empty")
+	}
+	gotField := ""
+	if e.Error.Field != nil {
+		gotField = *e.Error.Field
+		if gotField == "" {
+			t.Error(`"field" present but empty`)
+		}
+	}
+	if gotField != wantField {
+		t.Errorf("field = %q, want %q", gotField, wantField)
+	}
+}
+
+// logBuffer collects JSON log lines written concurrently by the server.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// records returns the log lines so far, decoded.
+func (b *logBuffer) records(t *testing.T) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	data := bytes.Clone(b.buf.Bytes())
+	b.mu.Unlock()
+	var out []map[string]any
+	for line := range bytes.Lines(data) {
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// waitFor polls the log until a record with message msg and request id id
+// appears. The access log is written after the response is sent, so the
+// client can see the answer before the line exists.
+func (b *logBuffer) waitFor(t *testing.T, msg, id string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, rec := range b.records(t) {
+			if rec["msg"] == msg && rec["request_id"] == id {
+				return rec
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q log line for request %s in:\n%s", msg, id, b.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

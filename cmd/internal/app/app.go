@@ -1,0 +1,458 @@
+// Package app wires moim's processes from configuration: the API, the worker,
+// the scheduler and the outbox relay. The binaries in cmd/ are thin mains
+// over Run; cmd/moim runs every role in one process for local use.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/pflag"
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/cmd/api/httpapi"
+	"github.com/moim/moim/cmd/scheduler/cronrun"
+	"github.com/moim/moim/config"
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/jobs"
+	"github.com/moim/moim/jobs/memredis"
+
+	// The default zone is Asia/Seoul; embed the zone database so a minimal
+	// host without tzdata still starts.
+	_ "time/tzdata"
+)
+
+// Role is one part of the system a process runs.
+type Role uint8
+
+// The roles. The outbox relay runs in every process that writes (API and
+// worker); the scheduler never touches SQL.
+const (
+	RoleAPI Role = 1 << iota
+	RoleWorker
+	RoleScheduler
+	RoleAll = RoleAPI | RoleWorker | RoleScheduler
+)
+
+func (r Role) String() string {
+	var parts []string
+	if r&RoleAPI != 0 {
+		parts = append(parts, "api")
+	}
+	if r&RoleWorker != 0 {
+		parts = append(parts, "worker")
+	}
+	if r&RoleScheduler != 0 {
+		parts = append(parts, "scheduler")
+	}
+	return strings.Join(parts, "+")
+}
+
+// Env is what a process gets from its surroundings, so tests can run it in
+// process with their own arguments, environment and output.
+type Env struct {
+	Args   []string
+	Getenv func(string) string
+	Stdout io.Writer // the start-up banner (URLs, generated credentials)
+	Stderr io.Writer // logs
+}
+
+// Run loads the configuration and runs roles until ctx is cancelled, then
+// shuts everything down within the configured timeouts.
+func Run(ctx context.Context, env Env, roles Role) error {
+	cfg, logger, generated, err := setup(env)
+	if err != nil {
+		return err
+	}
+	return run(ctx, env, cfg, logger, roles, generated)
+}
+
+// Setup loads and validates the configuration and builds the logger. Local
+// mode fills missing secrets with throw-away ones and says so once.
+func Setup(env Env) (*config.Config, *slog.Logger, error) {
+	cfg, logger, _, err := setup(env)
+	return cfg, logger, err
+}
+
+func setup(env Env) (*config.Config, *slog.Logger, []string, error) {
+	cfg, err := config.Load(env.Args, env.Getenv)
+	if errors.Is(err, pflag.ErrHelp) && env.Stdout != nil {
+		fmt.Fprintf(env.Stdout, "Flags (each also has a MOIM_* environment variable):\n%s", config.FlagSet("moim").FlagUsages())
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	generated, err := cfg.FillLocalSecrets()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	logger := config.NewLogger(env.Stderr, cfg.Log)
+	if len(generated) > 0 {
+		logger.Warn("generated throw-away secrets for local use; set them to keep sessions across restarts",
+			slog.Any("keys", generated))
+	}
+	return cfg, logger, generated, nil
+}
+
+type component struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, roles Role, generated []string) (err error) {
+	logger.Info("starting moim", slog.String("roles", roles.String()), slog.Any("config", cfg))
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+
+	redisURL := cfg.Redis.URL
+	if redisURL == "" {
+		mr, err := memredis.Start("127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("start in-memory redis: %w", err)
+		}
+		closers = append(closers, mr.Close)
+		redisURL = mr.URL()
+		logger.Warn("no redis.url: using an in-memory Redis; queued tasks vanish on exit, the database keeps everything",
+			slog.String("addr", mr.Addr()))
+	}
+	redisOpt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		return fmt.Errorf("redis.url: %w", err)
+	}
+	rdbOpts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return fmt.Errorf("redis.url: %w", err)
+	}
+	rdb := redis.NewClient(rdbOpts)
+	closers = append(closers, func() { _ = rdb.Close() })
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var bdb *bun.DB
+	if roles&(RoleAPI|RoleWorker) != 0 {
+		bdb, err = openDB(ctx, cfg, logger, roles == RoleAll)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() { _ = bdb.Close() })
+	}
+
+	var comps []component
+	var relay *jobs.Relay
+	if bdb != nil {
+		relay, err = jobs.NewRelay(bdb, jobs.RelayParams{
+			Redis:        redisOpt,
+			PollInterval: cfg.Outbox.PollInterval,
+			BatchSize:    cfg.Outbox.BatchSize,
+			Retention:    cfg.Outbox.Retention,
+			Logger:       logger.With(slog.String("component", "relay")),
+			Registerer:   reg,
+		})
+		if err != nil {
+			return fmt.Errorf("outbox relay: %w", err)
+		}
+		comps = append(comps, component{"relay", relay.Run})
+	}
+
+	var banner []string
+	if roles&RoleWorker != 0 {
+		c, err := workerComponent(cfg, logger, bdb, redisOpt, reg, roles != RoleWorker)
+		if err != nil {
+			return err
+		}
+		comps = append(comps, c...)
+	}
+	if roles&RoleScheduler != 0 {
+		c, err := schedulerComponent(cfg, logger, redisOpt, reg, roles == RoleScheduler)
+		if err != nil {
+			return err
+		}
+		comps = append(comps, c...)
+	}
+	if roles&RoleAPI != 0 {
+		c, url, closeAPI, err := apiComponent(cfg, logger, bdb, rdb, redisOpt, relay, reg)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, closeAPI)
+		comps = append(comps, c)
+		banner = append(banner,
+			"API:       "+url,
+			"Queue UI:  "+url+"/admin/queues  (user "+cfg.Admin.User+")",
+		)
+		// A generated password exists nowhere else, so it is shown once here
+		// (not in the log); a configured one is never printed.
+		if slices.Contains(generated, "admin.password") {
+			banner = append(banner, "Admin:     "+cfg.Admin.User+" / "+cfg.Admin.Password+"  (generated for this run)")
+		}
+	}
+	if len(banner) > 0 && env.Stdout != nil {
+		fmt.Fprintf(env.Stdout, "moim is running (%s)\n  %s\nPress Ctrl-C to stop.\n", roles, strings.Join(banner, "\n  "))
+	}
+	return runAll(ctx, logger, comps)
+}
+
+// runAll runs the components until ctx is done or one fails; a failure stops
+// the others. Each component returns once its ctx is cancelled and it has
+// finished its own graceful shutdown.
+func runAll(ctx context.Context, logger *slog.Logger, comps []component) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for _, c := range comps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.run(ctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				logger.Error("component failed", slog.String("component", c.name), slog.Any("error", err))
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", c.name, err)
+				}
+				mu.Unlock()
+			}
+			cancel()
+		}()
+	}
+	wg.Wait()
+	logger.Info("moim stopped")
+	return firstErr
+}
+
+func dbOptions(cfg *config.Config) db.Options {
+	maxOpen := cfg.Database.MaxOpenConns
+	if maxOpen == 0 {
+		maxOpen = 4 * runtime.GOMAXPROCS(0)
+	}
+	maxIdle := cfg.Database.MaxIdleConns
+	if maxIdle == 0 {
+		maxIdle = maxOpen
+	}
+	return db.Options{
+		MaxOpenConns:    maxOpen,
+		MaxIdleConns:    maxIdle,
+		ConnMaxLifetime: cfg.Database.ConnMaxLifetime,
+		ConnMaxIdleTime: cfg.Database.ConnMaxIdleTime,
+	}
+}
+
+// OpenDB opens the configured database.
+func OpenDB(ctx context.Context, cfg *config.Config) (*bun.DB, error) {
+	bdb, err := db.Open(ctx, cfg.DatabaseURL(), dbOptions(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return bdb, nil
+}
+
+func openDB(ctx context.Context, cfg *config.Config, logger *slog.Logger, migrate bool) (*bun.DB, error) {
+	bdb, err := OpenDB(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The all-in-one runner brings its own schema up to date so `make run`
+	// works on a fresh checkout; split deployments migrate in the release step.
+	if migrate {
+		applied, err := db.MigrateUp(ctx, bdb)
+		if err != nil {
+			_ = bdb.Close()
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+		if len(applied) > 0 {
+			logger.Info("migrations applied", slog.Any("migrations", applied))
+		}
+	}
+	return bdb, nil
+}
+
+func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, redisOpt asynq.RedisConnOpt, reg *prometheus.Registry, embedded bool) ([]component, error) {
+	wlog := logger.With(slog.String("component", "worker"))
+	mux, err := jobs.NewMux(jobs.Deps{
+		DB:       bdb,
+		Logger:   wlog,
+		Metrics:  jobs.NewMetrics(reg),
+		KeepSent: cfg.Outbox.KeepSent,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	srv := jobs.NewServer(jobs.ServerParams{
+		Redis:             redisOpt,
+		Concurrency:       cfg.Worker.Concurrency,
+		Queues:            cfg.Worker.Queues,
+		ShutdownTimeout:   cfg.Worker.ShutdownTimeout,
+		TaskCheckInterval: cfg.Worker.TaskCheckInterval,
+		Logger:            wlog,
+	})
+	comps := []component{{"worker", func(ctx context.Context) error {
+		if err := srv.Start(mux); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		srv.Shutdown() // waits up to worker.shutdown_timeout for running tasks
+		return nil
+	}}}
+	// A worker process of its own serves /metrics and /healthz on a small
+	// port; embedded in the all-in-one runner the API already serves them.
+	if !embedded && cfg.Worker.MetricsAddr != "" {
+		comps = append(comps, httpComponent("worker-http", cfg.Worker.MetricsAddr, opsHandler(reg), cfg.HTTP, wlog, nil))
+	}
+	return comps, nil
+}
+
+func schedulerComponent(cfg *config.Config, logger *slog.Logger, redisOpt asynq.RedisConnOpt, reg *prometheus.Registry, own bool) ([]component, error) {
+	loc, err := time.LoadLocation(cfg.Scheduler.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler.timezone: %w", err)
+	}
+	slog := logger.With(slog.String("component", "scheduler"))
+	r, err := cronrun.New(cronrun.Params{
+		Redis:         redisOpt,
+		Ticks:         jobs.Ticks(),
+		Overrides:     cfg.Scheduler.Ticks,
+		Location:      loc,
+		CatchUpWindow: cfg.Scheduler.CatchUpWindow,
+		Logger:        slog,
+		Registerer:    reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	comps := []component{{"scheduler", r.Run}}
+	if own && cfg.Scheduler.MetricsAddr != "" {
+		comps = append(comps, httpComponent("scheduler-http", cfg.Scheduler.MetricsAddr, opsHandler(reg), cfg.HTTP, slog, nil))
+	}
+	return comps, nil
+}
+
+func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, relay *jobs.Relay, reg *prometheus.Registry) (component, string, func(), error) {
+	proxies := make([]netip.Prefix, 0, len(cfg.HTTP.TrustedProxies))
+	for _, p := range cfg.HTTP.TrustedProxies {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			return component{}, "", nil, fmt.Errorf("http.trusted_proxies: %w", err)
+		}
+		proxies = append(proxies, pfx)
+	}
+	queues := make([]string, 0, len(cfg.Worker.Queues))
+	for q := range cfg.Worker.Queues {
+		queues = append(queues, q)
+	}
+	sort.Strings(queues)
+	alog := logger.With(slog.String("component", "api"))
+	h, closeAPI, err := httpapi.New(httpapi.Deps{
+		Logger:         alog,
+		DB:             bdb,
+		Redis:          rdb,
+		RedisConnOpt:   redisOpt,
+		Relay:          relay,
+		Registry:       reg,
+		TrustedProxies: proxies,
+		CORSOrigins:    cfg.HTTP.CORSOrigins,
+		RequestTimeout: cfg.HTTP.RequestTimeout,
+		BodyLimit:      cfg.HTTP.BodyLimit,
+		AdminUser:      cfg.Admin.User,
+		AdminPassword:  cfg.Admin.Password,
+		Queues:         queues,
+	})
+	if err != nil {
+		return component{}, "", nil, fmt.Errorf("api: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		closeAPI()
+		return component{}, "", nil, fmt.Errorf("http.addr: %w", err)
+	}
+	url := cfg.HTTP.PublicURL
+	if url == "" {
+		url = "http://" + displayAddr(ln.Addr())
+	}
+	c := httpComponent("api", "", h, cfg.HTTP, alog, ln)
+	c.name = "api"
+	return c, strings.TrimRight(url, "/"), closeAPI, nil
+}
+
+// displayAddr turns a wildcard listen address into one a browser can open.
+func displayAddr(a net.Addr) string {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ap.Addr().IsUnspecified() {
+		return fmt.Sprintf("localhost:%d", ap.Port())
+	}
+	return ap.String()
+}
+
+// opsHandler serves /metrics and /healthz for a worker or scheduler process.
+func opsHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	return mux
+}
+
+// httpComponent serves h on addr (or on ln when given) and shuts down
+// gracefully: in-flight requests get up to http.shutdown_timeout to finish.
+func httpComponent(name, addr string, h http.Handler, hc config.HTTPConfig, logger *slog.Logger, ln net.Listener) component {
+	return component{name, func(ctx context.Context) error {
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: hc.ReadHeaderTimeout,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", addr); err != nil {
+				return fmt.Errorf("listen %s: %w", addr, err)
+			}
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		logger.Info("http listening", slog.String("addr", ln.Addr().String()))
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), hc.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		return nil
+	}}
+}

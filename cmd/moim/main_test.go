@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moim/moim/cmd/internal/app"
+)
+
+// TestAllInOne runs the whole system the way `make run` does — one process, a
+// temporary SQLite file and the in-memory Redis — and drives it over HTTP.
+func TestAllInOne(t *testing.T) {
+	t.Parallel()
+	const adminPassword = "e2e-admin-password"
+	vars := map[string]string{
+		"MOIM_DATABASE_URL":   "sqlite:" + filepath.Join(t.TempDir(), "moim.db"),
+		"MOIM_HTTP_ADDR":      "127.0.0.1:0",
+		"MOIM_ADMIN_PASSWORD": adminPassword,
+		"MOIM_LOG_LEVEL":      "warn",
+	}
+	logs := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("moim log:\n%s", logs)
+		}
+	})
+	stdoutR, stdoutW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Moim(ctx, app.Env{
+			Getenv: func(k string) string { return vars[k] },
+			Stdout: stdoutW,
+			Stderr: logs,
+		})
+		_ = stdoutW.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("moim returned %v after Ctrl-C, want nil", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("moim did not stop within 30s of cancellation")
+		}
+	})
+
+	base := readAPIURL(t, stdoutR, done)
+	go func() { _, _ = io.Copy(io.Discard, stdoutR) }()
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp := do(t, http.MethodGet, base+path, "", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s status = %d, want 200", path, resp.StatusCode)
+		}
+	}
+
+	// A ping goes API → outbox → relay → Redis → worker → database.
+	resp := do(t, http.MethodPost, base+"/v1/admin/pings", adminPassword, strings.NewReader(`{"queue":"critical"}`))
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST ping status = %d, want 202", resp.StatusCode)
+	}
+	var ping struct {
+		ID          string     `json:"id"`
+		ProcessedAt *time.Time `json:"processed_at"`
+	}
+	decodeBody(t, resp, &ping)
+	if ping.ID == "" {
+		t.Fatal("ping id is empty")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for ping.ProcessedAt == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("ping was not processed within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+		resp := do(t, http.MethodGet, base+"/v1/admin/pings/"+ping.ID, adminPassword, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET ping status = %d, want 200", resp.StatusCode)
+		}
+		decodeBody(t, resp, &ping)
+	}
+
+	// The queue UI needs the admin credentials and shows nothing without them.
+	for _, tc := range []struct {
+		name, password string
+		want           int
+	}{
+		{"no credentials", "", http.StatusUnauthorized},
+		{"wrong password", "wrong", http.StatusUnauthorized},
+		{"admin", adminPassword, http.StatusOK},
+	} {
+		resp := do(t, http.MethodGet, base+"/admin/queues", tc.password, nil)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: GET /admin/queues status = %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+		html := strings.Contains(strings.ToLower(string(body)), "<html")
+		if html != (tc.want == http.StatusOK) {
+			t.Errorf("%s: queue UI HTML served = %v", tc.name, html)
+		}
+	}
+}
+
+func readAPIURL(t *testing.T, r io.Reader, done <-chan error) string {
+	t.Helper()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "API:"); ok {
+				lines <- strings.TrimSpace(rest)
+				return
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case url, ok := <-lines:
+		if !ok {
+			t.Fatal("moim printed no API URL")
+		}
+		return url
+	case err := <-done:
+		t.Fatalf("moim exited before it was ready: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("moim did not print its API URL within 60s")
+	}
+	return ""
+}
+
+func do(t *testing.T, method, url, password string, body io.Reader) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if password != "" {
+		req.SetBasicAuth("admin", password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func decodeBody(t *testing.T, resp *http.Response, v any) {
+	t.Helper()
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("decode response: %v", err)
+	}
+}
+
+// logBuffer collects the process log; the test prints it when it fails.
+// (t.Log would panic if a straggling goroutine logged after the test ended.)
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

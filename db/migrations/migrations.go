@@ -1,0 +1,36 @@
+// Package migrations holds moim's schema migrations as Go code: each one
+// builds its DDL with bun's query builder on row structs frozen inside its
+// own file, so later model changes never alter an old migration.
+package migrations
+
+import (
+	"context"
+
+	"github.com/uptrace/bun/migrate"
+)
+
+// All returns every migration, in the order they apply. A new migration is a
+// new file named <UTC timestamp>_<name>.go plus one entry here; entries are
+// never edited or removed once released.
+func All() *migrate.Migrations {
+	ms := migrate.NewMigrations()
+	add(ms, "20261125000001", "foundation", foundationUp, foundationDown)
+	return ms
+}
+
+// add registers a Go migration under an explicit name: bun's own Register
+// derives the name from the caller's file and is meant for init().
+func add(ms *migrate.Migrations, name, comment string, up, down migrate.MigrationFunc) {
+	ms.Add(migrate.Migration{
+		Name:    name,
+		Comment: comment,
+		Up:      run(up),
+		Down:    run(down),
+	})
+}
+
+func run(fn migrate.MigrationFunc) func(context.Context, *migrate.Migrator, *migrate.Migration) error {
+	return func(ctx context.Context, m *migrate.Migrator, _ *migrate.Migration) error {
+		return fn(ctx, m.DB())
+	}
+}

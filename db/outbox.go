@@ -1,0 +1,239 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+)
+
+// OutboxRow is one follow-up task written in the same transaction as the
+// state change that caused it. The relay moves unsent rows into asynq with
+// TaskID as the asynq task id and then sets SentAt.
+type OutboxRow struct {
+	bun.BaseModel `bun:"table:outbox"`
+
+	ID int64 `bun:"id,pk,autoincrement"`
+	// TaskID is the asynq task id: random and fixed at insert, so a row
+	// relayed twice (a relay died between enqueue and mark) meets
+	// asynq.ErrTaskIDConflict instead of becoming a second task.
+	TaskID   string            `bun:"task_id,notnull"`
+	Queue    string            `bun:"queue,notnull"`
+	Type     string            `bun:"type,notnull"`
+	Payload  []byte            `bun:"payload,notnull"`
+	Headers  map[string]string `bun:"headers,type:text,notnull"`
+	MaxRetry int               `bun:"max_retry,notnull"`
+	// ProcessAt is zero for "now"; a later time is handed to asynq as
+	// ProcessAt right away, so asynq does the scheduling.
+	ProcessAt time.Time `bun:"process_at,nullzero"`
+	CreatedAt time.Time `bun:"created_at,notnull"`
+	// SentAt is zero until the task is in asynq.
+	SentAt time.Time `bun:"sent_at,nullzero"`
+	// Attempts counts failed relay attempts; LastError is the latest one.
+	Attempts  int    `bun:"attempts,notnull"`
+	LastError string `bun:"last_error,nullzero"`
+}
+
+// maxOutboxError bounds last_error: it is a hint for operators, and a whole
+// Redis error chain can be long.
+const maxOutboxError = 1000
+
+// Outbox is the store of outbox rows. The zero value is ready to use; every
+// method takes the bun.IDB to run on, so writes compose with the caller's
+// transaction.
+type Outbox struct{}
+
+// Insert writes rows with one multi-row INSERT. A zero CreatedAt becomes now
+// (UTC), nil Headers an empty map and a nil Payload an empty one, in place.
+// A duplicate TaskID is an ECONFLICT domain error.
+func (Outbox) Insert(ctx context.Context, idb bun.IDB, rows []OutboxRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	now := time.Now().UTC()
+	for i := range rows {
+		r := &rows[i]
+		if r.CreatedAt.IsZero() {
+			r.CreatedAt = now
+		} else {
+			r.CreatedAt = r.CreatedAt.UTC()
+		}
+		if !r.ProcessAt.IsZero() {
+			r.ProcessAt = r.ProcessAt.UTC()
+		}
+		// bun writes nil maps and slices as NULL; both columns are NOT NULL.
+		if r.Headers == nil {
+			r.Headers = map[string]string{}
+		}
+		if r.Payload == nil {
+			r.Payload = []byte{}
+		}
+	}
+	n := len(rows)
+	if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		return fmt.Errorf("insert %d outbox rows: %w", n, translate(err))
+	}
+	return nil
+}
+
+// ClaimTxOptions returns the options for a transaction that calls
+// ClaimUnsent (nil means the driver's default).
+//
+// MySQL/MariaDB get READ COMMITTED: under their default REPEATABLE READ the
+// claim's range scan takes gap locks on the (sent_at, id) index, and a
+// concurrent relay marking its own, disjoint rows sent then waits for them
+// (moving a row out of sent_at IS NULL inserts into a locked gap), so relays
+// would serialize or deadlock. PostgreSQL is READ COMMITTED already and
+// SQLite has one writer anyway.
+func (Outbox) ClaimTxOptions(idb bun.IDB) *sql.TxOptions {
+	if idb.Dialect().Name() == dialect.MySQL {
+		return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	return nil
+}
+
+// RunClaimTx runs fn in a transaction begun with ClaimTxOptions, committing
+// if fn returns nil and rolling back otherwise. fn's error is returned as
+// is. Unlike RunInTx it does not retry: a relay simply claims again later.
+func (o Outbox) RunClaimTx(ctx context.Context, bdb *bun.DB, fn func(ctx context.Context, tx bun.Tx) error) error {
+	return bdb.RunInTx(ctx, o.ClaimTxOptions(bdb), fn)
+}
+
+// ClaimUnsent returns up to limit unsent rows, oldest first, locked by tx
+// until it ends, so concurrent relays never hand the same row to asynq at the
+// same time. Run tx with ClaimTxOptions (or use RunClaimTx).
+//
+// On PostgreSQL and MySQL/MariaDB the rows are read FOR UPDATE SKIP LOCKED:
+// rows another relay holds are skipped rather than waited for, so relays
+// split the backlog between them. SQLite has no row locks and no such
+// clause; there the database is opened with _txlock=immediate, so tx already
+// holds the database's single write lock from BEGIN and a second relay's
+// transaction waits (busy_timeout) until this one commits, by which time the
+// rows are marked.
+func (Outbox) ClaimUnsent(ctx context.Context, tx bun.Tx, limit int) ([]OutboxRow, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("claim unsent outbox rows: limit %d, want > 0", limit)
+	}
+	var rows []OutboxRow
+	q := tx.NewSelect().
+		Model(&rows).
+		Where("sent_at IS NULL").
+		Order("id").
+		Limit(int64(limit))
+	if tx.Dialect().Name() != dialect.SQLite {
+		q = q.For("UPDATE SKIP LOCKED")
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("claim unsent outbox rows: %w", translate(err))
+	}
+	return rows, nil
+}
+
+// MarkSent sets sent_at on the rows ids; a row already sent keeps its time.
+func (Outbox) MarkSent(ctx context.Context, idb bun.IDB, ids []int64, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := idb.NewUpdate().
+		Model((*OutboxRow)(nil)).
+		// COALESCE rather than "AND sent_at IS NULL": on MySQL that condition
+		// can make the UPDATE scan the (sent_at, id) index and wait on rows
+		// other relays hold, while "id IN" alone stays on the primary key.
+		Set("sent_at = COALESCE(sent_at, ?)", at.UTC()).
+		Where("id IN (?)", bun.List(ids)).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("mark %d outbox rows sent: %w", len(ids), translate(err))
+	}
+	return nil
+}
+
+// RecordFailure counts a failed relay attempt on the rows ids and keeps msg
+// (cut to a bounded length) as their last error. msg is stored and shown to
+// operators, so callers pass error text that carries no secrets.
+func (Outbox) RecordFailure(ctx context.Context, idb bun.IDB, ids []int64, msg string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := idb.NewUpdate().
+		Model((*OutboxRow)(nil)).
+		Set("attempts = attempts + 1").
+		Set("last_error = ?", truncateUTF8(msg, maxOutboxError)).
+		Where("id IN (?)", bun.List(ids)).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("record failure on %d outbox rows: %w", len(ids), translate(err))
+	}
+	return nil
+}
+
+// DeleteSentBefore deletes up to limit rows sent before the given time, oldest
+// first, and returns how many it deleted. Unsent rows are never deleted. The
+// limit keeps each statement short, so prune a backlog by calling it until
+// it returns less than limit.
+func (Outbox) DeleteSentBefore(ctx context.Context, idb bun.IDB, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("delete sent outbox rows: limit %d, want > 0", limit)
+	}
+	q := idb.NewDelete().Model((*OutboxRow)(nil))
+	if idb.Dialect().Name() == dialect.MySQL {
+		// MySQL cannot select from the table it deletes from in a subquery,
+		// but it has DELETE ... ORDER BY ... LIMIT.
+		q = q.Where("sent_at IS NOT NULL").
+			Where("sent_at < ?", before.UTC()).
+			Order("id").
+			Limit(int64(limit))
+	} else {
+		// PostgreSQL has no DELETE ... LIMIT, and SQLite has it only as a
+		// compile-time option.
+		sub := idb.NewSelect().
+			Model((*OutboxRow)(nil)).
+			Column("id").
+			Where("sent_at IS NOT NULL").
+			Where("sent_at < ?", before.UTC()).
+			Order("id").
+			Limit(int64(limit))
+		q = q.Where("id IN (?)", sub)
+	}
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("delete outbox rows sent before %s: %w", before.UTC().Format(time.RFC3339), translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete outbox rows sent before %s: rows affected: %w", before.UTC().Format(time.RFC3339), err)
+	}
+	return int(n), nil
+}
+
+// CountUnsent returns how many rows are waiting for the relay.
+func (Outbox) CountUnsent(ctx context.Context, idb bun.IDB) (int, error) {
+	n, err := idb.NewSelect().
+		Model((*OutboxRow)(nil)).
+		Where("sent_at IS NULL").
+		Count(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count unsent outbox rows: %w", translate(err))
+	}
+	return int(n), nil
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character and
+// replaces invalid bytes, so the stored text is valid UTF-8 (MySQL rejects
+// invalid utf8mb4).
+func truncateUTF8(s string, n int) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}

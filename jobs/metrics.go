@@ -1,0 +1,45 @@
+package jobs
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the task outcome collectors the worker middleware feeds, all
+// labelled by task type. Type strings come from our own constants, so the
+// label set stays small.
+type Metrics struct {
+	// Processed counts every finished attempt, failed or not (Prometheus
+	// convention: the failure ratio is failed / processed).
+	Processed *prometheus.CounterVec
+	// Failed counts attempts that returned an error or panicked.
+	Failed *prometheus.CounterVec
+	// Duration observes how long each attempt ran.
+	Duration *prometheus.HistogramVec
+}
+
+// NewMetrics creates the task collectors and registers them on reg. It
+// panics if they are already registered there, as MustRegister does: that is
+// a wiring mistake to catch at startup. A nil reg leaves them unregistered,
+// which suits tests that do not read them.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Processed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moim_tasks_processed_total",
+			Help: "Task attempts finished by the worker, by task type.",
+		}, []string{"type"}),
+		Failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moim_tasks_failed_total",
+			Help: "Task attempts that returned an error or panicked, by task type.",
+		}, []string{"type"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "moim_task_duration_seconds",
+			Help: "Time one task attempt took in its handler, by task type.",
+			// From a quick DB update to a slow mail provider or image resize.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"type"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Processed, m.Failed, m.Duration)
+	}
+	return m
+}

@@ -1,0 +1,498 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/domain"
+)
+
+// Column widths of the outbox table; checked up front so a bad task fails
+// the caller's transaction instead of becoming a row the relay can never
+// hand to asynq.
+const (
+	maxOutboxQueueLen = 64
+	maxOutboxTypeLen  = 128
+)
+
+// Enqueue writes tasks as outbox rows through idb, normally the caller's
+// bun.Tx, so the tasks exist exactly when the transaction commits. Each row
+// gets a fresh random task id ("ob_" + 26 base32 characters) that becomes the
+// asynq task id; the request id in ctx, if any, travels as the
+// HeaderRequestID header. Call (*Relay).Wake after the commit, or use
+// (*Relay).RunInTx, so the relay picks the rows up at once.
+func Enqueue(ctx context.Context, idb bun.IDB, tasks ...Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	rid := domain.RequestID(ctx)
+	now := time.Now().UTC()
+	rows := make([]db.OutboxRow, len(tasks))
+	for i, t := range tasks {
+		queue := t.Queue
+		if queue == "" {
+			queue = QueueDefault
+		}
+		if err := validateTask(t.Type, queue, t.MaxRetry); err != nil {
+			return fmt.Errorf("enqueue task %d of %d: %w", i+1, len(tasks), err)
+		}
+		headers := map[string]string{}
+		if rid != "" {
+			headers[HeaderRequestID] = rid
+		}
+		rows[i] = db.OutboxRow{
+			TaskID:    "ob_" + db.NewPublicID(),
+			Queue:     queue,
+			Type:      t.Type,
+			Payload:   t.Payload,
+			Headers:   headers,
+			MaxRetry:  t.MaxRetry,
+			ProcessAt: t.ProcessAt,
+			CreatedAt: now,
+		}
+	}
+	if err := (db.Outbox{}).Insert(ctx, idb, rows); err != nil {
+		return fmt.Errorf("enqueue %d tasks: %w", len(tasks), err)
+	}
+	return nil
+}
+
+// validateTask rejects what asynq would refuse at relay time. Such a task is
+// a programming error, so the error is a plain (internal) one.
+func validateTask(typ, queue string, maxRetry int) error {
+	switch {
+	case strings.TrimSpace(typ) == "":
+		return errors.New("task type is empty")
+	case len(typ) > maxOutboxTypeLen:
+		return fmt.Errorf("task type %q is longer than %d bytes", typ, maxOutboxTypeLen)
+	case strings.TrimSpace(queue) != queue || queue == "":
+		return fmt.Errorf("queue name %q is empty or has surrounding spaces", queue)
+	case len(queue) > maxOutboxQueueLen:
+		return fmt.Errorf("queue name %q is longer than %d bytes", queue, maxOutboxQueueLen)
+	case maxRetry < 0:
+		return fmt.Errorf("task %s: max retry %d is negative", typ, maxRetry)
+	}
+	return nil
+}
+
+// Relay defaults, used when RelayParams leaves a field zero.
+const (
+	DefaultRelayPollInterval = time.Second
+	DefaultRelayBatchSize    = 100
+	DefaultRelayRetention    = 24 * time.Hour
+)
+
+const (
+	// relayConcurrency bounds the enqueues in flight per batch: each is one
+	// Redis round trip (~65 µs) made while the claim transaction is open.
+	relayConcurrency = 16
+	// relayMaxBackoffFactor caps the wait after repeated failures at this
+	// many poll intervals.
+	relayMaxBackoffFactor = 10
+)
+
+// RelayParams configures a Relay.
+type RelayParams struct {
+	// Redis is where tasks go. Ignored when Client is set.
+	Redis asynq.RedisConnOpt
+	// Client, if set, is used instead of a client built from Redis; the
+	// caller keeps ownership and closes it.
+	Client *asynq.Client
+	// PollInterval is how long an idle relay waits for a Wake before looking
+	// at the table anyway; zero means DefaultRelayPollInterval.
+	PollInterval time.Duration
+	// BatchSize is the most rows one transaction claims; zero means
+	// DefaultRelayBatchSize.
+	BatchSize int
+	// Retention is how long asynq keeps a relayed task after it completes.
+	// A row relayed again after a crash between enqueue and mark must meet
+	// asynq.ErrTaskIDConflict, which needs the task to still be in Redis;
+	// zero means DefaultRelayRetention.
+	Retention time.Duration
+	// Logger receives failures and recoveries; nil discards them.
+	Logger *slog.Logger
+	// Registerer, if set, gets the relay's metrics. Relays sharing a
+	// registerer share the metrics.
+	Registerer prometheus.Registerer
+}
+
+// Relay moves committed outbox rows into asynq. Any number of relays, in one
+// process or many, may run on one database: each batch claims its rows
+// under a lock (see db.Outbox.ClaimUnsent), and a task id already in asynq
+// counts as relayed, so a row becomes exactly one task.
+type Relay struct {
+	db        *bun.DB
+	store     db.Outbox
+	client    *asynq.Client
+	ownClient bool
+	poll      time.Duration
+	batch     int
+	retention time.Duration
+	logger    *slog.Logger
+	wake      chan struct{}
+
+	relayed   prometheus.Counter
+	conflicts prometheus.Counter
+	failures  prometheus.Counter
+	unsent    prometheus.Gauge
+}
+
+// NewRelay returns a relay over bdb. It does not connect to Redis; Run
+// reports Redis failures and keeps retrying. Close releases the Redis client
+// it built.
+func NewRelay(bdb *bun.DB, p RelayParams) (*Relay, error) {
+	if bdb == nil {
+		return nil, errors.New("new relay: no database")
+	}
+	if p.Client == nil && p.Redis == nil {
+		return nil, errors.New("new relay: neither Redis nor Client set")
+	}
+	if p.PollInterval < 0 || p.BatchSize < 0 || p.Retention < 0 {
+		return nil, fmt.Errorf("new relay: negative poll interval (%s), batch size (%d) or retention (%s)",
+			p.PollInterval, p.BatchSize, p.Retention)
+	}
+	r := &Relay{
+		db:        bdb,
+		client:    p.Client,
+		poll:      p.PollInterval,
+		batch:     p.BatchSize,
+		retention: p.Retention,
+		logger:    p.Logger,
+		wake:      make(chan struct{}, 1),
+	}
+	if r.poll == 0 {
+		r.poll = DefaultRelayPollInterval
+	}
+	if r.batch == 0 {
+		r.batch = DefaultRelayBatchSize
+	}
+	if r.retention == 0 {
+		r.retention = DefaultRelayRetention
+	}
+	if r.logger == nil {
+		r.logger = slog.New(slog.DiscardHandler)
+	}
+	if err := r.initMetrics(p.Registerer); err != nil {
+		return nil, fmt.Errorf("new relay: %w", err)
+	}
+	if r.client == nil {
+		r.client = asynq.NewClient(p.Redis)
+		r.ownClient = true
+	}
+	return r, nil
+}
+
+func (r *Relay) initMetrics(reg prometheus.Registerer) error {
+	var err error
+	r.relayed, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "moim_outbox_relayed_total",
+		Help: "Outbox rows handed to asynq and marked sent.",
+	}))
+	if err != nil {
+		return err
+	}
+	r.conflicts, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "moim_outbox_relay_conflicts_total",
+		Help: "Outbox rows whose task was already in asynq (relayed before a crash), marked sent without a second task.",
+	}))
+	if err != nil {
+		return err
+	}
+	r.failures, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "moim_outbox_relay_errors_total",
+		Help: "Outbox relay batches rolled back because Redis or the database failed.",
+	}))
+	if err != nil {
+		return err
+	}
+	r.unsent, err = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "moim_outbox_unsent",
+		Help: "Outbox rows waiting for the relay, as last counted (on each idle poll and after a failure).",
+	}))
+	return err
+}
+
+// register registers c with reg, or returns the collector already registered
+// under the same name, so several relays in one process can share one
+// registry. A nil reg leaves c unregistered.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("register relay metrics: %w", err)
+	}
+	return c, nil
+}
+
+// Close releases the Redis client the relay built (a Client passed in
+// RelayParams is left to its owner). Call it after Run has returned.
+func (r *Relay) Close() error {
+	if !r.ownClient {
+		return nil
+	}
+	if err := r.client.Close(); err != nil {
+		return fmt.Errorf("close relay redis client: %w", err)
+	}
+	return nil
+}
+
+// Wake asks Run to look at the table now instead of at the next poll. It
+// never blocks: kicks that arrive while one is pending are merged, which is
+// enough because a pass relays everything committed before it starts.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RunInTx runs fn in a transaction (db.RunInTx) and, once it has committed,
+// wakes the relay so the tasks fn enqueued reach Redis within a round trip.
+func (r *Relay) RunInTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+	if err := db.RunInTx(ctx, r.db, fn); err != nil {
+		return err
+	}
+	r.Wake()
+	return nil
+}
+
+// Run relays until ctx is done and then returns nil. After each pass that
+// empties the table it waits for a Wake or the poll interval. Failures
+// (Redis or the database down) never stop it: the batch rolls back, so its
+// rows stay unsent; an enqueue failure is recorded on the batch's rows
+// (attempts, last_error); and Run backs off exponentially, up to ten poll
+// intervals, before trying again.
+func (r *Relay) Run(ctx context.Context) error {
+	// Since Go 1.23 Reset and Stop leave no stale tick in timer.C, so the
+	// timer is reused without draining.
+	timer := time.NewTimer(r.poll)
+	defer timer.Stop()
+	failures := 0
+	countUnsent := true
+	for {
+		n, err := r.Drain(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wake := r.wake
+		var wait time.Duration
+		if err != nil {
+			failures++
+			wait = r.backoff(failures)
+			r.logger.WarnContext(ctx, "outbox relay failed",
+				slog.Any("error", err),
+				slog.Int("failures", failures),
+				slog.Duration("retry_in", wait))
+			// While failing, commits must not cut the backoff short: every
+			// write would otherwise retry against a Redis that is down. A
+			// pending kick stays buffered for after the wait.
+			wake = nil
+			countUnsent = true
+		} else {
+			if failures > 0 {
+				r.logger.InfoContext(ctx, "outbox relay recovered",
+					slog.Int("failures", failures), slog.Int("relayed", n))
+			}
+			failures = 0
+			wait = r.poll
+		}
+		if countUnsent {
+			r.refreshUnsent(ctx)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+			// A wake follows a commit: the pass that follows relays it, and
+			// counting the table each time would double the statements.
+			countUnsent = false
+			timer.Stop()
+		case <-timer.C:
+			countUnsent = true
+		}
+	}
+}
+
+// backoff is the wait after the nth consecutive failure: the poll interval,
+// doubled per failure, capped at relayMaxBackoffFactor poll intervals, with
+// ±20% jitter so relays that failed together do not retry in lockstep.
+func (r *Relay) backoff(n int) time.Duration {
+	limit := r.poll * relayMaxBackoffFactor
+	d := r.poll
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	jitter := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
+	return d + jitter
+}
+
+func (r *Relay) refreshUnsent(ctx context.Context) {
+	n, err := r.store.CountUnsent(ctx, r.db)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.logger.WarnContext(ctx, "outbox relay: count unsent rows", slog.Any("error", err))
+		}
+		return
+	}
+	r.unsent.Set(float64(n))
+}
+
+// Drain relays batches until a batch comes back short (the table has no
+// unsent rows this relay can claim) and returns how many rows it relayed.
+// Run calls it on every wake-up; tools and tests may call it directly.
+func (r *Relay) Drain(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := r.relayBatch(ctx)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < r.batch {
+			return total, nil
+		}
+	}
+}
+
+// batchError is an enqueue failure inside a batch, with the batch's rows.
+type batchError struct {
+	ids []int64
+	err error
+}
+
+func (e *batchError) Error() string { return e.err.Error() }
+func (e *batchError) Unwrap() error { return e.err }
+
+// relayBatch claims one batch, enqueues it and marks it sent, all in one
+// transaction, and returns how many rows it relayed.
+func (r *Relay) relayBatch(ctx context.Context) (int, error) {
+	var relayed, conflicts int
+	err := r.store.RunClaimTx(ctx, r.db, func(ctx context.Context, tx bun.Tx) error {
+		rows, err := r.store.ClaimUnsent(ctx, tx, r.batch)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		ids := make([]int64, len(rows))
+		for i := range rows {
+			ids[i] = rows[i].ID
+		}
+		conflicts, err = r.enqueueRows(ctx, rows)
+		if err != nil {
+			return &batchError{ids: ids, err: err}
+		}
+		if err := r.store.MarkSent(ctx, tx, ids, time.Now()); err != nil {
+			return err
+		}
+		relayed = len(rows)
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			// Shutting down: the rows stay unsent for the next relay, and
+			// this is no failure of theirs.
+			return 0, fmt.Errorf("relay outbox batch: %w", ctx.Err())
+		}
+		r.failures.Inc()
+		var be *batchError
+		if errors.As(err, &be) {
+			// After the rollback, in its own short statement: the count must
+			// outlive the claim transaction. Every row of the batch gets it,
+			// tried or not, so attempts reads "failed passes over this row".
+			if ferr := r.store.RecordFailure(ctx, r.db, be.ids, be.err.Error()); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+		}
+		return 0, fmt.Errorf("relay outbox batch: %w", err)
+	}
+	r.relayed.Add(float64(relayed))
+	r.conflicts.Add(float64(conflicts))
+	return relayed, nil
+}
+
+// enqueueRows hands rows to asynq, relayConcurrency at a time, and returns
+// how many were already there. On the first failure it stops starting new
+// enqueues and cancels those in flight: a hung Redis would otherwise hold
+// the claim transaction for a timeout per row, and the batch rolls back
+// anyway.
+func (r *Relay) enqueueRows(ctx context.Context, rows []db.OutboxRow) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu        sync.Mutex
+		wg        sync.WaitGroup
+		conflicts int
+		firstErr  error
+	)
+	sem := make(chan struct{}, relayConcurrency)
+	for i := range rows {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		row := &rows[i]
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := r.enqueueRow(ctx, row)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+			case errors.Is(err, asynq.ErrTaskIDConflict):
+				// A relay enqueued it and died before marking it sent.
+				conflicts++
+			case firstErr == nil:
+				firstErr = fmt.Errorf("enqueue outbox row %d (%s): %w", row.ID, row.Type, err)
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		// The parent ctx ended between enqueues.
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return conflicts, nil
+}
+
+func (r *Relay) enqueueRow(ctx context.Context, row *db.OutboxRow) error {
+	opts := []asynq.Option{
+		asynq.TaskID(row.TaskID),
+		asynq.Queue(row.Queue),
+		asynq.MaxRetry(row.MaxRetry),
+		asynq.Retention(r.retention),
+	}
+	if !row.ProcessAt.IsZero() {
+		opts = append(opts, asynq.ProcessAt(row.ProcessAt))
+	}
+	_, err := r.client.EnqueueContext(ctx, asynq.NewTaskWithHeaders(row.Type, row.Payload, row.Headers), opts...)
+	return err
+}

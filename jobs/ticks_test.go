@@ -1,0 +1,346 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/jobs"
+)
+
+func TestTicksCatalogue(t *testing.T) {
+	t.Parallel()
+	ticks := jobs.Ticks()
+	if err := jobs.ValidateTicks(ticks, nil); err != nil {
+		t.Fatalf("ValidateTicks(Ticks()) = %v, want nil", err)
+	}
+	// A slot given in another zone is written in UTC.
+	slot := time.Date(2026, 3, 11, 0, 10, 0, 0, time.FixedZone("KST", 9*3600))
+	for _, tk := range ticks {
+		task, err := tk.Build(slot)
+		if err != nil {
+			t.Errorf("%s: Build: %v", tk.Name, err)
+			continue
+		}
+		if !strings.HasPrefix(task.Type, "tick:") {
+			t.Errorf("%s: type = %q, want the tick: namespace", tk.Name, task.Type)
+		}
+		if task.Queue != tk.Queue {
+			t.Errorf("%s: task queue = %q, want the tick's %q", tk.Name, task.Queue, tk.Queue)
+		}
+		var p jobs.TickPayload
+		if err := json.Unmarshal(task.Payload, &p); err != nil {
+			t.Errorf("%s: payload %s: %v", tk.Name, task.Payload, err)
+		} else if p.Slot != "2026-03-10T15:10:00Z" {
+			t.Errorf("%s: payload slot = %q, want 2026-03-10T15:10:00Z", tk.Name, p.Slot)
+		}
+	}
+}
+
+// outboxPruneTick returns the outbox prune entry of the catalogue.
+func outboxPruneTick(t *testing.T) jobs.Tick {
+	t.Helper()
+	for _, tk := range jobs.Ticks() {
+		if tk.Name == jobs.TickOutboxPrune {
+			return tk
+		}
+	}
+	t.Fatalf("no %s tick in the catalogue", jobs.TickOutboxPrune)
+	return jobs.Tick{}
+}
+
+func TestOutboxPruneTick(t *testing.T) {
+	t.Parallel()
+	tick := outboxPruneTick(t)
+	if tick.Spec != "*/10 * * * *" || tick.Queue != jobs.QueueLow {
+		t.Errorf("spec, queue = %q, %q; want */10 * * * *, low", tick.Spec, tick.Queue)
+	}
+	task, err := tick.Build(time.Date(2026, 3, 10, 9, 40, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	if jobs.TypeOutboxPrune != "tick:outbox-prune" {
+		t.Errorf("TypeOutboxPrune = %q; task types are contracts and never renamed", jobs.TypeOutboxPrune)
+	}
+	if task.Type != jobs.TypeOutboxPrune {
+		t.Errorf("type = %q, want %q", task.Type, jobs.TypeOutboxPrune)
+	}
+	if got, want := string(task.Payload), `{"slot":"2026-03-10T09:40:00Z"}`; got != want {
+		t.Errorf("payload = %s, want %s", got, want)
+	}
+}
+
+func TestEffectiveSpec(t *testing.T) {
+	t.Parallel()
+	tk := jobs.Tick{Name: "a", Spec: "@hourly"}
+	tests := []struct {
+		name      string
+		overrides map[string]string
+		want      string
+	}{
+		{name: "no overrides", want: "@hourly"},
+		{name: "other tick overridden", overrides: map[string]string{"b": "@daily"}, want: "@hourly"},
+		{name: "overridden and trimmed", overrides: map[string]string{"a": " @daily\n"}, want: "@daily"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tk.EffectiveSpec(tt.overrides); got != tt.want {
+				t.Errorf("EffectiveSpec = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateTicks(t *testing.T) {
+	t.Parallel()
+	build := func(time.Time) (jobs.Task, error) { return jobs.Task{Type: "tick:x"}, nil }
+	good := jobs.Tick{Name: "good", Spec: "*/5 * * * *", Build: build}
+	tests := []struct {
+		name      string
+		ticks     []jobs.Tick
+		overrides map[string]string
+		want      []string // one line each, in order; nil means valid
+	}{
+		{name: "valid", ticks: []jobs.Tick{good}},
+		{name: "valid override", ticks: []jobs.Tick{good}, overrides: map[string]string{"good": "0 3 * * *"}},
+		{name: "override fixes a bad default", ticks: []jobs.Tick{{Name: "good", Spec: "bad", Build: build}}, overrides: map[string]string{"good": "@daily"}},
+		{
+			name:      "unknown overrides sorted",
+			ticks:     []jobs.Tick{good},
+			overrides: map[string]string{"zeta": "@daily", "alpha": "@daily"},
+			want:      []string{`tick "alpha": no such tick to override`, `tick "zeta": no such tick to override`},
+		},
+		{
+			name:      "bad override spec",
+			ticks:     []jobs.Tick{good},
+			overrides: map[string]string{"good": "0 25 * * *"},
+			want:      []string{`tick "good": override spec: "0 25 * * *": hour: "25": 25 is above 23`},
+		},
+		{
+			name:  "bad default spec",
+			ticks: []jobs.Tick{{Name: "good", Spec: "* * *", Build: build}},
+			want:  []string{`tick "good": spec: "* * *": want 5 or 6 fields, found 3`},
+		},
+		{
+			name: "catalogue mistakes",
+			ticks: []jobs.Tick{
+				good,
+				{Name: "good", Spec: "@hourly", Build: build},
+				{Name: "", Spec: "@hourly", Build: build},
+				{Name: "Bad_Name", Spec: "@hourly", Build: build},
+				{Name: "no-build", Spec: "@hourly"},
+			},
+			want: []string{
+				`tick "good": name is used twice`,
+				`tick 2: name is empty`,
+				`tick "Bad_Name": name must be lowercase letters, digits and dashes`,
+				`tick "no-build": no build function`,
+			},
+		},
+		{
+			name:      "every problem reported",
+			ticks:     []jobs.Tick{good, {Name: "other", Spec: "@sometimes"}},
+			overrides: map[string]string{"good": "", "ghost": "@daily"},
+			want: []string{
+				`tick "good": override spec: empty spec`,
+				`tick "other": no build function`,
+				`tick "other": spec: "@sometimes": unknown descriptor`,
+				`tick "ghost": no such tick to override`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := jobs.ValidateTicks(tt.ticks, tt.overrides)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("ValidateTicks = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("ValidateTicks = nil, want %q", tt.want)
+			}
+			if got := strings.Split(err.Error(), "\n"); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("ValidateTicks =\n%s\nwant\n%s", err, strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestCheckSpec(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		spec    string
+		wantErr string // "" means valid
+	}{
+		{spec: "*/10 * * * *"},
+		{spec: "*/1 * * * * *"},
+		{spec: "0 0 9 * * mon-fri"},
+		{spec: "0 0 1 Jan,jul *"},
+		{spec: "15,45 8-18/2 * * ?"},
+		{spec: "@weekly"},
+		{spec: "@every 2m30s"},
+		{spec: "CRON_TZ=Asia/Seoul 0 0 * * *"},
+		{spec: "TZ=UTC @daily"},
+		{spec: "", wantErr: "empty spec"},
+		{spec: "* * * *", wantErr: "want 5 or 6 fields, found 4"},
+		{spec: "* * * * * * *", wantErr: "want 5 or 6 fields, found 7"},
+		{spec: "60 * * * *", wantErr: `minute: "60": 60 is above 59`},
+		{spec: "* * 0 * *", wantErr: `day of month: "0": 0 is below 1`},
+		{spec: "* * * 13 *", wantErr: `month: "13": 13 is above 12`},
+		{spec: "* * * * 7", wantErr: `day of week: "7": 7 is above 6`},
+		{spec: "* * * * mon-sun", wantErr: "range starts after it ends"},
+		{spec: "*/0 * * * *", wantErr: "step must be positive"},
+		{spec: "1-2-3 * * * *", wantErr: "too many hyphens"},
+		{spec: "1/2/3 * * * *", wantErr: "too many slashes"},
+		{spec: "x * * * *", wantErr: `"x" is not a number`},
+		{spec: ", * * * *", wantErr: "no values"},
+		{spec: "@often", wantErr: "unknown descriptor"},
+		{spec: "@every 500ms", wantErr: "at least 1s"},
+		{spec: "@every soon", wantErr: "invalid duration"},
+		{spec: "TZ=Mars/Olympus 0 * * * *", wantErr: "time zone"},
+		{spec: "CRON_TZ=UTC", wantErr: "time zone without a schedule"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			t.Parallel()
+			err := jobs.CheckSpec(tt.spec)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("CheckSpec = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("CheckSpec = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// A payload that cannot be decoded can never succeed: the handler says so
+// with SkipRetry before touching the database.
+func TestOutboxPruneHandlerBadPayload(t *testing.T) {
+	t.Parallel()
+	for _, payload := range []string{`not json`, `{"slot":"yesterday"}`, `{}`} {
+		h := &jobs.OutboxPruneHandler{}
+		err := h.ProcessTask(context.Background(), asynq.NewTask(jobs.TypeOutboxPrune, []byte(payload)))
+		if !errors.Is(err, asynq.SkipRetry) {
+			t.Errorf("payload %s: err = %v, want SkipRetry", payload, err)
+		}
+	}
+}
+
+// seedOutbox inserts one outbox row per entry of sentAgo, marking it sent
+// that long before now; a zero age leaves the row unsent. Every row was
+// created a year before now, so age alone never decides.
+func seedOutbox(t *testing.T, bdb *bun.DB, now time.Time, sentAgo map[string]time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	var rows []db.OutboxRow
+	for id := range sentAgo {
+		rows = append(rows, db.OutboxRow{
+			TaskID:    id,
+			Queue:     jobs.QueueDefault,
+			Type:      jobs.TypePing,
+			Payload:   []byte(`{}`),
+			CreatedAt: now.AddDate(-1, 0, 0),
+		})
+	}
+	if err := (db.Outbox{}).Insert(ctx, bdb, rows); err != nil {
+		t.Fatalf("insert outbox rows: %v", err)
+	}
+	var stored []db.OutboxRow
+	if err := bdb.NewSelect().Model(&stored).Scan(ctx); err != nil {
+		t.Fatalf("read outbox rows: %v", err)
+	}
+	for _, r := range stored {
+		if age := sentAgo[r.TaskID]; age > 0 {
+			if err := (db.Outbox{}).MarkSent(ctx, bdb, []int64{r.ID}, now.Add(-age)); err != nil {
+				t.Fatalf("mark %s sent: %v", r.TaskID, err)
+			}
+		}
+	}
+}
+
+// outboxTaskIDs returns the task ids left in the outbox, sorted.
+func outboxTaskIDs(t *testing.T, bdb *bun.DB) []string {
+	t.Helper()
+	var ids []string
+	if err := bdb.NewSelect().Model((*db.OutboxRow)(nil)).Column("task_id").Order("task_id").Scan(context.Background(), &ids); err != nil {
+		t.Fatalf("read outbox task ids: %v", err)
+	}
+	return ids
+}
+
+func TestOutboxPruneHandler(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 9, 40, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		keepSent  time.Duration
+		batchSize int
+		sentAgo   map[string]time.Duration
+		want      []string
+	}{
+		{
+			name:      "several batches",
+			keepSent:  24 * time.Hour,
+			batchSize: 2,
+			sentAgo: map[string]time.Duration{
+				"old-1": 48 * time.Hour, "old-2": 48 * time.Hour, "old-3": 30 * time.Hour,
+				"old-4": 25 * time.Hour, "old-5": 24*time.Hour + time.Minute,
+				"recent-1": 24*time.Hour - time.Minute, "recent-2": time.Hour,
+				"unsent-1": 0, "unsent-2": 0,
+			},
+			want: []string{"recent-1", "recent-2", "unsent-1", "unsent-2"},
+		},
+		{
+			name: "default keep and batch",
+			sentAgo: map[string]time.Duration{
+				"old-1": 8 * 24 * time.Hour, "recent-1": 6 * 24 * time.Hour, "unsent-1": 0,
+			},
+			want: []string{"recent-1", "unsent-1"},
+		},
+		{
+			name:    "nothing to prune",
+			sentAgo: map[string]time.Duration{"recent-1": time.Minute, "unsent-1": 0},
+			want:    []string{"recent-1", "unsent-1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+				seedOutbox(t, bdb, now, tt.sentAgo)
+				h := &jobs.OutboxPruneHandler{
+					DB:        bdb,
+					KeepSent:  tt.keepSent,
+					BatchSize: tt.batchSize,
+					NowFunc:   func() time.Time { return now },
+				}
+				task, err := outboxPruneTick(t).Build(now)
+				if err != nil {
+					t.Fatalf("build task: %v", err)
+				}
+				// Twice: a retried or duplicated prune changes nothing more.
+				for run := 1; run <= 2; run++ {
+					if err := h.ProcessTask(context.Background(), asynq.NewTask(task.Type, task.Payload)); err != nil {
+						t.Fatalf("run %d: ProcessTask: %v", run, err)
+					}
+					if got := outboxTaskIDs(t, bdb); strings.Join(got, ",") != strings.Join(tt.want, ",") {
+						t.Errorf("run %d: outbox = %v, want %v", run, got, tt.want)
+					}
+				}
+			})
+		})
+	}
+}
