@@ -95,7 +95,10 @@ func TestTranslate(t *testing.T) {
 			if got := domain.ErrorCode(err); got != tt.wantCode {
 				t.Errorf("%s: code = %q, want %q (error %v)", tt.name, got, tt.wantCode, raw)
 			}
-			if !errors.Is(err, raw) {
+			// errors.Is cannot compare pgdriver.Error (it holds a map), so
+			// compare the cause's text.
+			var de *domain.Error
+			if !errors.As(err, &de) || de.Err == nil || de.Err.Error() != raw.Error() {
 				t.Errorf("%s: translated error does not keep the driver error as its cause", tt.name)
 			}
 			if db.IsRetryable(err) {

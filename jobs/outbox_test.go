@@ -490,10 +490,11 @@ func TestRelayWake(t *testing.T) {
 			t.Fatalf("RunInTx: %v", err)
 		}
 		waitFor(t, 30*time.Second, "the woken pass", func() (bool, error) {
-			return len(queued(t, insp, queue)) == 2, nil
+			n, err := unsent(bdb)()
+			return n == 0, err
 		})
-		if n, err := unsent(bdb)(); err != nil || n != 0 {
-			t.Fatalf("unsent = %d, %v, want 0", n, err)
+		if got := len(queued(t, insp, queue)); got != 2 {
+			t.Fatalf("queue holds %d tasks, want 2", got)
 		}
 	})
 }
