@@ -9,7 +9,7 @@ run: ## run api + worker + scheduler + relay in one process (SQLite + in-memory 
 
 test: vet ## vet, then every test with the race detector
 	@echo "test backends: sqlite$${MOIM_TEST_POSTGRES_URL:+ postgres}$${MOIM_TEST_MYSQL_URL:+ mariadb/mysql};" \
-		"redis: $${MOIM_TEST_REDIS_URL:+real redis ($$MOIM_TEST_REDIS_URL)}$${MOIM_TEST_REDIS_URL:-in-memory (miniredis)}"
+		"redis: $$( [ -n "$$MOIM_TEST_REDIS_URL" ] && echo real redis || echo in-memory miniredis)"
 	@[ -n "$$MOIM_TEST_POSTGRES_URL" ] || echo "note: MOIM_TEST_POSTGRES_URL unset: PostgreSQL subtests do not run"
 	@[ -n "$$MOIM_TEST_MYSQL_URL" ] || echo "note: MOIM_TEST_MYSQL_URL unset: MariaDB/MySQL subtests do not run"
 	$(GO) test -race -count=1 ./...

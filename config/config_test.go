@@ -720,15 +720,19 @@ func TestNewLoggerAddsRequestID(t *testing.T) {
 			logger.With(slog.String("component", "api")).WarnContext(ctx, "derived logger")
 			logger.InfoContext(context.Background(), "without id")
 			logger.DebugContext(ctx, "below level")
+			logger.InfoContext(ctx, "explicit id", slog.String("request_id", "req-123"))
 
 			got := strings.Split(strings.TrimSpace(buf.String()), "\n")
-			if len(got) != 3 {
-				t.Fatalf("got %d lines, want 3 (debug filtered):\n%s", len(got), buf.String())
+			if len(got) != 4 {
+				t.Fatalf("got %d lines, want 4 (debug filtered):\n%s", len(got), buf.String())
 			}
-			for _, line := range got[:2] {
+			for _, line := range []string{got[0], got[1], got[3]} {
 				if !strings.Contains(line, tt.want) {
 					t.Errorf("line lacks %s: %s", tt.want, line)
 				}
+			}
+			if n := strings.Count(got[3], "request_id"); n != 1 {
+				t.Errorf("line that logs request_id itself has it %d times, want once: %s", n, got[3])
 			}
 			if strings.Contains(got[2], "request_id") {
 				t.Errorf("line without a request id has one: %s", got[2])

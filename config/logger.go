@@ -40,12 +40,23 @@ func (h requestIDHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
-	if id := domain.RequestID(ctx); id != "" {
+	if id := domain.RequestID(ctx); id != "" && !hasRequestID(r) {
 		// Clone: another handler may share this record's attribute storage.
 		r = r.Clone()
 		r.AddAttrs(slog.String("request_id", id))
 	}
 	return h.next.Handle(ctx, r)
+}
+
+// hasRequestID reports whether the call already logged request_id itself,
+// so a line never carries the key twice.
+func hasRequestID(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == "request_id"
+		return !found
+	})
+	return found
 }
 
 func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
