@@ -195,38 +195,38 @@ func NewRelay(bdb *bun.DB, p RelayParams) (*Relay, error) {
 
 func (r *Relay) initMetrics(reg prometheus.Registerer) error {
 	var err error
-	r.relayed, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+	r.relayed, err = registerRelayMetric(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "moim_outbox_relayed_total",
 		Help: "Outbox rows handed to asynq and marked sent.",
 	}))
 	if err != nil {
 		return err
 	}
-	r.conflicts, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+	r.conflicts, err = registerRelayMetric(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "moim_outbox_relay_conflicts_total",
 		Help: "Outbox rows whose task was already in asynq (relayed before a crash), marked sent without a second task.",
 	}))
 	if err != nil {
 		return err
 	}
-	r.failures, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+	r.failures, err = registerRelayMetric(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "moim_outbox_relay_errors_total",
 		Help: "Outbox relay batches rolled back because Redis or the database failed.",
 	}))
 	if err != nil {
 		return err
 	}
-	r.unsent, err = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	r.unsent, err = registerRelayMetric(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "moim_outbox_unsent",
 		Help: "Outbox rows waiting for the relay, as last counted (on each idle poll and after a failure).",
 	}))
 	return err
 }
 
-// register registers c with reg, or returns the collector already registered
-// under the same name, so several relays in one process can share one
-// registry. A nil reg leaves c unregistered.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+// registerRelayMetric registers c with reg, or returns the collector already
+// registered under the same name, so several relays in one process can share
+// one registry. A nil reg leaves c unregistered.
+func registerRelayMetric[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	if reg == nil {
 		return c, nil
 	}

@@ -176,6 +176,7 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		if err != nil {
 			return fmt.Errorf("outbox relay: %w", err)
 		}
+		closers = append(closers, func() { _ = relay.Close() })
 		comps = append(comps, component{"relay", relay.Run})
 	}
 
