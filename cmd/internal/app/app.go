@@ -215,7 +215,20 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 	if len(banner) > 0 && env.Stdout != nil {
 		fmt.Fprintf(env.Stdout, "moim is running (%s)\n  %s\nPress Ctrl-C to stop.\n", roles, strings.Join(banner, "\n  "))
 	}
-	return runAll(ctx, logger, comps)
+	err = runAll(ctx, logger, comps)
+	if relay != nil {
+		// Requests and tasks that committed while the process was stopping
+		// may have left outbox rows after the relay's last pass: hand them
+		// to Redis now rather than at the next start.
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if n, derr := relay.Drain(dctx); derr != nil {
+			logger.Warn("final outbox drain failed; rows stay for the next relay", slog.Any("error", derr))
+		} else if n > 0 {
+			logger.Info("final outbox drain", slog.Int("rows", n))
+		}
+		cancel()
+	}
+	return err
 }
 
 // runAll runs the components until ctx is done or one fails; a failure stops
