@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moim/moim/cmd/internal/app"
+	"github.com/moim/moim/jobs/jobstest"
 )
 
 func runMoim(t *testing.T, vars map[string]string, args ...string) (string, error) {
@@ -82,4 +87,98 @@ func TestMigrateCommand(t *testing.T) {
 	if _, err := runMoim(t, vars, "frobnicate"); err == nil {
 		t.Error("unknown command succeeded")
 	}
+}
+
+func TestSingleRoleNeedsRedisURL(t *testing.T) {
+	t.Parallel()
+	for _, role := range []string{"api", "worker", "scheduler"} {
+		_, err := runMoim(t, map[string]string{"MOIM_DATABASE_URL": "sqlite::memory:"}, role)
+		if err == nil || !strings.Contains(err.Error(), "redis.url") {
+			t.Errorf("moim %s without redis.url: error = %v, want one naming redis.url", role, err)
+		}
+	}
+}
+
+// TestProcessOpsPorts runs a worker and a scheduler process the way the
+// Procfile does and checks their own /healthz and /metrics ports.
+func TestProcessOpsPorts(t *testing.T) {
+	t.Parallel()
+	redisURL := jobstest.RedisURL(t)
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "m.db")
+	tests := []struct {
+		role, addrKey, metric string
+	}{
+		{"worker", "MOIM_WORKER_METRICS_ADDR", "moim_outbox_unsent"},
+		// On start the scheduler catches up the latest outbox-prune slot.
+		{"scheduler", "MOIM_SCHEDULER_METRICS_ADDR", `moim_scheduler_ticks_enqueued_total{tick="outbox-prune"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role, func(t *testing.T) {
+			t.Parallel()
+			addr := freeAddr(t)
+			vars := map[string]string{
+				"MOIM_DATABASE_URL": dbURL,
+				"MOIM_REDIS_URL":    redisURL,
+				tt.addrKey:          addr,
+				"MOIM_LOG_LEVEL":    "warn",
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- app.Moim(ctx, app.Env{Args: []string{tt.role}, Getenv: func(k string) string { return vars[k] },
+					Stdout: io.Discard, Stderr: io.Discard})
+			}()
+			defer func() {
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("moim %s returned %v on shutdown", tt.role, err)
+					}
+				case <-time.After(30 * time.Second):
+					t.Errorf("moim %s did not stop within 30s", tt.role)
+				}
+			}()
+			base := "http://" + addr
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				resp, err := http.Get(base + "/healthz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s /healthz not answering within 20s: %v", tt.role, err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for {
+				resp, err := http.Get(base + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(body), tt.metric) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s /metrics lacks %s", tt.role, tt.metric)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

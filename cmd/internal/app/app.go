@@ -129,6 +129,11 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 	}()
 
 	redisURL := cfg.Redis.URL
+	if redisURL == "" && roles != RoleAll {
+		// Each process would get a private in-memory Redis: the API's tasks
+		// would never reach a separate worker.
+		return fmt.Errorf("redis.url: required when running the %s role on its own; the in-memory Redis only serves the all-in-one process", roles)
+	}
 	if redisURL == "" {
 		mr, err := memredis.Start("127.0.0.1:0")
 		if err != nil {
