@@ -289,6 +289,19 @@ func TestLoadBadValues(t *testing.T) {
 			want: []string{`scheduler.ticks: "=@hourly" has no name`},
 		},
 		{
+			name: "bad types and bad values are reported together",
+			vars: map[string]string{
+				"MOIM_HTTP_REQUEST_TIMEOUT": "abc",
+				"MOIM_HTTP_ADDR":            "bad",
+				"MOIM_WORKER_QUEUES":        "critical=x",
+			},
+			want: []string{
+				"http.addr: must be host:port",
+				"http.request_timeout: must be a duration such as 500ms, 5s, 15m or 336h",
+				`worker.queues: weight of "critical" must be a whole number`,
+			},
+		},
+		{
 			name: "bare number as duration in the file",
 			args: []string{"--config", "testdata/numeric_duration.yaml"},
 			want: []string{"http.request_timeout: must be a duration with a unit, such as 5s, 15m or 336h"},
@@ -453,7 +466,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		`http.trusted_proxies: "10.0.0.1" is not a CIDR (write 10.0.0.1/32 for one address)`,
 		"log.level: must be debug, info, warn or error",
 		"outbox.poll_interval: must be a positive duration",
-		"redis.url: must start with redis:// or rediss://",
+		"redis.url: must start with redis://, rediss:// or redis-sentinel://",
 		`scheduler.timezone: "Mars/Olympus_Mons" is not a known time zone`,
 		"worker.concurrency: must be between 1 and 1000",
 		`worker.queues: weight of "critical" must be at least 1`,
@@ -485,6 +498,8 @@ func TestValidateRules(t *testing.T) {
 		{"redis", func(c *config.Config) { c.Redis.URL = "redis://:p@127.0.0.1:6379/0" }, ""},
 		{"rediss", func(c *config.Config) { c.Redis.URL = "rediss://cache.example:6380/1" }, ""},
 		{"redis bad db", func(c *config.Config) { c.Redis.URL = "redis://127.0.0.1:6379/x" }, "redis.url: must be redis://[:password@]host:port/db (or rediss://)"},
+		{"sentinel", func(c *config.Config) { c.Redis.URL = "redis-sentinel://:p@s1:26379,s2:26379/0?master=mymaster" }, ""},
+		{"sentinel without master", func(c *config.Config) { c.Redis.URL = "redis-sentinel://s1:26379/0" }, "redis.url: must be redis-sentinel://[:password@]host:port[,host:port]/db?master=name"},
 		{"idle equal to open", func(c *config.Config) { c.Database.MaxOpenConns, c.Database.MaxIdleConns = 4, 4 }, ""},
 		{"idle set, open computed", func(c *config.Config) { c.Database.MaxIdleConns = 50 }, ""},
 		{"negative pool", func(c *config.Config) { c.Database.MaxOpenConns = -1 }, "database.max_open_conns: must not be negative"},

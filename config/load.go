@@ -119,8 +119,11 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	if err := v.MergeConfigMap(env); err != nil {
 		return nil, fmt.Errorf("merge environment: %w", err)
 	}
+	// Decoding goes on past a bad value so that every problem — bad types
+	// here, bad values in Validate — is reported in one go.
+	var problems []error
 	if err := v.Unmarshal(&c, viper.DecodeHook(decodeHook())); err != nil {
-		return nil, keyErrors(err)
+		problems = append(problems, keyErrors(err))
 	}
 
 	// Maps are resolved here rather than by viper, which merges maps key by
@@ -138,7 +141,9 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		case getenv(EnvName(def.key)) != "":
 			var err error
 			if pairs, err = parsePairs(def.key, getenv(EnvName(def.key)), ints); err != nil {
-				return nil, err
+				problems = append(problems, err)
+				field.value.Set(def.value)
+				continue
 			}
 		case v.InConfig(def.key):
 			continue // decoded from the file already
@@ -163,7 +168,30 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 			c.Log.Format = "json"
 		}
 	}
+	if len(problems) > 0 {
+		return nil, withValidation(&c, errors.Join(problems...))
+	}
 	return &c, nil
+}
+
+// withValidation adds Validate's lines to decode problems, leaving out keys
+// that already have a line (a value that did not decode is zero, and
+// "must be positive" would only repeat the real problem).
+func withValidation(c *Config, decodeErr error) error {
+	lines := strings.Split(decodeErr.Error(), "\n")
+	reported := map[string]bool{}
+	for _, l := range lines {
+		key, _, _ := strings.Cut(l, ":")
+		reported[key] = true
+	}
+	if verr := c.Validate(); verr != nil {
+		for _, l := range strings.Split(verr.Error(), "\n") {
+			if key, _, _ := strings.Cut(l, ":"); !reported[key] {
+				lines = append(lines, l)
+			}
+		}
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 // readFile loads the YAML file at path into v and rejects keys moim does

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/hibiken/asynq"
 	"net"
 	"net/mail"
 	"net/netip"
@@ -264,11 +265,19 @@ func databaseURLProblem(s string) string {
 // It never quotes the URL or the parser's error, which may hold a password.
 func redisURLProblem(s string) string {
 	scheme, _, _ := strings.Cut(s, "://")
-	if scheme != "redis" && scheme != "rediss" {
-		return "must start with redis:// or rediss://"
-	}
-	if _, err := redis.ParseURL(s); err != nil {
-		return "must be redis://[:password@]host:port/db (or rediss://)"
+	switch scheme {
+	case "redis", "rediss":
+		if _, err := redis.ParseURL(s); err != nil {
+			return "must be redis://[:password@]host:port/db (or rediss://)"
+		}
+	case "redis-sentinel":
+		// asynq reads the Sentinel form itself: the same parser decides here.
+		u, uerr := url.Parse(s)
+		if _, err := asynq.ParseRedisURI(s); err != nil || uerr != nil || u.Query().Get("master") == "" {
+			return "must be redis-sentinel://[:password@]host:port[,host:port]/db?master=name"
+		}
+	default:
+		return "must start with redis://, rediss:// or redis-sentinel://"
 	}
 	return ""
 }

@@ -42,7 +42,10 @@ func match(pattern, path string) bool {
 func TestDependencyDirection(t *testing.T) {
 	t.Parallel()
 	modDir, module := moduleRoot(t)
-	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}:{{join .Imports \" \"}}", "./...")
+	// Test imports count too (a test helper must not drag a forbidden
+	// package in), and domain is checked against all it depends on.
+	cmd := exec.Command("go", "list", "-f",
+		`{{.ImportPath}}:{{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}:{{join .Deps " "}}`, "./...")
 	cmd.Dir = modDir
 	out, err := cmd.Output()
 	if err != nil {
@@ -51,25 +54,31 @@ func TestDependencyDirection(t *testing.T) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	checked := 0
 	for sc.Scan() {
-		pkgPath, imports, _ := strings.Cut(sc.Text(), ":")
+		pkgPath, rest, _ := strings.Cut(sc.Text(), ":")
+		imports, deps, _ := strings.Cut(rest, ":")
 		rel := strings.TrimPrefix(strings.TrimPrefix(pkgPath, module), "/")
 		for _, rule := range allowedImports {
 			if !match(rule.pkg, rel) {
 				continue
 			}
 			checked++
-			for _, imp := range strings.Fields(imports) {
-				if rel == "domain" {
+			if rel == "domain" {
+				for _, dep := range strings.Fields(deps) {
 					for _, bad := range domainForbidden {
-						if strings.HasPrefix(imp, bad) {
-							t.Errorf("domain imports %s: domain must stay free of I/O and frameworks", imp)
+						if strings.HasPrefix(dep, bad) {
+							t.Errorf("domain depends on %s: domain must stay free of I/O and frameworks", dep)
 						}
 					}
 				}
+			}
+			for _, imp := range strings.Fields(imports) {
 				if !strings.HasPrefix(imp, module+"/") {
 					continue
 				}
 				impRel := strings.TrimPrefix(imp, module+"/")
+				if impRel == rel {
+					continue // an external test package importing the package it tests
+				}
 				ok := false
 				for _, a := range rule.allowed {
 					if match(a, impRel) {

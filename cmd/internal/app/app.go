@@ -148,11 +148,12 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 	if err != nil {
 		return fmt.Errorf("redis.url: %w", err)
 	}
-	rdbOpts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return fmt.Errorf("redis.url: %w", err)
+	// The same options give asynq and the readiness check their clients, so
+	// a Sentinel URL works for both.
+	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return fmt.Errorf("redis.url: unsupported client type %T", redisOpt.MakeRedisClient())
 	}
-	rdb := redis.NewClient(rdbOpts)
 	closers = append(closers, func() { _ = rdb.Close() })
 
 	reg := prometheus.NewRegistry()
@@ -221,7 +222,9 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		fmt.Fprintf(env.Stdout, "moim is running (%s)\n  %s\nPress Ctrl-C to stop.\n", roles, strings.Join(banner, "\n  "))
 	}
 	err = runAll(ctx, logger, comps)
-	if relay != nil {
+	// The in-memory Redis dies with the process: tasks drained into it now
+	// would be marked sent and lost, so its rows wait for the next start.
+	if relay != nil && cfg.Redis.URL != "" {
 		// Requests and tasks that committed while the process was stopping
 		// may have left outbox rows after the relay's last pass: hand them
 		// to Redis now rather than at the next start.
@@ -470,7 +473,10 @@ func httpComponent(name, addr string, h http.Handler, hc config.HTTPConfig, logg
 		sctx, cancel := context.WithTimeout(context.Background(), hc.ShutdownTimeout)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
-			return fmt.Errorf("shutdown: %w", err)
+			// Requests still running past the grace period are cut off; that
+			// is the configured behaviour of a stop, not a failure.
+			logger.Warn("http shutdown timed out; closing remaining connections", slog.Any("error", err))
+			_ = srv.Close()
 		}
 		return nil
 	}}
