@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -176,14 +175,10 @@ func validTickName(name string) bool {
 }
 
 // ValidateTicks checks a catalogue and the spec overrides from configuration:
-// names present, unique and well formed, a Build function, every spec (after
-// overrides) well formed, and no override for a tick that does not exist. It
-// reports every problem, one line each.
-//
-// Specs are checked for the syntax and ranges robfig/cron accepts with an
-// optional seconds field and descriptors; jobs does not import the cron
-// library itself (only the scheduler does), which also rejects a spec that
-// can never fire, such as "0 0 30 2 *".
+// names present, unique and well formed, a Build function, and no override
+// for a tick that does not exist. It reports every problem, one line each.
+// The specs themselves are parsed by the scheduler, which owns the cron
+// library.
 func ValidateTicks(ticks []Tick, overrides map[string]string) error {
 	var errs []error
 	seen := make(map[string]bool, len(ticks))
@@ -201,13 +196,6 @@ func ValidateTicks(ticks []Tick, overrides map[string]string) error {
 		if t.Build == nil {
 			errs = append(errs, fmt.Errorf("tick %q: no build function", t.Name))
 		}
-		if err := CheckSpec(t.EffectiveSpec(overrides)); err != nil {
-			if _, ok := overrides[t.Name]; ok {
-				errs = append(errs, fmt.Errorf("tick %q: override spec: %w", t.Name, err))
-			} else {
-				errs = append(errs, fmt.Errorf("tick %q: spec: %w", t.Name, err))
-			}
-		}
 	}
 	// Sorted so the report reads the same on every run.
 	var unknown []string
@@ -221,173 +209,4 @@ func ValidateTicks(ticks []Tick, overrides map[string]string) error {
 		errs = append(errs, fmt.Errorf("tick %q: no such tick to override", name))
 	}
 	return errors.Join(errs...)
-}
-
-// cronField is one field of a cron spec: its bounds and, for months and
-// days of the week, the names accepted in place of numbers.
-type cronField struct {
-	name     string
-	min, max int
-	names    map[string]int
-}
-
-// cronFields returns the six fields in spec order (seconds first). It is a
-// function so the tables cannot be changed by anyone.
-func cronFields() [6]cronField {
-	return [6]cronField{
-		{name: "second", min: 0, max: 59},
-		{name: "minute", min: 0, max: 59},
-		{name: "hour", min: 0, max: 23},
-		{name: "day of month", min: 1, max: 31},
-		{name: "month", min: 1, max: 12, names: map[string]int{
-			"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
-			"jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12,
-		}},
-		{name: "day of week", min: 0, max: 6, names: map[string]int{
-			"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6,
-		}},
-	}
-}
-
-// CheckSpec reports whether spec is a cron spec the scheduler accepts: five
-// fields (minute, hour, day of month, month, day of week), six with a leading
-// seconds field, or a descriptor (@yearly, @annually, @monthly, @weekly,
-// @daily, @midnight, @hourly, @every <duration of at least 1s>), optionally
-// prefixed by CRON_TZ=<zone>.
-func CheckSpec(spec string) error {
-	if spec == "" {
-		return errors.New("empty spec")
-	}
-	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
-		i := strings.Index(spec, " ")
-		if i < 0 {
-			return fmt.Errorf("%q: time zone without a schedule", spec)
-		}
-		zone := spec[strings.Index(spec, "=")+1 : i]
-		if _, err := time.LoadLocation(zone); err != nil {
-			return fmt.Errorf("%q: time zone: %w", spec, err)
-		}
-		spec = strings.TrimSpace(spec[i:])
-	}
-	if strings.HasPrefix(spec, "@") {
-		return checkDescriptor(spec)
-	}
-	fields := strings.Fields(spec)
-	switch len(fields) {
-	case 5:
-		fields = append([]string{"0"}, fields...)
-	case 6:
-	default:
-		return fmt.Errorf("%q: want 5 or 6 fields, found %d", spec, len(fields))
-	}
-	cf := cronFields()
-	for i, f := range fields {
-		if err := checkCronField(f, cf[i]); err != nil {
-			return fmt.Errorf("%q: %s: %w", spec, cf[i].name, err)
-		}
-	}
-	return nil
-}
-
-func checkDescriptor(spec string) error {
-	switch spec {
-	case "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly":
-		return nil
-	}
-	const every = "@every "
-	if !strings.HasPrefix(spec, every) {
-		return fmt.Errorf("%q: unknown descriptor", spec)
-	}
-	d, err := time.ParseDuration(spec[len(every):])
-	if err != nil {
-		return fmt.Errorf("%q: %w", spec, err)
-	}
-	if d < time.Second {
-		return fmt.Errorf("%q: interval must be at least 1s", spec)
-	}
-	return nil
-}
-
-// checkCronField checks a comma-separated list of ranges, each "*", "?", a
-// value, "a-b", with an optional "/step". Empty list items are ignored, as
-// the cron library does; a field with no items at all is refused because it
-// would never match.
-func checkCronField(field string, f cronField) error {
-	items := strings.FieldsFunc(field, func(r rune) bool { return r == ',' })
-	if len(items) == 0 {
-		return fmt.Errorf("%q: no values", field)
-	}
-	for _, item := range items {
-		if err := checkCronRange(item, f); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func checkCronRange(item string, f cronField) error {
-	rangeAndStep := strings.Split(item, "/")
-	lowHigh := strings.Split(rangeAndStep[0], "-")
-	var start, end int
-	if lowHigh[0] == "*" || lowHigh[0] == "?" {
-		start, end = f.min, f.max
-	} else {
-		var err error
-		if start, err = cronValue(lowHigh[0], f); err != nil {
-			return err
-		}
-		switch len(lowHigh) {
-		case 1:
-			end = start
-		case 2:
-			if end, err = cronValue(lowHigh[1], f); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("%q: too many hyphens", item)
-		}
-	}
-	switch len(rangeAndStep) {
-	case 1:
-	case 2:
-		step, err := cronNumber(rangeAndStep[1])
-		if err != nil {
-			return err
-		}
-		if step == 0 {
-			return fmt.Errorf("%q: step must be positive", item)
-		}
-		if len(lowHigh) == 1 {
-			end = f.max // "N/step" means "N-max/step"
-		}
-	default:
-		return fmt.Errorf("%q: too many slashes", item)
-	}
-	switch {
-	case start < f.min:
-		return fmt.Errorf("%q: %d is below %d", item, start, f.min)
-	case end > f.max:
-		return fmt.Errorf("%q: %d is above %d", item, end, f.max)
-	case start > end:
-		return fmt.Errorf("%q: range starts after it ends", item)
-	}
-	return nil
-}
-
-func cronValue(s string, f cronField) (int, error) {
-	if n, ok := f.names[strings.ToLower(s)]; ok {
-		return n, nil
-	}
-	return cronNumber(s)
-}
-
-func cronNumber(s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a number", s)
-	}
-	if n < 0 {
-		return 0, fmt.Errorf("%q is negative", s)
-	}
-	return n, nil
 }

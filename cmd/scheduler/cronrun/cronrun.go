@@ -150,8 +150,7 @@ func New(p Params) (*Runner, error) {
 // slot-deterministic.
 func parseSpec(spec string, now time.Time) (sched cron.Schedule, err error) {
 	// robfig's parser slices past the end of a "TZ=zone" spec without a
-	// schedule and panics; jobs.ValidateTicks refuses those first, this is
-	// the belt to its braces.
+	// schedule and panics.
 	if (strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")) && !strings.Contains(spec, " ") {
 		return nil, errors.New("time zone without a schedule")
 	}

@@ -563,32 +563,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
-
-// jobs.CheckSpec (which cannot import the cron library) and the parser the
-// runner uses accept and refuse the same specs.
-func TestCheckSpecAgreesWithParser(t *testing.T) {
-	t.Parallel()
-	opt := jobstest.RedisOpt(t)
-	specs := []string{
-		"* * * * *", "*/10 * * * *", "*/5 * * * * *", "0 0 * * mon-fri", "0 0 1 jan *", "0 0 1 JAN-Mar *",
-		"0 9 * * 1,3,5", "30 8-18/2 * * *", "? * * * *", "*-5 * * * *", "+5 * * * *", "5/15 * * * *",
-		"0,,30 * * * *", "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly",
-		"@every 1s", "@every 1h30m", "TZ=Asia/Seoul 0 0 * * *", "CRON_TZ=UTC @daily",
-		"", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 7", "* * * * *  *  *",
-		"* * * *", "1-2-3 * * * *", "*/0 * * * *", "5-1 * * * *", "1/2/3 * * * *", "-1 * * * *",
-		"x * * * *", "* * * foo *", "@every 0.5s", "@every -1m", "@every", "@every x", "@Daily", "@daily ",
-		"TZ=Nowhere/Land 0 * * * *", "TZ=UTC", "CRON_TZ=", "5/ * * * *",
-	}
-	for _, spec := range specs {
-		checkErr := jobs.CheckSpec(spec)
-		tick := testTick("t", spec)
-		_, newErr := cronrun.New(cronrun.Params{Redis: opt, Ticks: []jobs.Tick{tick}})
-		if (checkErr == nil) != (newErr == nil) {
-			t.Errorf("spec %q: CheckSpec error %v, New error %v", spec, checkErr, newErr)
-		}
-	}
-}
-
 func TestTaskID(t *testing.T) {
 	t.Parallel()
 	seoul := time.FixedZone("KST", 9*3600)
