@@ -104,9 +104,6 @@ func New(p Params) (*Runner, error) {
 	if p.CatchUpWindow < 0 {
 		return nil, fmt.Errorf("cronrun: negative catch-up window %s", p.CatchUpWindow)
 	}
-	if err := jobs.ValidateTicks(p.Ticks, p.Overrides); err != nil {
-		return nil, err
-	}
 	loc := p.Location
 	if loc == nil {
 		loc = time.UTC
@@ -127,15 +124,24 @@ func New(p Params) (*Runner, error) {
 		logger:    logger,
 		now:       now,
 	}
+	// Every problem at once: bad specs first, then catalogue and override
+	// names, one line each.
 	var errs []error
 	for _, t := range p.Ticks {
 		spec := t.EffectiveSpec(p.Overrides)
 		sched, err := parseSpec(spec, now().In(loc))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("tick %q: spec %q: %w", t.Name, spec, err))
+			what := "spec"
+			if _, ok := p.Overrides[t.Name]; ok {
+				what = "override spec"
+			}
+			errs = append(errs, fmt.Errorf("tick %q: %s %q: %w", t.Name, what, spec, err))
 			continue
 		}
 		r.entries = append(r.entries, entry{tick: t, spec: spec, sched: sched, loc: loc})
+	}
+	if err := jobs.ValidateTicks(p.Ticks, p.Overrides); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -515,7 +515,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{
 			name:      "bad override spec",
 			params:    cronrun.Params{Redis: opt, Ticks: jobs.Ticks(), Overrides: map[string]string{"outbox-prune": "61 * * * *"}},
-			wantLines: []string{`tick "outbox-prune": override spec: "61 * * * *": minute:`},
+			wantLines: []string{`tick "outbox-prune": override spec "61 * * * *": end of range (61) above maximum (59)`},
 		},
 		{
 			name: "every problem, one line each",
@@ -523,7 +523,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 				"outbox-prune": "@fortnightly", "zzz": "* * * * *", "aaa": "* * * * *",
 			}},
 			wantLines: []string{
-				`tick "outbox-prune": override spec: "@fortnightly": unknown descriptor`,
+				`tick "outbox-prune": override spec "@fortnightly": unrecognized descriptor`,
 				`tick "aaa": no such tick to override`,
 				`tick "zzz": no such tick to override`,
 			},
@@ -531,7 +531,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{
 			name:      "never fires",
 			params:    cronrun.Params{Redis: opt, Ticks: jobs.Ticks(), Overrides: map[string]string{"outbox-prune": "0 0 30 2 *"}},
-			wantLines: []string{`tick "outbox-prune": spec "0 0 30 2 *": never fires`},
+			wantLines: []string{`tick "outbox-prune": override spec "0 0 30 2 *": never fires`},
 		},
 		{
 			name:      "negative window",
