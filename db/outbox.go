@@ -13,8 +13,8 @@ import (
 )
 
 // OutboxRow is one follow-up task written in the same transaction as the
-// state change that caused it. The relay moves unsent rows into asynq with
-// TaskID as the asynq task id and then sets SentAt.
+// state change that caused it. The relay claims unsent rows, moves them into
+// asynq with TaskID as the asynq task id and then sets SentAt.
 type OutboxRow struct {
 	bun.BaseModel `bun:"table:outbox"`
 
@@ -37,6 +37,9 @@ type OutboxRow struct {
 	// Attempts counts failed relay attempts; LastError is the latest one.
 	Attempts  int    `bun:"attempts,notnull"`
 	LastError string `bun:"last_error,nullzero"`
+	// ClaimedUntil is zero, or the end of the lease a relay took on the
+	// unsent row with Claim: until then no other relay claims it.
+	ClaimedUntil time.Time `bun:"claimed_until,nullzero"`
 }
 
 // maxOutboxError bounds last_error: it is a hint for operators, and a whole
@@ -81,60 +84,89 @@ func (Outbox) Insert(ctx context.Context, idb bun.IDB, rows []OutboxRow) error {
 	return nil
 }
 
-// ClaimTxOptions returns the options for a transaction that calls
-// ClaimUnsent (nil means the driver's default).
+// claimTxOptions returns the options for the claim transaction (nil means
+// the driver's default).
 //
 // MySQL/MariaDB get READ COMMITTED: under their default REPEATABLE READ the
 // claim's range scan takes gap locks on the (sent_at, id) index, and a
-// concurrent relay marking its own, disjoint rows sent then waits for them
-// (moving a row out of sent_at IS NULL inserts into a locked gap), so relays
-// would serialize or deadlock. PostgreSQL is READ COMMITTED already and
-// SQLite has one writer anyway.
-func (Outbox) ClaimTxOptions(idb bun.IDB) *sql.TxOptions {
+// concurrent MarkSent moving a row out of sent_at IS NULL inserts into a
+// locked gap, so it would wait for the claim (or deadlock with it).
+// PostgreSQL is READ COMMITTED already and SQLite has one writer anyway.
+func claimTxOptions(idb bun.IDB) *sql.TxOptions {
 	if idb.Dialect().Name() == dialect.MySQL {
 		return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	}
 	return nil
 }
 
-// RunClaimTx runs fn in a transaction begun with ClaimTxOptions, committing
-// if fn returns nil and rolling back otherwise. fn's error is returned as
-// is. Unlike RunInTx it does not retry: a relay simply claims again later.
-func (o Outbox) RunClaimTx(ctx context.Context, bdb *bun.DB, fn func(ctx context.Context, tx bun.Tx) error) error {
-	return bdb.RunInTx(ctx, o.ClaimTxOptions(bdb), fn)
-}
-
-// ClaimUnsent returns up to limit unsent rows, oldest first, locked by tx
-// until it ends, so concurrent relays never hand the same row to asynq at the
-// same time. Run tx with ClaimTxOptions (or use RunClaimTx).
+// Claim leases up to limit unsent rows, oldest first, to the caller until
+// now+lease and returns them (with ClaimedUntil set). A row is claimable
+// while unsent and not leased, or its lease has passed. The caller hands the
+// rows to asynq with no transaction open and then calls MarkSent or
+// RecordFailure; a caller that dies instead simply lets the lease run out,
+// and the next claimer sends the rows again (their task ids make that a
+// no-op in asynq). now comes from the caller's clock, so relays sharing a
+// database need clocks agreeing to well within the lease.
 //
-// On PostgreSQL and MySQL/MariaDB the rows are read FOR UPDATE SKIP LOCKED:
-// rows another relay holds are skipped rather than waited for, so relays
-// split the backlog between them. SQLite has no row locks and no such
-// clause; there the database is opened with _txlock=immediate, so tx already
-// holds the database's single write lock from BEGIN and a second relay's
-// transaction waits (busy_timeout) until this one commits, by which time the
-// rows are marked.
-func (Outbox) ClaimUnsent(ctx context.Context, tx bun.Tx, limit int) ([]OutboxRow, error) {
+// Claim runs one short transaction of its own: select, set claimed_until,
+// commit. On PostgreSQL and MySQL/MariaDB the select is FOR UPDATE SKIP
+// LOCKED, so concurrent claimers skip each other's rows instead of waiting,
+// and a row whose lease another claimer has just committed is re-read and
+// filtered out. SQLite has no row locks and no such clause; there the
+// database is opened with _txlock=immediate, so the transaction holds the
+// single write lock from BEGIN and a second claimer waits (busy_timeout) the
+// few statements until it commits, then sees the leases.
+func (Outbox) Claim(ctx context.Context, bdb *bun.DB, limit int, now time.Time, lease time.Duration) ([]OutboxRow, error) {
 	if limit <= 0 {
-		return nil, fmt.Errorf("claim unsent outbox rows: limit %d, want > 0", limit)
+		return nil, fmt.Errorf("claim outbox rows: limit %d, want > 0", limit)
 	}
+	if lease <= 0 {
+		return nil, fmt.Errorf("claim outbox rows: lease %s, want > 0", lease)
+	}
+	now = now.UTC()
+	until := now.Add(lease)
 	var rows []OutboxRow
-	q := tx.NewSelect().
-		Model(&rows).
-		Where("sent_at IS NULL").
-		Order("id").
-		Limit(int64(limit))
-	if tx.Dialect().Name() != dialect.SQLite {
-		q = q.For("UPDATE SKIP LOCKED")
+	err := bdb.RunInTx(ctx, claimTxOptions(bdb), func(ctx context.Context, tx bun.Tx) error {
+		rows = nil
+		q := tx.NewSelect().
+			Model(&rows).
+			Where("sent_at IS NULL").
+			WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+				return q.Where("claimed_until IS NULL").WhereOr("claimed_until <= ?", now)
+			}).
+			Order("id").
+			Limit(int64(limit))
+		if tx.Dialect().Name() != dialect.SQLite {
+			q = q.For("UPDATE SKIP LOCKED")
+		}
+		if err := q.Scan(ctx); err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		ids := make([]int64, len(rows))
+		for i := range rows {
+			ids[i] = rows[i].ID
+		}
+		_, err := tx.NewUpdate().
+			Model((*OutboxRow)(nil)).
+			Set("claimed_until = ?", until).
+			Where("id IN (?)", bun.List(ids)).
+			Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", translate(err))
 	}
-	if err := q.Scan(ctx); err != nil {
-		return nil, fmt.Errorf("claim unsent outbox rows: %w", translate(err))
+	for i := range rows {
+		rows[i].ClaimedUntil = until
 	}
 	return rows, nil
 }
 
-// MarkSent sets sent_at on the rows ids; a row already sent keeps its time.
+// MarkSent sets sent_at on the rows ids and ends their claim; a row already
+// sent keeps its time.
 func (Outbox) MarkSent(ctx context.Context, idb bun.IDB, ids []int64, at time.Time) error {
 	if len(ids) == 0 {
 		return nil
@@ -145,6 +177,7 @@ func (Outbox) MarkSent(ctx context.Context, idb bun.IDB, ids []int64, at time.Ti
 		// can make the UPDATE scan the (sent_at, id) index and wait on rows
 		// other relays hold, while "id IN" alone stays on the primary key.
 		Set("sent_at = COALESCE(sent_at, ?)", at.UTC()).
+		Set("claimed_until = NULL").
 		Where("id IN (?)", bun.List(ids)).
 		Exec(ctx)
 	if err != nil {
@@ -153,9 +186,11 @@ func (Outbox) MarkSent(ctx context.Context, idb bun.IDB, ids []int64, at time.Ti
 	return nil
 }
 
-// RecordFailure counts a failed relay attempt on the rows ids and keeps msg
-// (cut to a bounded length) as their last error. msg is stored and shown to
-// operators, so callers pass error text that carries no secrets.
+// RecordFailure counts a failed relay attempt on the rows ids, keeps msg (cut
+// to a bounded length) as their last error and ends their claim, so the next
+// claim (the relay's, after its backoff, or another relay's) takes them
+// again. msg is stored and shown to operators, so callers pass error text
+// that carries no secrets.
 func (Outbox) RecordFailure(ctx context.Context, idb bun.IDB, ids []int64, msg string) error {
 	if len(ids) == 0 {
 		return nil
@@ -164,6 +199,7 @@ func (Outbox) RecordFailure(ctx context.Context, idb bun.IDB, ids []int64, msg s
 		Model((*OutboxRow)(nil)).
 		Set("attempts = attempts + 1").
 		Set("last_error = ?", truncateUTF8(msg, maxOutboxError)).
+		Set("claimed_until = NULL").
 		Where("id IN (?)", bun.List(ids)).
 		Exec(ctx)
 	if err != nil {

@@ -3,7 +3,9 @@ package db_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,14 +82,10 @@ func TestOutboxInsertAndClaim(t *testing.T) {
 			t.Fatalf("CountUnsent = %d, %v, want 4", n, err)
 		}
 
-		var claimed []db.OutboxRow
-		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-			var err error
-			claimed, err = store.ClaimUnsent(ctx, tx, 3)
-			return err
-		})
+		now := time.Now()
+		claimed, err := store.Claim(ctx, bdb, 3, now, time.Minute)
 		if err != nil {
-			t.Fatalf("ClaimUnsent: %v", err)
+			t.Fatalf("Claim: %v", err)
 		}
 		if len(claimed) != 3 {
 			t.Fatalf("claimed %d rows, want 3", len(claimed))
@@ -104,6 +102,9 @@ func TestOutboxInsertAndClaim(t *testing.T) {
 			if got.CreatedAt.IsZero() || !got.SentAt.IsZero() || got.Attempts != 0 || got.LastError != "" {
 				t.Errorf("claimed[%d]: created %v, sent %v, attempts %d, last error %q; want created, unsent, clean",
 					i, got.CreatedAt, got.SentAt, got.Attempts, got.LastError)
+			}
+			if !sameInstant(got.ClaimedUntil, now.Add(time.Minute)) {
+				t.Errorf("claimed[%d].ClaimedUntil = %v, want now + lease (%v)", i, got.ClaimedUntil, now.Add(time.Minute))
 			}
 		}
 		if got := claimed[0].Headers["request_id"]; got != "req-1" || len(claimed[0].Headers) != 1 {
@@ -137,17 +138,28 @@ func TestOutboxInsertAndClaim(t *testing.T) {
 		if !sameInstant(all[0].SentAt, sentAt) || !sameInstant(all[1].SentAt, sentAt) {
 			t.Errorf("sent_at = %v, %v, want %v", all[0].SentAt, all[1].SentAt, sentAt)
 		}
-
-		err = db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-			var err error
-			claimed, err = store.ClaimUnsent(ctx, tx, 10)
-			return err
-		})
-		if err != nil {
-			t.Fatalf("ClaimUnsent: %v", err)
+		// Marking ends the claim; the unmarked claimed row keeps its lease.
+		for i, r := range all {
+			if leased := !r.ClaimedUntil.IsZero(); leased != (i == 2) {
+				t.Errorf("row %s: claimed until %v, want a lease only on ob_c", r.TaskID, r.ClaimedUntil)
+			}
 		}
-		if got := []string{claimed[0].TaskID, claimed[1].TaskID}; len(claimed) != 2 || got[0] != "ob_c" || got[1] != "ob_d" {
-			t.Fatalf("second claim = %d rows, want ob_c, ob_d", len(claimed))
+
+		// ob_c is still leased, so only ob_d is claimable...
+		claimed, err = store.Claim(ctx, bdb, 10, now, time.Minute)
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		if len(claimed) != 1 || claimed[0].TaskID != "ob_d" {
+			t.Fatalf("second claim = %d rows, want just ob_d", len(claimed))
+		}
+		// ...and once both leases have passed, both are.
+		claimed, err = store.Claim(ctx, bdb, 10, now.Add(time.Minute), time.Minute)
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		if len(claimed) != 2 || claimed[0].TaskID != "ob_c" || claimed[1].TaskID != "ob_d" {
+			t.Fatalf("claim after the leases = %d rows, want ob_c, ob_d", len(claimed))
 		}
 	})
 }
@@ -170,18 +182,17 @@ func TestOutboxInsertDuplicateTaskID(t *testing.T) {
 	})
 }
 
-func TestOutboxBadLimit(t *testing.T) {
+func TestOutboxBadArguments(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
 		var store db.Outbox
 		for _, limit := range []int{0, -1} {
-			err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-				_, err := store.ClaimUnsent(ctx, tx, limit)
-				return err
-			})
-			if err == nil {
-				t.Errorf("ClaimUnsent(limit %d) = nil error, want one", limit)
+			if _, err := store.Claim(ctx, bdb, limit, time.Now(), time.Minute); err == nil {
+				t.Errorf("Claim(limit %d) = nil error, want one", limit)
+			}
+			if _, err := store.Claim(ctx, bdb, 10, time.Now(), time.Duration(limit)*time.Second); err == nil {
+				t.Errorf("Claim(lease %ds) = nil error, want one", limit)
 			}
 			if _, err := store.DeleteSentBefore(ctx, bdb, time.Now(), limit); err == nil {
 				t.Errorf("DeleteSentBefore(limit %d) = nil error, want one", limit)
@@ -308,10 +319,36 @@ func TestOutboxDeleteSentBefore(t *testing.T) {
 	})
 }
 
-// TestOutboxClaimsDisjoint holds one claim open while a second transaction
-// claims and marks: on PostgreSQL and MySQL the second must skip the locked
-// rows and finish at once; on SQLite it waits for the first to commit and
-// then finds its rows sent. Either way no row is claimed twice.
+// TestOutboxRecordFailureReleasesClaim: a failure ends the row's lease, so
+// the next claim takes it again at once; the other claimed row stays leased.
+func TestOutboxRecordFailureReleasesClaim(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		var store db.Outbox
+		if err := store.Insert(ctx, bdb, outboxRows("release", 2)); err != nil {
+			t.Fatalf("Insert: %v", err)
+		}
+		now := time.Now()
+		claimed, err := store.Claim(ctx, bdb, 10, now, time.Hour)
+		if err != nil || len(claimed) != 2 {
+			t.Fatalf("Claim = %d rows, %v, want 2", len(claimed), err)
+		}
+		if err := store.RecordFailure(ctx, bdb, ids(claimed[:1]), "i/o timeout"); err != nil {
+			t.Fatalf("RecordFailure: %v", err)
+		}
+		again, err := store.Claim(ctx, bdb, 10, now, time.Hour)
+		if err != nil {
+			t.Fatalf("Claim again: %v", err)
+		}
+		if len(again) != 1 || again[0].ID != claimed[0].ID || again[0].Attempts != 1 || again[0].LastError != "i/o timeout" {
+			t.Fatalf("claim after the failure = %+v, want just row %d with its failure recorded", again, claimed[0].ID)
+		}
+	})
+}
+
+// TestOutboxClaimsDisjoint: a claimed row is not claimed again until its
+// lease has passed, and claims never overlap.
 func TestOutboxClaimsDisjoint(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
@@ -320,19 +357,81 @@ func TestOutboxClaimsDisjoint(t *testing.T) {
 		if err := store.Insert(ctx, bdb, outboxRows("disjoint", 10)); err != nil {
 			t.Fatalf("Insert: %v", err)
 		}
+		now := time.Now()
+		first, err := store.Claim(ctx, bdb, 4, now, time.Minute)
+		if err != nil || len(first) != 4 {
+			t.Fatalf("first claim = %d rows, %v, want 4", len(first), err)
+		}
+		second, err := store.Claim(ctx, bdb, 4, now.Add(30*time.Second), 10*time.Minute)
+		if err != nil || len(second) != 4 {
+			t.Fatalf("second claim = %d rows, %v, want 4", len(second), err)
+		}
+		third, err := store.Claim(ctx, bdb, 10, now.Add(time.Minute-time.Millisecond), time.Minute)
+		if err != nil || len(third) != 2 {
+			t.Fatalf("third claim (before the first lease ends) = %d rows, %v, want the 2 never claimed", len(third), err)
+		}
+		seen := map[int64]bool{}
+		for _, r := range slices.Concat(first, second, third) {
+			if seen[r.ID] {
+				t.Errorf("row %d claimed twice while leased", r.ID)
+			}
+			seen[r.ID] = true
+		}
+		if len(seen) != 10 {
+			t.Errorf("claims covered %d rows, want all 10", len(seen))
+		}
+
+		// At the end of the first lease its rows come back, oldest first; the
+		// second and third leases still hold.
+		expired, err := store.Claim(ctx, bdb, 10, now.Add(time.Minute), time.Minute)
+		if err != nil {
+			t.Fatalf("claim at the end of the first lease: %v", err)
+		}
+		if !slices.Equal(ids(expired), ids(first)) {
+			t.Fatalf("claim at the end of the first lease = rows %v, want the first claim's %v", ids(expired), ids(first))
+		}
+	})
+}
+
+// TestOutboxClaimSkipsLockedRows holds row locks on some unsent rows, as a
+// claimer in the middle of its transaction does, while Claim runs. On
+// PostgreSQL and MySQL Claim must skip them and return the rest at once; on
+// SQLite the held transaction is the write lock, so Claim waits for it and
+// then finds the rows it leased.
+func TestOutboxClaimSkipsLockedRows(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		var store db.Outbox
+		if err := store.Insert(ctx, bdb, outboxRows("locked", 10)); err != nil {
+			t.Fatalf("Insert: %v", err)
+		}
+		all := allOutbox(t, bdb)
+		held := ids(all[:5])
 		sqlite := bdb.Dialect().Name() == dialect.SQLite
 
-		tx1, err := bdb.BeginTx(ctx, store.ClaimTxOptions(bdb))
+		// READ COMMITTED as a claimer runs: under MySQL's REPEATABLE READ a
+		// scan of this small table would lock every row it passes.
+		var opts *sql.TxOptions
+		if !sqlite {
+			opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+		}
+		tx1, err := bdb.BeginTx(ctx, opts)
 		if err != nil {
 			t.Fatalf("begin tx1: %v", err)
 		}
 		t.Cleanup(func() { _ = tx1.Rollback() })
-		first, err := store.ClaimUnsent(ctx, tx1, 5)
-		if err != nil {
-			t.Fatalf("tx1 claim: %v", err)
+		if sqlite {
+			_, err = tx1.NewUpdate().Model((*db.OutboxRow)(nil)).
+				Set("claimed_until = ?", time.Now().Add(time.Hour)).
+				Where("id IN (?)", bun.List(held)).
+				Exec(ctx)
+		} else {
+			var locked []db.OutboxRow
+			err = tx1.NewSelect().Model(&locked).Where("id IN (?)", bun.List(held)).For("UPDATE").Scan(ctx)
 		}
-		if len(first) != 5 {
-			t.Fatalf("tx1 claimed %d rows, want 5", len(first))
+		if err != nil {
+			t.Fatalf("tx1 lock rows: %v", err)
 		}
 
 		type result struct {
@@ -341,54 +440,27 @@ func TestOutboxClaimsDisjoint(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			var rows []db.OutboxRow
-			err := store.RunClaimTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-				var err error
-				if rows, err = store.ClaimUnsent(ctx, tx, 10); err != nil {
-					return err
-				}
-				return store.MarkSent(ctx, tx, ids(rows), time.Now())
-			})
+			rows, err := store.Claim(ctx, bdb, 10, time.Now(), time.Minute)
 			done <- result{rows, err}
 		}()
-
-		var second result
+		var got result
 		if sqlite {
-			if err := store.MarkSent(ctx, tx1, ids(first), time.Now()); err != nil {
-				t.Fatalf("tx1 mark: %v", err)
-			}
 			if err := tx1.Commit(); err != nil {
 				t.Fatalf("tx1 commit: %v", err)
 			}
-			second = <-done
+			got = <-done
 		} else {
 			select {
-			case second = <-done:
+			case got = <-done:
 			case <-time.After(20 * time.Second):
-				t.Fatal("second claim waited for the first transaction's row locks instead of skipping them")
-			}
-			if err := store.MarkSent(ctx, tx1, ids(first), time.Now()); err != nil {
-				t.Fatalf("tx1 mark: %v", err)
-			}
-			if err := tx1.Commit(); err != nil {
-				t.Fatalf("tx1 commit: %v", err)
+				t.Fatal("Claim waited for another transaction's row locks instead of skipping them")
 			}
 		}
-		if second.err != nil {
-			t.Fatalf("second claim: %v", second.err)
+		if got.err != nil {
+			t.Fatalf("Claim: %v", got.err)
 		}
-		seen := map[int64]bool{}
-		for _, r := range append(first, second.rows...) {
-			if seen[r.ID] {
-				t.Errorf("row %d claimed twice", r.ID)
-			}
-			seen[r.ID] = true
-		}
-		if len(seen) != 10 {
-			t.Errorf("claims covered %d rows, want all 10", len(seen))
-		}
-		if n, err := store.CountUnsent(ctx, bdb); err != nil || n != 0 {
-			t.Errorf("CountUnsent = %d, %v, want 0", n, err)
+		if !slices.Equal(ids(got.rows), ids(all[5:])) {
+			t.Fatalf("Claim = rows %v, want the unlocked %v", ids(got.rows), ids(all[5:]))
 		}
 	})
 }
@@ -413,14 +485,10 @@ func TestOutboxConcurrentClaimers(t *testing.T) {
 		for range workers {
 			wg.Go(func() {
 				for {
-					var got []db.OutboxRow
-					err := store.RunClaimTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-						var err error
-						if got, err = store.ClaimUnsent(ctx, tx, batch); err != nil || len(got) == 0 {
-							return err
-						}
-						return store.MarkSent(ctx, tx, ids(got), time.Now())
-					})
+					got, err := store.Claim(ctx, bdb, batch, time.Now(), time.Hour)
+					if err == nil && len(got) > 0 {
+						err = store.MarkSent(ctx, bdb, ids(got), time.Now())
+					}
 					if err != nil {
 						errs <- err
 						return
@@ -448,6 +516,9 @@ func TestOutboxConcurrentClaimers(t *testing.T) {
 			if n != 1 {
 				t.Errorf("row %d claimed %d times, want 1", id, n)
 			}
+		}
+		if n, err := store.CountUnsent(ctx, bdb); err != nil || n != 0 {
+			t.Errorf("CountUnsent = %d, %v, want 0", n, err)
 		}
 	})
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -91,11 +90,15 @@ const (
 	DefaultRelayPollInterval = time.Second
 	DefaultRelayBatchSize    = 100
 	DefaultRelayRetention    = 24 * time.Hour
+	DefaultRelayLease        = 30 * time.Second
+	// DefaultRelayEnqueueTimeout caps the default enqueue timeout, which is
+	// otherwise half the lease.
+	DefaultRelayEnqueueTimeout = 5 * time.Second
 )
 
 const (
 	// relayConcurrency bounds the enqueues in flight per batch: each is one
-	// Redis round trip (~65 µs) made while the claim transaction is open.
+	// Redis round trip (~65 µs), so a batch of 100 takes a few of them.
 	relayConcurrency = 16
 	// relayMaxBackoffFactor caps the wait after repeated failures at this
 	// many poll intervals.
@@ -112,9 +115,19 @@ type RelayParams struct {
 	// PollInterval is how long an idle relay waits for a Wake before looking
 	// at the table anyway; zero means DefaultRelayPollInterval.
 	PollInterval time.Duration
-	// BatchSize is the most rows one transaction claims; zero means
+	// BatchSize is the most rows one claim takes; zero means
 	// DefaultRelayBatchSize.
 	BatchSize int
+	// Lease is how long a claimed row belongs to this relay: if the relay
+	// dies before marking it sent, another relay takes it once the lease has
+	// passed. Zero means DefaultRelayLease.
+	Lease time.Duration
+	// EnqueueTimeout bounds the handing of one batch to Redis; rows not
+	// confirmed by then count as failed and are retried after the backoff.
+	// Keep it well under Lease, or a slow batch's rows may be sent again by
+	// another relay (harmlessly: they meet their task id). Zero means half
+	// the lease, at most DefaultRelayEnqueueTimeout.
+	EnqueueTimeout time.Duration
 	// Retention is how long asynq keeps a relayed task after it completes.
 	// A row relayed again after a crash between enqueue and mark must meet
 	// asynq.ErrTaskIDConflict, which needs the task to still be in Redis;
@@ -128,19 +141,29 @@ type RelayParams struct {
 }
 
 // Relay moves committed outbox rows into asynq. Any number of relays, in one
-// process or many, may run on one database: each batch claims its rows
-// under a lock (see db.Outbox.ClaimUnsent), and a task id already in asynq
-// counts as relayed, so a row becomes exactly one task.
+// process or many, may run on one database: each batch leases its rows in a
+// short transaction (see db.Outbox.Claim) and talks to Redis with no
+// transaction open, so a slow or hung Redis never holds a database lock that
+// the API's writes wait for. A task id already in asynq counts as relayed,
+// so a row sent again after a lease ran out still becomes exactly one task.
 type Relay struct {
-	db        *bun.DB
-	store     db.Outbox
-	client    *asynq.Client
-	ownClient bool
-	poll      time.Duration
-	batch     int
-	retention time.Duration
-	logger    *slog.Logger
-	wake      chan struct{}
+	db             *bun.DB
+	store          db.Outbox
+	client         *asynq.Client
+	ownClient      bool
+	poll           time.Duration
+	batch          int
+	lease          time.Duration
+	enqueueTimeout time.Duration
+	retention      time.Duration
+	logger         *slog.Logger
+	wake           chan struct{}
+
+	// now is the clock leases are taken and rows marked by; tests shift it.
+	now func() time.Time
+	// afterEnqueue, if set, runs after a batch's enqueues and before its
+	// marks: tests stop the relay there to play a crash.
+	afterEnqueue func()
 
 	relayed   prometheus.Counter
 	conflicts prometheus.Counter
@@ -158,24 +181,33 @@ func NewRelay(bdb *bun.DB, p RelayParams) (*Relay, error) {
 	if p.Client == nil && p.Redis == nil {
 		return nil, errors.New("new relay: neither Redis nor Client set")
 	}
-	if p.PollInterval < 0 || p.BatchSize < 0 || p.Retention < 0 {
-		return nil, fmt.Errorf("new relay: negative poll interval (%s), batch size (%d) or retention (%s)",
-			p.PollInterval, p.BatchSize, p.Retention)
+	if p.PollInterval < 0 || p.BatchSize < 0 || p.Retention < 0 || p.Lease < 0 || p.EnqueueTimeout < 0 {
+		return nil, fmt.Errorf("new relay: negative poll interval (%s), batch size (%d), retention (%s), lease (%s) or enqueue timeout (%s)",
+			p.PollInterval, p.BatchSize, p.Retention, p.Lease, p.EnqueueTimeout)
 	}
 	r := &Relay{
-		db:        bdb,
-		client:    p.Client,
-		poll:      p.PollInterval,
-		batch:     p.BatchSize,
-		retention: p.Retention,
-		logger:    p.Logger,
-		wake:      make(chan struct{}, 1),
+		db:             bdb,
+		client:         p.Client,
+		poll:           p.PollInterval,
+		batch:          p.BatchSize,
+		lease:          p.Lease,
+		enqueueTimeout: p.EnqueueTimeout,
+		retention:      p.Retention,
+		logger:         p.Logger,
+		wake:           make(chan struct{}, 1),
+		now:            time.Now,
 	}
 	if r.poll == 0 {
 		r.poll = DefaultRelayPollInterval
 	}
 	if r.batch == 0 {
 		r.batch = DefaultRelayBatchSize
+	}
+	if r.lease == 0 {
+		r.lease = DefaultRelayLease
+	}
+	if r.enqueueTimeout == 0 {
+		r.enqueueTimeout = min(r.lease/2, DefaultRelayEnqueueTimeout)
 	}
 	if r.retention == 0 {
 		r.retention = DefaultRelayRetention
@@ -211,7 +243,7 @@ func (r *Relay) initMetrics(reg prometheus.Registerer) error {
 	}
 	r.failures, err = registerRelayMetric(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "moim_outbox_relay_errors_total",
-		Help: "Outbox relay batches rolled back because Redis or the database failed.",
+		Help: "Outbox relay batches that failed, wholly or in part, because Redis or the database did.",
 	}))
 	if err != nil {
 		return err
@@ -276,10 +308,11 @@ func (r *Relay) RunInTx(ctx context.Context, fn func(ctx context.Context, tx bun
 
 // Run relays until ctx is done and then returns nil. After each pass that
 // empties the table it waits for a Wake or the poll interval. Failures
-// (Redis or the database down) never stop it: the batch rolls back, so its
-// rows stay unsent; an enqueue failure is recorded on the batch's rows
-// (attempts, last_error); and Run backs off exponentially, up to ten poll
-// intervals, before trying again.
+// (Redis or the database down) never stop it: rows that did not reach Redis
+// stay unsent, with the failure recorded on them (attempts, last_error) and
+// their claim released, and Run backs off exponentially, up to ten poll
+// intervals, before trying again. A batch cut short by ctx leaves its rows
+// claimed; they are relayed once their lease has passed.
 func (r *Relay) Run(ctx context.Context) error {
 	// Since Go 1.23 Reset and Stop leave no stale tick in timer.C, so the
 	// timer is reused without draining.
@@ -374,113 +407,137 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 	}
 }
 
-// batchError is an enqueue failure inside a batch, with the batch's rows.
-type batchError struct {
-	ids []int64
-	err error
-}
-
-func (e *batchError) Error() string { return e.err.Error() }
-func (e *batchError) Unwrap() error { return e.err }
-
-// relayBatch claims one batch, enqueues it and marks it sent, all in one
-// transaction, and returns how many rows it relayed.
+// relayBatch claims one batch, hands it to asynq and marks what got there,
+// each database step a short statement or transaction of its own, and
+// returns how many rows it relayed.
 func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	var relayed, conflicts int
-	err := r.store.RunClaimTx(ctx, r.db, func(ctx context.Context, tx bun.Tx) error {
-		rows, err := r.store.ClaimUnsent(ctx, tx, r.batch)
-		if err != nil {
-			return err
-		}
-		if len(rows) == 0 {
-			return nil
-		}
-		ids := make([]int64, len(rows))
-		for i := range rows {
-			ids[i] = rows[i].ID
-		}
-		conflicts, err = r.enqueueRows(ctx, rows)
-		if err != nil {
-			return &batchError{ids: ids, err: err}
-		}
-		if err := r.store.MarkSent(ctx, tx, ids, time.Now()); err != nil {
-			return err
-		}
-		relayed = len(rows)
-		return nil
-	})
+	rows, err := r.store.Claim(ctx, r.db, r.batch, r.now(), r.lease)
 	if err != nil {
 		if ctx.Err() != nil {
-			// Shutting down: the rows stay unsent for the next relay, and
-			// this is no failure of theirs.
+			// Shutting down: no failure of the database's.
 			return 0, fmt.Errorf("relay outbox batch: %w", ctx.Err())
 		}
 		r.failures.Inc()
-		var be *batchError
-		if errors.As(err, &be) {
-			// After the rollback, in its own short statement: the count must
-			// outlive the claim transaction. Every row of the batch gets it,
-			// tried or not, so attempts reads "failed passes over this row".
-			if ferr := r.store.RecordFailure(ctx, r.db, be.ids, be.err.Error()); ferr != nil {
-				err = errors.Join(err, ferr)
-			}
-		}
 		return 0, fmt.Errorf("relay outbox batch: %w", err)
 	}
-	r.relayed.Add(float64(relayed))
-	r.conflicts.Add(float64(conflicts))
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	res := r.enqueueRows(ctx, rows)
+	if r.afterEnqueue != nil {
+		r.afterEnqueue()
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the rows keep their claim until the lease passes,
+		// as after a crash. The relay that takes them then meets
+		// ErrTaskIDConflict for those already in asynq and marks them.
+		return 0, fmt.Errorf("relay outbox batch: %w", ctx.Err())
+	}
+	var errs []error
+	relayed := 0
+	if len(res.sent) > 0 {
+		if err := r.store.MarkSent(ctx, r.db, res.sent, r.now()); err != nil {
+			// The tasks are in asynq; the rows are sent again, and marked,
+			// once their lease has passed.
+			errs = append(errs, err)
+		} else {
+			relayed = len(res.sent)
+			r.relayed.Add(float64(relayed))
+			r.conflicts.Add(float64(res.conflicts))
+		}
+	}
+	if len(res.failed) > 0 {
+		errs = append(errs, res.err)
+		// Every unconfirmed row gets the failure, tried or not, so attempts
+		// reads "failed passes over this row"; releasing the claim lets the
+		// next pass, after the backoff, try them at once.
+		if err := r.store.RecordFailure(ctx, r.db, res.failed, res.err.Error()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		r.failures.Inc()
+		return relayed, fmt.Errorf("relay outbox batch: %w", errors.Join(errs...))
+	}
 	return relayed, nil
 }
 
-// enqueueRows hands rows to asynq, relayConcurrency at a time, and returns
-// how many were already there. On the first failure it stops starting new
-// enqueues and cancels those in flight: a hung Redis would otherwise hold
-// the claim transaction for a timeout per row, and the batch rolls back
-// anyway.
-func (r *Relay) enqueueRows(ctx context.Context, rows []db.OutboxRow) (int, error) {
-	ctx, cancel := context.WithCancel(ctx)
+// enqueueResult sorts a batch's rows by what asynq said.
+type enqueueResult struct {
+	sent      []int64 // enqueued, or already in asynq
+	conflicts int     // of sent, how many were already in asynq
+	failed    []int64 // refused, not confirmed in time, or never tried
+	err       error   // why failed is not empty
+}
+
+// enqueueRows hands rows to asynq, relayConcurrency at a time, and waits at
+// most the enqueue timeout. After the first failure it starts no more
+// enqueues (Redis is most likely down, and the rest would fail the same
+// way) but still collects those in flight. An enqueue still unanswered at
+// the timeout is left to finish in the background: its row counts as failed
+// and, if the task did reach Redis, the next pass meets its task id.
+func (r *Relay) enqueueRows(ctx context.Context, rows []db.OutboxRow) enqueueResult {
+	ctx, cancel := context.WithTimeout(ctx, r.enqueueTimeout)
 	defer cancel()
-	var (
-		mu        sync.Mutex
-		wg        sync.WaitGroup
-		conflicts int
-		firstErr  error
+	type outcome struct {
+		i   int
+		err error
+	}
+	// Room for every row, so a late enqueue never blocks its goroutine.
+	done := make(chan outcome, len(rows))
+	const (
+		pending = iota
+		sent
+		failed
 	)
-	sem := make(chan struct{}, relayConcurrency)
-	for i := range rows {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	state := make([]int, len(rows))
+	var res enqueueResult
+	next, inFlight := 0, 0
+collect:
+	for {
+		for next < len(rows) && inFlight < relayConcurrency && res.err == nil {
+			row := &rows[next]
+			i := next
+			next++
+			inFlight++
+			go func() { done <- outcome{i, r.enqueueRow(ctx, row)} }()
 		}
-		if ctx.Err() != nil {
+		if inFlight == 0 {
 			break
 		}
-		row := &rows[i]
-		wg.Go(func() {
-			defer func() { <-sem }()
-			err := r.enqueueRow(ctx, row)
-			mu.Lock()
-			defer mu.Unlock()
+		select {
+		case o := <-done:
+			inFlight--
 			switch {
-			case err == nil:
-			case errors.Is(err, asynq.ErrTaskIDConflict):
-				// A relay enqueued it and died before marking it sent.
-				conflicts++
-			case firstErr == nil:
-				firstErr = fmt.Errorf("enqueue outbox row %d (%s): %w", row.ID, row.Type, err)
-				cancel()
+			case o.err == nil:
+				state[o.i] = sent
+			case errors.Is(o.err, asynq.ErrTaskIDConflict):
+				// A relay enqueued it and died (or ran out of time) before
+				// marking it sent.
+				state[o.i] = sent
+				res.conflicts++
+			default:
+				state[o.i] = failed
+				if res.err == nil {
+					res.err = fmt.Errorf("enqueue outbox row %d (%s): %w", rows[o.i].ID, rows[o.i].Type, o.err)
+				}
 			}
-		})
+		case <-ctx.Done():
+			if res.err == nil {
+				res.err = fmt.Errorf("enqueue outbox rows: %d of %d not confirmed within %s: %w",
+					len(rows)-next+inFlight, len(rows), r.enqueueTimeout, ctx.Err())
+			}
+			break collect
+		}
 	}
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		// The parent ctx ended between enqueues.
-		firstErr = ctx.Err()
+	for i, st := range state {
+		if st == sent {
+			res.sent = append(res.sent, rows[i].ID)
+		} else {
+			res.failed = append(res.failed, rows[i].ID)
+		}
 	}
-	if firstErr != nil {
-		return 0, firstErr
-	}
-	return conflicts, nil
+	return res
 }
 
 func (r *Relay) enqueueRow(ctx context.Context, row *db.OutboxRow) error {

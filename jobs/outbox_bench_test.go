@@ -18,7 +18,8 @@ import (
 )
 
 // BenchmarkRelayThroughput measures how fast relays move pre-inserted
-// outbox rows into Redis (batches of 100): claim, enqueue, mark, commit. It
+// outbox rows into Redis (batches of 100): claim (one short transaction),
+// enqueue with no transaction open, mark sent (one statement). It
 // runs on PostgreSQL when MOIM_TEST_POSTGRES_URL is set and on SQLite
 // otherwise, against MOIM_TEST_REDIS_URL or an in-memory Redis. One op is one
 // round of relayRoundRows rows; rows/s is the figure to compare.

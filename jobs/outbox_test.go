@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -230,6 +232,8 @@ func TestNewRelayRejectsBadParams(t *testing.T) {
 		{name: "negative poll", db: bdb, p: jobs.RelayParams{Redis: opt, PollInterval: -time.Second}},
 		{name: "negative batch", db: bdb, p: jobs.RelayParams{Redis: opt, BatchSize: -1}},
 		{name: "negative retention", db: bdb, p: jobs.RelayParams{Redis: opt, Retention: -time.Hour}},
+		{name: "negative lease", db: bdb, p: jobs.RelayParams{Redis: opt, Lease: -time.Second}},
+		{name: "negative enqueue timeout", db: bdb, p: jobs.RelayParams{Redis: opt, EnqueueTimeout: -time.Second}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -432,6 +436,7 @@ func TestRelayRedisDown(t *testing.T) {
 			if r.LastError == "" {
 				t.Errorf("row %d: no last error recorded", r.ID)
 			}
+
 		}
 		if stopped() {
 			t.Fatal("Run returned while Redis was down, want it to keep retrying")
@@ -461,6 +466,9 @@ func TestRelayRedisDown(t *testing.T) {
 		for _, r := range outboxRows(t, bdb) {
 			if tasks[r.TaskID] == nil {
 				t.Errorf("row %d: task %s missing", r.ID, r.TaskID)
+			}
+			if !r.ClaimedUntil.IsZero() {
+				t.Errorf("row %d: still claimed after it was sent", r.ID)
 			}
 		}
 	})
@@ -562,4 +570,290 @@ func TestRelayMetricsShareRegistry(t *testing.T) {
 		}
 		_ = r.Close()
 	}
+}
+
+// hungRedis listens on 127.0.0.1 and accepts connections but never answers
+// them, like a Redis that is stuck. The channel closes when the first bytes
+// of a request arrive.
+func hungRedis(t *testing.T) (addr string, asked <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		once  sync.Once
+		wg    sync.WaitGroup
+	)
+	got := make(chan struct{})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						once.Do(func() { close(got) })
+					}
+					if err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String(), got
+}
+
+// TestRelayHungRedisLeavesDatabaseFree: while the relay waits on a Redis
+// that accepts connections and never answers, it holds no transaction, so
+// another write to the database completes before the relay's enqueue times
+// out (on SQLite it would otherwise wait for the single write lock). The
+// batch's rows then stay unsent with the failure recorded and their claim
+// released.
+func TestRelayHungRedisLeavesDatabaseFree(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		queue := outboxQueue(t)
+		addr, asked := hungRedis(t)
+		commit(t, bdb, testTask(t, queue, 1), testTask(t, queue, 2), testTask(t, queue, 3))
+		var claimed []int64
+		for _, r := range outboxRows(t, bdb) {
+			claimed = append(claimed, r.ID)
+		}
+
+		// go-redis gives up on its own after ReadTimeout; longer than the
+		// relay's timeout, so the relay's is the one that fires.
+		opt := asynq.RedisClientOpt{Addr: addr, DialTimeout: time.Second, ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second}
+		b := newRelay(t, bdb, jobs.RelayParams{Redis: opt, EnqueueTimeout: 3 * time.Second})
+		enqueued := make(chan struct{})
+		jobs.SetAfterEnqueue(b.relay, func() { close(enqueued) })
+
+		type drained struct {
+			n   int
+			err error
+		}
+		drainDone := make(chan drained, 1)
+		go func() {
+			n, err := b.relay.Drain(context.Background())
+			drainDone <- drained{n, err}
+		}()
+		select {
+		case <-asked:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the relay never sent the hung Redis a request")
+		}
+
+		writeDone := make(chan error, 1)
+		go func() {
+			// A new row, and an update of the claimed rows themselves: the
+			// first needs SQLite's write lock, the second the row locks a
+			// claim transaction would hold on PostgreSQL and MySQL.
+			writeDone <- db.RunInTx(context.Background(), bdb, func(ctx context.Context, tx bun.Tx) error {
+				if err := jobs.Enqueue(ctx, tx, testTask(t, queue, 4)); err != nil {
+					return err
+				}
+				_, err := tx.NewUpdate().Model((*db.OutboxRow)(nil)).
+					Set("last_error = ?", "probe").
+					Where("id IN (?)", bun.List(claimed)).
+					Exec(ctx)
+				return err
+			})
+		}()
+		select {
+		case err := <-writeDone:
+			if err != nil {
+				t.Fatalf("write beside the stuck relay: %v", err)
+			}
+		case <-enqueued:
+			t.Fatal("a write waited for the relay's enqueue to time out: the relay held the database while calling Redis")
+		}
+
+		var d drained
+		select {
+		case d = <-drainDone:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Drain did not return after its enqueue timeout")
+		}
+		if d.err == nil || d.n != 0 {
+			t.Fatalf("Drain = %d, %v, want 0 and an error", d.n, d.err)
+		}
+		rows := outboxRows(t, bdb)
+		if len(rows) != 4 {
+			t.Fatalf("outbox has %d rows, want 4", len(rows))
+		}
+		for i, r := range rows {
+			wantAttempts := 1
+			if i == 3 {
+				wantAttempts = 0 // committed after the claim
+			}
+			if !r.SentAt.IsZero() || r.Attempts != wantAttempts || !r.ClaimedUntil.IsZero() {
+				t.Errorf("row %d: sent %v, attempts %d, claimed until %v; want unsent, %d attempts, unclaimed",
+					r.ID, r.SentAt, r.Attempts, r.ClaimedUntil, wantAttempts)
+			}
+			if wantAttempts == 1 && (r.LastError == "" || r.LastError == "probe") {
+				t.Errorf("row %d: last error %q, want the relay's failure", r.ID, r.LastError)
+			}
+		}
+		if got := b.metric(t, "moim_outbox_relay_errors_total"); got != 1 {
+			t.Errorf("relay errors = %v, want 1", got)
+		}
+	})
+}
+
+// crashAfterEnqueue runs one Drain of a relay that stops between handing its
+// batch to asynq and marking it, as a relay killed there does, and returns
+// the rows it left claimed.
+func crashAfterEnqueue(t *testing.T, bdb *bun.DB, p jobs.RelayParams) []db.OutboxRow {
+	t.Helper()
+	b := newRelay(t, bdb, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	jobs.SetAfterEnqueue(b.relay, cancel)
+	if n, err := b.relay.Drain(ctx); !errors.Is(err, context.Canceled) || n != 0 {
+		t.Fatalf("crashing Drain = %d, %v, want 0 and context.Canceled", n, err)
+	}
+	rows := outboxRows(t, bdb)
+	for _, r := range rows {
+		if !r.SentAt.IsZero() || r.ClaimedUntil.IsZero() {
+			t.Fatalf("row %d after the crash: sent %v, claimed until %v; want unsent and claimed", r.ID, r.SentAt, r.ClaimedUntil)
+		}
+	}
+	return rows
+}
+
+// TestRelayStoppedBetweenEnqueueAndMark: a real relay stops after its
+// enqueues and before its marks. Once the lease has passed, three relays
+// race over the rows: each row is taken by one of them, meets its task id in
+// asynq and is marked, and every task is in asynq exactly once.
+func TestRelayStoppedBetweenEnqueueAndMark(t *testing.T) {
+	t.Parallel()
+	const rowsN, relays = 20, 3
+	opt := jobstest.RedisOpt(t)
+	insp := inspector(t, opt)
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		queue := outboxQueue(t)
+		tasks := make([]jobs.Task, rowsN)
+		for i := range tasks {
+			tasks[i] = testTask(t, queue, i)
+		}
+		commit(t, bdb, tasks...)
+
+		rows := crashAfterEnqueue(t, bdb, jobs.RelayParams{Redis: opt, Lease: 200 * time.Millisecond, EnqueueTimeout: 30 * time.Second})
+		if got := len(queued(t, insp, queue)); got != rowsN {
+			t.Fatalf("after the crash asynq holds %d tasks, want %d", got, rowsN)
+		}
+		leaseEnd := rows[0].ClaimedUntil
+		waitFor(t, 30*time.Second, "the lease to pass", func() (bool, error) {
+			return time.Now().After(leaseEnd.Add(time.Millisecond)), nil
+		})
+
+		bs := make([]relayBundle, relays)
+		for i := range bs {
+			bs[i] = newRelay(t, bdb, jobs.RelayParams{Redis: opt, BatchSize: 3})
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, relays)
+		for _, b := range bs {
+			wg.Go(func() {
+				if _, err := b.relay.Drain(context.Background()); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("Drain: %v", err)
+		}
+
+		// Every relay drained until its claim came back short, and marked
+		// all it claimed, so nothing is left.
+		if n, err := unsent(bdb)(); err != nil || n != 0 {
+			t.Fatalf("unsent rows = %d, %v, want 0", n, err)
+		}
+		tasks2 := queued(t, insp, queue)
+		if len(tasks2) != rowsN {
+			t.Errorf("asynq holds %d tasks, want %d", len(tasks2), rowsN)
+		}
+		for _, r := range outboxRows(t, bdb) {
+			if tasks2[r.TaskID] == nil {
+				t.Errorf("row %d: task %s not in asynq", r.ID, r.TaskID)
+			}
+			if r.SentAt.IsZero() || !r.ClaimedUntil.IsZero() {
+				t.Errorf("row %d: sent %v, claimed until %v; want sent and unclaimed", r.ID, r.SentAt, r.ClaimedUntil)
+			}
+		}
+		var relayed, conflicts float64
+		for _, b := range bs {
+			relayed += b.metric(t, "moim_outbox_relayed_total")
+			conflicts += b.metric(t, "moim_outbox_relay_conflicts_total")
+		}
+		if relayed != rowsN || conflicts != rowsN {
+			t.Errorf("relays counted %v relayed and %v conflicts, want %d of each (every row once, each already in asynq)",
+				relayed, conflicts, rowsN)
+		}
+	})
+}
+
+// TestRelayLeaseExpiry: rows a relay claimed and abandoned are left alone by
+// another relay until the lease has passed, and relayed by it after.
+func TestRelayLeaseExpiry(t *testing.T) {
+	t.Parallel()
+	const rowsN = 5
+	opt := jobstest.RedisOpt(t)
+	insp := inspector(t, opt)
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		queue := outboxQueue(t)
+		tasks := make([]jobs.Task, rowsN)
+		for i := range tasks {
+			tasks[i] = testTask(t, queue, i)
+		}
+		commit(t, bdb, tasks...)
+		rows := crashAfterEnqueue(t, bdb, jobs.RelayParams{Redis: opt, Lease: time.Hour})
+
+		b := newRelay(t, bdb, jobs.RelayParams{Redis: opt})
+		var shift atomic.Int64
+		jobs.SetClock(b.relay, func() time.Time { return time.Now().Add(time.Duration(shift.Load())) })
+
+		// A minute before the lease ends: nothing to claim.
+		shift.Store(int64(time.Until(rows[0].ClaimedUntil) - time.Minute))
+		if n, err := b.relay.Drain(ctx); err != nil || n != 0 {
+			t.Fatalf("Drain within the lease = %d, %v, want 0", n, err)
+		}
+		if n, err := unsent(bdb)(); err != nil || n != rowsN {
+			t.Fatalf("unsent rows within the lease = %d, %v, want %d", n, err, rowsN)
+		}
+
+		// Just after it ends: all of them.
+		shift.Store(int64(time.Until(rows[0].ClaimedUntil) + time.Millisecond))
+		if n, err := b.relay.Drain(ctx); err != nil || n != rowsN {
+			t.Fatalf("Drain after the lease = %d, %v, want %d", n, err, rowsN)
+		}
+		if got := b.metric(t, "moim_outbox_relay_conflicts_total"); got != rowsN {
+			t.Errorf("conflicts = %v, want %d (the crashed relay had enqueued them all)", got, rowsN)
+		}
+		if got := len(queued(t, insp, queue)); got != rowsN {
+			t.Errorf("asynq holds %d tasks, want %d", got, rowsN)
+		}
+	})
 }

@@ -35,23 +35,26 @@ type outbox20261125 struct {
 	SentAt    time.Time `bun:"sent_at,nullzero"`
 	Attempts  int32     `bun:"attempts,type:integer,notnull,default:0"`
 	LastError string    `bun:"last_error,type:text,nullzero"`
+	// ClaimedUntil is the end of a relay's lease on an unsent row.
+	ClaimedUntil time.Time `bun:"claimed_until,nullzero"`
 }
 
 type outbox20261125MySQL struct {
 	bun.BaseModel `bun:"table:outbox"`
 
-	ID        int64     `bun:"id,pk,autoincrement"`
-	TaskID    string    `bun:"task_id,type:varchar(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,notnull,unique:outbox_task_id_key"`
-	Queue     string    `bun:"queue,type:varchar(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,notnull"`
-	Type      string    `bun:"type,type:varchar(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,notnull"`
-	Payload   []byte    `bun:"payload,type:mediumblob,notnull"`
-	Headers   string    `bun:"headers,type:text CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,notnull,default:('{}')"`
-	MaxRetry  int32     `bun:"max_retry,type:integer,notnull"`
-	ProcessAt time.Time `bun:"process_at,type:datetime(6),nullzero"`
-	CreatedAt time.Time `bun:"created_at,type:datetime(6),notnull"`
-	SentAt    time.Time `bun:"sent_at,type:datetime(6),nullzero"`
-	Attempts  int32     `bun:"attempts,type:integer,notnull,default:0"`
-	LastError string    `bun:"last_error,type:text CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,nullzero"`
+	ID           int64     `bun:"id,pk,autoincrement"`
+	TaskID       string    `bun:"task_id,type:varchar(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,notnull,unique:outbox_task_id_key"`
+	Queue        string    `bun:"queue,type:varchar(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,notnull"`
+	Type         string    `bun:"type,type:varchar(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,notnull"`
+	Payload      []byte    `bun:"payload,type:mediumblob,notnull"`
+	Headers      string    `bun:"headers,type:text CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,notnull,default:('{}')"`
+	MaxRetry     int32     `bun:"max_retry,type:integer,notnull"`
+	ProcessAt    time.Time `bun:"process_at,type:datetime(6),nullzero"`
+	CreatedAt    time.Time `bun:"created_at,type:datetime(6),notnull"`
+	SentAt       time.Time `bun:"sent_at,type:datetime(6),nullzero"`
+	Attempts     int32     `bun:"attempts,type:integer,notnull,default:0"`
+	LastError    string    `bun:"last_error,type:text CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,nullzero"`
+	ClaimedUntil time.Time `bun:"claimed_until,type:datetime(6),nullzero"`
 }
 
 type pings20261125 struct {
@@ -89,6 +92,10 @@ func foundationUp(ctx context.Context, bdb *bun.DB) error {
 		// The relay reads "unsent rows, oldest first": WHERE sent_at IS NULL
 		// ORDER BY id. A plain composite index serves it on every dialect
 		// (partial indexes exist in PostgreSQL and SQLite only).
+		// claimed_until stays out of it: the claim filters the few rows other
+		// relays hold while walking the index in id order, whereas an index
+		// on it could not give that order and would be rewritten by every
+		// claim and release.
 		if _, err := tx.NewCreateIndex().
 			Model(outboxModel).
 			Index("outbox_sent_at_id_idx").
