@@ -1,9 +1,11 @@
 package db
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -125,17 +127,34 @@ func (Outbox) Claim(ctx context.Context, bdb *bun.DB, limit int, now time.Time, 
 	}
 	now = now.UTC()
 	until := now.Add(lease)
-	var rows []OutboxRow
-	err := bdb.RunInTx(ctx, claimTxOptions(bdb), func(ctx context.Context, tx bun.Tx) error {
-		rows = nil
-		q := tx.NewSelect().
-			Model(&rows).
-			Where("sent_at IS NULL").
+	unclaimed := func(q *bun.SelectQuery) *bun.SelectQuery {
+		return q.Where("sent_at IS NULL").
 			WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
 				return q.Where("claimed_until IS NULL").WhereOr("claimed_until <= ?", now)
 			}).
 			Order("id").
 			Limit(int64(limit))
+	}
+	var rows []OutboxRow
+	if bdb.Dialect().Name() == dialect.PG {
+		// One statement, one round trip: the subquery locks and skips like
+		// the two-step form below, and RETURNING hands back the rows.
+		sub := unclaimed(bdb.NewSelect().Model((*OutboxRow)(nil)).Column("id")).For("UPDATE SKIP LOCKED")
+		err := bdb.NewUpdate().
+			Model((*OutboxRow)(nil)).
+			Set("claimed_until = ?", until).
+			Where("id IN (?)", sub).
+			Returning("*").
+			Scan(ctx, &rows)
+		if err != nil {
+			return nil, fmt.Errorf("claim outbox rows: %w", translate(err))
+		}
+		slices.SortFunc(rows, func(a, b OutboxRow) int { return cmp.Compare(a.ID, b.ID) })
+		return rows, nil
+	}
+	err := bdb.RunInTx(ctx, claimTxOptions(bdb), func(ctx context.Context, tx bun.Tx) error {
+		rows = nil
+		q := unclaimed(tx.NewSelect().Model(&rows))
 		if tx.Dialect().Name() != dialect.SQLite {
 			q = q.For("UPDATE SKIP LOCKED")
 		}
