@@ -421,13 +421,14 @@ func TestRelayRedisDown(t *testing.T) {
 		b := newRelay(t, bdb, jobs.RelayParams{Redis: opt, PollInterval: 20 * time.Millisecond})
 		stopped := startRelay(t, b.relay)
 
-		waitFor(t, 30*time.Second, "two failed attempts recorded on every row", func() (bool, error) {
+		// The counter moves just after the rows are updated, so wait for both.
+		waitFor(t, 30*time.Second, "two failed attempts recorded on every row and counted", func() (bool, error) {
 			for _, r := range outboxRows(t, bdb) {
 				if r.Attempts < 2 {
 					return false, nil
 				}
 			}
-			return true, nil
+			return b.metric(t, "moim_outbox_relay_errors_total") >= 2, nil
 		})
 		for _, r := range outboxRows(t, bdb) {
 			if !r.SentAt.IsZero() {
