@@ -166,7 +166,9 @@ func lockMigrator(ctx context.Context, m *migrate.Migrator) error {
 		if err == nil {
 			return nil
 		}
-		if classify(err) != kindUnique {
+		// A held lock is a unique violation; MySQL may instead report a
+		// deadlock when two inserts race for the same key. Both mean: wait.
+		if k := classify(err); k != kindUnique && k != kindRetryable {
 			return fmt.Errorf("take migration lock: %w", err)
 		}
 		if time.Now().After(deadline) {
