@@ -22,6 +22,9 @@ import (
 // at least as long as its 32-byte output.
 const minJWTKeyLen = 32
 
+// minOutboxRetention is well above the relay's 30 s claim lease.
+const minOutboxRetention = 10 * time.Minute
+
 // Validate reports every problem at once, joined with errors.Join, one
 // "key: problem" line each. Values of secrets and URLs never appear in it.
 func (c *Config) Validate() error {
@@ -144,7 +147,11 @@ func (c *Config) Validate() error {
 	if c.Outbox.BatchSize < 1 {
 		add("outbox.batch_size", "must be at least 1")
 	}
-	positive("outbox.retention", c.Outbox.Retention)
+	// A row sent again — after a relay's lease ran out, or a failed mark —
+	// must still meet its task id in Redis, or it runs twice.
+	if c.Outbox.Retention < minOutboxRetention {
+		add("outbox.retention", "must be at least %s so a row sent again meets its task id", minOutboxRetention)
+	}
 	positive("outbox.keep_sent", c.Outbox.KeepSent)
 
 	if c.Scheduler.TimeZone == "" {

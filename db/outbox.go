@@ -132,7 +132,10 @@ func (Outbox) Claim(ctx context.Context, bdb *bun.DB, limit int, now time.Time, 
 			WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
 				return q.Where("claimed_until IS NULL").WhereOr("claimed_until <= ?", now)
 			}).
-			Order("id").
+			// The same order as "id" (sent_at is NULL in all of them), but
+			// it lets the planner walk the (sent_at, id) index instead of the
+			// primary key past every sent row kept for outbox.keep_sent.
+			Order("sent_at", "id").
 			Limit(int64(limit))
 	}
 	var rows []OutboxRow
@@ -241,7 +244,7 @@ func (Outbox) DeleteSentBefore(ctx context.Context, idb bun.IDB, before time.Tim
 		// but it has DELETE ... ORDER BY ... LIMIT.
 		q = q.Where("sent_at IS NOT NULL").
 			Where("sent_at < ?", before.UTC()).
-			Order("id").
+			Order("sent_at", "id").
 			Limit(int64(limit))
 	} else {
 		// PostgreSQL has no DELETE ... LIMIT, and SQLite has it only as a
@@ -251,7 +254,7 @@ func (Outbox) DeleteSentBefore(ctx context.Context, idb bun.IDB, before time.Tim
 			Column("id").
 			Where("sent_at IS NOT NULL").
 			Where("sent_at < ?", before.UTC()).
-			Order("id").
+			Order("sent_at", "id").
 			Limit(int64(limit))
 		q = q.Where("id IN (?)", sub)
 	}

@@ -99,6 +99,16 @@ func TestSingleRoleNeedsRedisURL(t *testing.T) {
 	}
 }
 
+func TestSingleRoleNeedsDatabaseURL(t *testing.T) {
+	t.Parallel()
+	for _, role := range []string{"api", "worker"} {
+		_, err := runMoim(t, map[string]string{"MOIM_REDIS_URL": "redis://127.0.0.1:1/0"}, role)
+		if err == nil || !strings.Contains(err.Error(), "database.url") {
+			t.Errorf("moim %s without database.url: error = %v, want one naming database.url", role, err)
+		}
+	}
+}
+
 // TestProcessOpsPorts runs a worker and a scheduler process the way the
 // Procfile does and checks their own /healthz and /metrics ports.
 func TestProcessOpsPorts(t *testing.T) {

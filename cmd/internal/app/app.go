@@ -134,6 +134,11 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		// would never reach a separate worker.
 		return fmt.Errorf("redis.url: required when running the %s role on its own; the in-memory Redis only serves the all-in-one process", roles)
 	}
+	if cfg.Database.URL == "" && roles != RoleAll && roles&(RoleAPI|RoleWorker) != 0 {
+		// Processes sharing one Redis must share one database too, not each
+		// fall back to a SQLite file of their own.
+		return fmt.Errorf("database.url: required when running the %s role on its own; the default SQLite file only serves the all-in-one process", roles)
+	}
 	if redisURL == "" {
 		mr, err := memredis.Start("127.0.0.1:0")
 		if err != nil {
