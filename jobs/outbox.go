@@ -162,8 +162,9 @@ type Relay struct {
 	// now is the clock leases are taken and rows marked by; tests shift it.
 	now func() time.Time
 	// afterEnqueue, if set, runs after a batch's enqueues and before its
-	// marks: tests stop the relay there to play a crash.
-	afterEnqueue func()
+	// marks; when it returns true the batch is abandoned there, as if the
+	// process had died (tests play a crash with it).
+	afterEnqueue func() bool
 
 	relayed   prometheus.Counter
 	conflicts prometheus.Counter
@@ -423,20 +424,23 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	if len(rows) == 0 {
 		return 0, nil
 	}
-	res := r.enqueueRows(ctx, rows)
-	if r.afterEnqueue != nil {
-		r.afterEnqueue()
-	}
-	if ctx.Err() != nil {
-		// Shutting down: the rows keep their claim until the lease passes,
-		// as after a crash. The relay that takes them then meets
-		// ErrTaskIDConflict for those already in asynq and marks them.
-		return 0, fmt.Errorf("relay outbox batch: %w", ctx.Err())
+	// A claimed batch is finished even when ctx is cancelled (a shutdown):
+	// enqueues are bounded by the enqueue timeout, and marking the rows now
+	// spares them waiting out their lease until another relay takes them.
+	bctx := context.WithoutCancel(ctx)
+	res := r.enqueueRows(bctx, rows)
+	if r.afterEnqueue != nil && r.afterEnqueue() {
+		// The rows keep their claim until the lease passes; the relay that
+		// takes them then meets ErrTaskIDConflict and marks them.
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("relay outbox batch: %w", err)
+		}
+		return 0, errors.New("relay outbox batch: abandoned")
 	}
 	var errs []error
 	relayed := 0
 	if len(res.sent) > 0 {
-		if err := r.store.MarkSent(ctx, r.db, res.sent, r.now()); err != nil {
+		if err := r.store.MarkSent(bctx, r.db, res.sent, r.now()); err != nil {
 			// The tasks are in asynq; the rows are sent again, and marked,
 			// once their lease has passed.
 			errs = append(errs, err)
@@ -451,7 +455,7 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 		// Every unconfirmed row gets the failure, tried or not, so attempts
 		// reads "failed passes over this row"; releasing the claim lets the
 		// next pass, after the backoff, try them at once.
-		if err := r.store.RecordFailure(ctx, r.db, res.failed, res.err.Error()); err != nil {
+		if err := r.store.RecordFailure(bctx, r.db, res.failed, res.err.Error()); err != nil {
 			errs = append(errs, err)
 		}
 	}

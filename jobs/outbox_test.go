@@ -728,7 +728,7 @@ func crashAfterEnqueue(t *testing.T, bdb *bun.DB, p jobs.RelayParams) []db.Outbo
 	b := newRelay(t, bdb, p)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	jobs.SetAfterEnqueue(b.relay, cancel)
+	jobs.SetCrashAfterEnqueue(b.relay, cancel)
 	if n, err := b.relay.Drain(ctx); !errors.Is(err, context.Canceled) || n != 0 {
 		t.Fatalf("crashing Drain = %d, %v, want 0 and context.Canceled", n, err)
 	}
@@ -855,6 +855,37 @@ func TestRelayLeaseExpiry(t *testing.T) {
 		}
 		if got := len(queued(t, insp, queue)); got != rowsN {
 			t.Errorf("asynq holds %d tasks, want %d", got, rowsN)
+		}
+	})
+}
+
+// TestRelayShutdownFinishesBatch: a relay told to stop while a batch is in
+// flight still marks that batch, so a deploy never leaves rows waiting out
+// their lease.
+func TestRelayShutdownFinishesBatch(t *testing.T) {
+	t.Parallel()
+	opt := jobstest.RedisOpt(t)
+	insp := inspector(t, opt)
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		queue := outboxQueue(t)
+		commit(t, bdb, testTask(t, queue, 1), testTask(t, queue, 2), testTask(t, queue, 3))
+		b := newRelay(t, bdb, jobs.RelayParams{Redis: opt})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		jobs.SetAfterEnqueue(b.relay, cancel) // the stop arrives between enqueue and mark
+		if _, err := b.relay.Drain(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("Drain after stop = %v, want nil or context.Canceled", err)
+		}
+		if ctx.Err() == nil {
+			t.Fatal("the relay never reached the point between enqueue and mark")
+		}
+		for _, r := range outboxRows(t, bdb) {
+			if r.SentAt.IsZero() || !r.ClaimedUntil.IsZero() {
+				t.Errorf("row %d: sent %v, claimed until %v; want sent and unclaimed", r.ID, r.SentAt, r.ClaimedUntil)
+			}
+		}
+		if n := len(queued(t, insp, queue)); n != 3 {
+			t.Errorf("asynq holds %d tasks, want 3", n)
 		}
 	})
 }
