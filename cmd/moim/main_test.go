@@ -2,18 +2,17 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moim/moim/cmd/internal/app"
+	"github.com/moim/moim/jobs/jobstest"
 )
 
 // TestAllInOne runs the whole system the way `make run` does — one process, a
@@ -27,7 +26,7 @@ func TestAllInOne(t *testing.T) {
 		"MOIM_ADMIN_PASSWORD": adminPassword,
 		"MOIM_LOG_LEVEL":      "warn",
 	}
-	logs := &logBuffer{}
+	logs := &jobstest.LogBuffer{} // t.Log would panic if a straggling goroutine logged after the test
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("moim log:\n%s", logs)
@@ -167,23 +166,4 @@ func decodeBody(t *testing.T, resp *http.Response, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("decode response: %v", err)
 	}
-}
-
-// logBuffer collects the process log; the test prints it when it fails.
-// (t.Log would panic if a straggling goroutine logged after the test ended.)
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

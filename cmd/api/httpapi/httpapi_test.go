@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -223,23 +222,12 @@ func checkError(t *testing.T, resp *http.Response, body []byte, wantStatus int, 
 }
 
 // logBuffer collects JSON log lines written concurrently by the server.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer struct{ jobstest.LogBuffer }
 
 // records returns the log lines so far, decoded.
 func (b *logBuffer) records(t *testing.T) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	data := bytes.Clone(b.buf.Bytes())
-	b.mu.Unlock()
+	data := []byte(b.String())
 	var out []map[string]any
 	for line := range bytes.Lines(data) {
 		var rec map[string]any
@@ -268,10 +256,4 @@ func (b *logBuffer) waitFor(t *testing.T, msg, id string) map[string]any {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
