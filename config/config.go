@@ -70,7 +70,7 @@ type DatabaseConfig struct {
 
 // RedisConfig locates Redis.
 type RedisConfig struct {
-	URL string `mapstructure:"url" secret:"url" usage:"redis://[:pass@]host:port/db or rediss://...; empty locally means an in-memory Redis"`
+	URL string `mapstructure:"url" secret:"url" usage:"redis://[:pass@]host:port/db, rediss://... or redis-sentinel://...?master=name; empty locally means an in-memory Redis"`
 }
 
 // AuthConfig configures API tokens.
@@ -107,7 +107,7 @@ type OutboxConfig struct {
 	BatchSize    int           `mapstructure:"batch_size" usage:"rows relayed per round"`
 	// Retention keeps sent tasks in Redis so a row sent again after a crash
 	// meets a TaskID conflict instead of running twice.
-	Retention time.Duration `mapstructure:"retention" usage:"how long sent tasks stay in Redis for deduplication"`
+	Retention time.Duration `mapstructure:"retention" usage:"how long sent tasks stay in Redis for deduplication (at least 10m)"`
 	KeepSent  time.Duration `mapstructure:"keep_sent" usage:"sent outbox rows are pruned after this"`
 }
 
