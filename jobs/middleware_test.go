@@ -22,6 +22,26 @@ import (
 // the test reads it.
 type logBuffer struct{ jobstest.LogBuffer }
 
+// startServer runs a real worker (NewServer) for mux until the test ends and
+// returns a client for the same Redis.
+func startServer(t *testing.T, opt asynq.RedisClientOpt, mux *asynq.ServeMux, concurrency int, logger *slog.Logger) *asynq.Client {
+	t.Helper()
+	srv := jobs.NewServer(jobs.ServerParams{
+		Redis:             opt,
+		Concurrency:       concurrency,
+		ShutdownTimeout:   5 * time.Second,
+		TaskCheckInterval: 50 * time.Millisecond,
+		Logger:            logger,
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatalf("server start: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+	cl := asynq.NewClient(opt)
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
 // lines returns the log lines containing every one of parts.
 func (b *logBuffer) lines(parts ...string) []string {
 	var out []string
@@ -154,19 +174,8 @@ func TestMiddlewareOnServer(t *testing.T) {
 		seen <- domain.RequestID(ctx)
 		return nil
 	})
-	srv := jobs.NewServer(jobs.ServerParams{
-		Redis:             opt,
-		Concurrency:       1, // one worker: it must survive the panic to run the next task
-		ShutdownTimeout:   5 * time.Second,
-		TaskCheckInterval: 50 * time.Millisecond,
-		Logger:            logger,
-	})
-	if err := srv.Start(mux); err != nil {
-		t.Fatalf("server start: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	cl := asynq.NewClient(opt)
-	t.Cleanup(func() { _ = cl.Close() })
+	// One worker: it must survive the panic to run the next task.
+	cl := startServer(t, opt, mux, 1, logger)
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = insp.Close() })
 

@@ -157,19 +157,7 @@ func TestPingEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("NewMux: %v", err)
 		}
-		srv := jobs.NewServer(jobs.ServerParams{
-			Redis:             opt,
-			Concurrency:       2,
-			ShutdownTimeout:   5 * time.Second,
-			TaskCheckInterval: 50 * time.Millisecond,
-			Logger:            logger,
-		})
-		if err := srv.Start(mux); err != nil {
-			t.Fatalf("server start: %v", err)
-		}
-		t.Cleanup(srv.Shutdown)
-		cl := asynq.NewClient(opt)
-		t.Cleanup(func() { _ = cl.Close() })
+		cl := startServer(t, opt, mux, 2, logger)
 
 		queues := []string{jobs.QueueCritical, jobs.QueueDefault, jobs.QueueLow}
 		ids := make([]string, len(queues))
