@@ -27,7 +27,8 @@ const (
 // query errors through it, and nothing else inspects driver codes.
 //
 //   - sql.ErrNoRows → ENOTFOUND;
-//   - unique violation → ECONFLICT;
+//   - unique violation → the error uniqueError gives for the constraint (a
+//     taken e-mail address or nickname, say), else ECONFLICT;
 //   - foreign-key violation → EINVALID: the stores check what they delete, so
 //     a violation that reaches here means the input named a row that does not
 //     exist (SQLite cannot tell that case from "still referenced", so all
@@ -50,6 +51,12 @@ func translate(err error) error {
 	}
 	switch classify(err) {
 	case kindUnique:
+		if name, ok := uniqueViolation(err); ok {
+			if de := uniqueError(name); de != nil {
+				de.Err = err
+				return de
+			}
+		}
 		return &domain.Error{Code: domain.ECONFLICT, Message: "Already exists.", Err: err}
 	case kindForeignKey:
 		return &domain.Error{Code: domain.EINVALID, Message: "Refers to something that does not exist.", Err: err}
@@ -57,6 +64,67 @@ func translate(err error) error {
 		return &domain.Error{Code: domain.EUNAVAILABLE, Message: "The database is busy; try again.", Err: err}
 	}
 	return err
+}
+
+// uniqueError returns the error for a violation of the named unique
+// constraint when a client can act on it, or nil for a plain conflict. Each
+// constraint is listed under its name (PostgreSQL, MySQL) and its column list
+// (SQLite, which reports no name).
+func uniqueError(name string) *domain.Error {
+	switch name {
+	case "members_email_key", "members.email":
+		return &domain.Error{Code: domain.EEMAILTAKEN, Field: "email", Message: "That e-mail address is already registered."}
+	case "members_nickname_key", "members.nickname_key":
+		return &domain.Error{Code: domain.ENICKNAMETAKEN, Field: "nickname", Message: "That nickname is taken."}
+	}
+	return nil
+}
+
+// uniqueViolation reports whether err is a unique violation and names what
+// was violated: the constraint's name on PostgreSQL and MySQL/MariaDB, the
+// "table.column, ..." list on SQLite. The name is "" when the driver did not
+// say.
+func uniqueViolation(err error) (constraintOrColumns string, ok bool) {
+	if classify(err) != kindUnique {
+		return "", false
+	}
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		return pgErr.Field('n'), true // constraint_name
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		// "Duplicate entry 'v' for key 'k'": MariaDB writes the index name,
+		// MySQL 8 "table.index". The entry is not escaped and may contain
+		// the same words, so the key is found from the end.
+		const marker = " for key '"
+		i := strings.LastIndex(myErr.Message, marker)
+		if i < 0 {
+			return "", true
+		}
+		key := strings.TrimSuffix(myErr.Message[i+len(marker):], "'")
+		if j := strings.LastIndexByte(key, '.'); j >= 0 {
+			key = key[j+1:]
+		}
+		return key, true
+	}
+	var liteErr *sqlite.Error
+	if errors.As(err, &liteErr) {
+		// "UNIQUE constraint failed: members.email (2067)"; the driver
+		// appends the code in parentheses.
+		const marker = "UNIQUE constraint failed: "
+		msg := liteErr.Error()
+		i := strings.Index(msg, marker)
+		if i < 0 {
+			return "", true
+		}
+		cols := msg[i+len(marker):]
+		if j := strings.LastIndex(cols, " ("); j >= 0 {
+			cols = cols[:j]
+		}
+		return cols, true
+	}
+	return "", true
 }
 
 // IsRetryable reports whether err (raw or translated) is a transient

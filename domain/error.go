@@ -19,6 +19,16 @@ const (
 	ETOOLARGE     = "too_large"
 	EUNAUTHORIZED = "unauthorized"
 	EUNAVAILABLE  = "unavailable"
+
+	// Sign-up and profile conflicts, so a client can point at the field.
+	EEMAILTAKEN    = "email_taken"
+	ENICKNAMETAKEN = "nickname_taken"
+
+	// Access and refresh token failures, kept apart so a client knows
+	// whether refreshing can help (expired) or it must log in again.
+	ETOKENEXPIRED = "token_expired"
+	ETOKENREVOKED = "token_revoked"
+	EINVALIDTOKEN = "invalid_token"
 )
 
 // Error is an error a client may see: a stable code and a message meant for

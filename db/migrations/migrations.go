@@ -15,6 +15,7 @@ import (
 func All() *migrate.Migrations {
 	ms := migrate.NewMigrations()
 	add(ms, "20261125000001", "foundation", foundationUp, foundationDown)
+	add(ms, "20261125000002", "members", membersUp, membersDown)
 	return ms
 }
 
