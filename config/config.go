@@ -31,6 +31,7 @@ type Config struct {
 	Redis     RedisConfig     `mapstructure:"redis"`
 	Auth      AuthConfig      `mapstructure:"auth"`
 	Admin     AdminConfig     `mapstructure:"admin"`
+	RateLimit RateLimitConfig `mapstructure:"rate_limit"`
 	Worker    WorkerConfig    `mapstructure:"worker"`
 	Outbox    OutboxConfig    `mapstructure:"outbox"`
 	Scheduler SchedulerConfig `mapstructure:"scheduler"`
@@ -78,6 +79,24 @@ type AuthConfig struct {
 	JWTKey     string        `mapstructure:"jwt_key" secret:"value" usage:"HMAC key for tokens, at least 32 bytes (prefer the environment variable)"`
 	AccessTTL  time.Duration `mapstructure:"access_ttl" usage:"lifetime of an access token"`
 	RefreshTTL time.Duration `mapstructure:"refresh_ttl" usage:"lifetime of a refresh token"`
+	// RefreshCookie suits browser clients: the refresh token then never has
+	// to be readable by page scripts.
+	RefreshCookie bool `mapstructure:"refresh_cookie" usage:"also set the refresh token as an HttpOnly, Secure, SameSite=Strict cookie"`
+	// The argon2id parameters; raising them makes every login slower and
+	// each concurrent login take password_memory_kib of memory.
+	PasswordMemoryKiB   int `mapstructure:"password_memory_kib" usage:"argon2id memory per password hash in KiB"`
+	PasswordIterations  int `mapstructure:"password_iterations" usage:"argon2id passes over that memory"`
+	PasswordParallelism int `mapstructure:"password_parallelism" usage:"argon2id lanes (threads) per hash"`
+}
+
+// RateLimitConfig limits the unauthenticated auth endpoints. Each value is
+// "requests/window" (10/1h) or "off". The counters live in Redis, so every
+// API instance shares them.
+type RateLimitConfig struct {
+	SignupPerIP   string `mapstructure:"signup_per_ip" usage:"sign-ups per client IP, requests/window or off"`
+	LoginPerIP    string `mapstructure:"login_per_ip" usage:"login attempts per client IP, requests/window or off"`
+	LoginPerEmail string `mapstructure:"login_per_email" usage:"login attempts per e-mail address, requests/window or off"`
+	RefreshPerIP  string `mapstructure:"refresh_per_ip" usage:"token refreshes per client IP, requests/window or off"`
 }
 
 // AdminConfig holds the operator's credentials for /admin/queues and the
@@ -85,7 +104,7 @@ type AuthConfig struct {
 type AdminConfig struct {
 	User     string `mapstructure:"user" usage:"admin user name"`
 	Password string `mapstructure:"password" secret:"value" usage:"admin password (prefer the environment variable)"`
-	Email    string `mapstructure:"email" usage:"e-mail of the bootstrap admin member (optional)"`
+	Email    string `mapstructure:"email" usage:"e-mail of the admin member the all-in-one run creates (default admin@moim.localhost)"`
 }
 
 // WorkerConfig configures the asynq server.
@@ -141,6 +160,16 @@ func Default() *Config {
 		Auth: AuthConfig{
 			AccessTTL:  15 * time.Minute,
 			RefreshTTL: 14 * 24 * time.Hour,
+			// OWASP's argon2id recommendation.
+			PasswordMemoryKiB:   19456,
+			PasswordIterations:  2,
+			PasswordParallelism: 1,
+		},
+		RateLimit: RateLimitConfig{
+			SignupPerIP:   "10/1h",
+			LoginPerIP:    "30/1m",
+			LoginPerEmail: "10/15m",
+			RefreshPerIP:  "60/1m",
 		},
 		Admin: AdminConfig{User: "admin"},
 		Worker: WorkerConfig{

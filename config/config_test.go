@@ -67,8 +67,11 @@ func TestLoadDefaults(t *testing.T) {
 			ConnMaxLifetime: 30 * time.Minute,
 			ConnMaxIdleTime: 5 * time.Minute,
 		},
-		Auth:  config.AuthConfig{AccessTTL: 15 * time.Minute, RefreshTTL: 336 * time.Hour},
+		Auth: config.AuthConfig{AccessTTL: 15 * time.Minute, RefreshTTL: 336 * time.Hour,
+			PasswordMemoryKiB: 19456, PasswordIterations: 2, PasswordParallelism: 1},
 		Admin: config.AdminConfig{User: "admin"},
+		RateLimit: config.RateLimitConfig{SignupPerIP: "10/1h", LoginPerIP: "30/1m",
+			LoginPerEmail: "10/15m", RefreshPerIP: "60/1m"},
 		Worker: config.WorkerConfig{
 			Concurrency:       10,
 			Queues:            map[string]int{"critical": 6, "default": 3, "low": 1},
@@ -526,6 +529,13 @@ func TestValidateRules(t *testing.T) {
 		{"admin email", func(c *config.Config) { c.Admin.Email = "ops@example.com" }, ""},
 		{"admin email with name", func(c *config.Config) { c.Admin.Email = "Ops <ops@example.com>" }, "admin.email: must be a bare e-mail address such as ops@example.com"},
 		{"log format", func(c *config.Config) { c.Log.Format = "xml" }, "log.format: must be text or json"},
+		{"rate off", func(c *config.Config) { c.RateLimit.LoginPerIP = "off" }, ""},
+		{"rate seconds", func(c *config.Config) { c.RateLimit.RefreshPerIP = "5/30s" }, ""},
+		{"rate without window", func(c *config.Config) { c.RateLimit.SignupPerIP = "10" }, "rate_limit.signup_per_ip: must be requests/window such as 10/1h, or off"},
+		{"rate zero", func(c *config.Config) { c.RateLimit.LoginPerEmail = "0/1m" }, "rate_limit.login_per_email: requests must be a positive whole number"},
+		{"rate short window", func(c *config.Config) { c.RateLimit.LoginPerIP = "10/10ms" }, "rate_limit.login_per_ip: window must be a duration of at least 1s, such as 1m or 1h"},
+		{"argon2 memory tiny", func(c *config.Config) { c.Auth.PasswordMemoryKiB = 64 }, "auth.password_memory_kib: must be between 1024 (1 MiB) and 4194304 (4 GiB)"},
+		{"argon2 no passes", func(c *config.Config) { c.Auth.PasswordIterations = 0 }, "auth.password_iterations: must be between 1 and 100"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -866,5 +876,42 @@ func TestLoadConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in      string
+		want    config.Rate
+		wantErr bool
+	}{
+		{"10/1h", config.Rate{Requests: 10, Window: time.Hour}, false},
+		{"1/1s", config.Rate{Requests: 1, Window: time.Second}, false},
+		{"off", config.Rate{}, false},
+		{"", config.Rate{}, true},
+		{"-1/1m", config.Rate{}, true},
+		{"x/1m", config.Rate{}, true},
+		{"10/forever", config.Rate{}, true},
+	} {
+		got, err := config.ParseRate(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseRate(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+	if !(config.Rate{}).Off() {
+		t.Error("zero Rate is not Off")
+	}
+}
+
+func TestLoadBool(t *testing.T) {
+	t.Parallel()
+	c := load(t, nil, map[string]string{"MOIM_AUTH_REFRESH_COOKIE": "true"})
+	if !c.Auth.RefreshCookie {
+		t.Error("MOIM_AUTH_REFRESH_COOKIE=true not applied")
+	}
+	c = load(t, []string{"--auth.refresh_cookie"}, nil)
+	if !c.Auth.RefreshCookie {
+		t.Error("--auth.refresh_cookie not applied")
 	}
 }

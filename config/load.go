@@ -44,6 +44,8 @@ func FlagSet(name string) *pflag.FlagSet {
 			fs.String(l.key, *p, usage)
 		case *int:
 			fs.Int(l.key, *p, usage)
+		case *bool:
+			fs.Bool(l.key, *p, usage)
 		case *int64:
 			fs.Int64(l.key, *p, usage)
 		case *time.Duration:

@@ -107,6 +107,26 @@ func (c *Config) Validate() error {
 		add("auth.refresh_ttl", "must be longer than auth.access_ttl")
 	}
 
+	if c.Auth.PasswordMemoryKiB < 1024 || c.Auth.PasswordMemoryKiB > 4<<20 {
+		add("auth.password_memory_kib", "must be between 1024 (1 MiB) and 4194304 (4 GiB)")
+	}
+	if c.Auth.PasswordIterations < 1 || c.Auth.PasswordIterations > 100 {
+		add("auth.password_iterations", "must be between 1 and 100")
+	}
+	if c.Auth.PasswordParallelism < 1 || c.Auth.PasswordParallelism > 255 {
+		add("auth.password_parallelism", "must be between 1 and 255")
+	}
+	for _, r := range []struct{ key, value string }{
+		{"rate_limit.signup_per_ip", c.RateLimit.SignupPerIP},
+		{"rate_limit.login_per_ip", c.RateLimit.LoginPerIP},
+		{"rate_limit.login_per_email", c.RateLimit.LoginPerEmail},
+		{"rate_limit.refresh_per_ip", c.RateLimit.RefreshPerIP},
+	} {
+		if _, err := ParseRate(r.value); err != nil {
+			add(r.key, "%v", err)
+		}
+	}
+
 	switch {
 	case c.Admin.User == "":
 		add("admin.user", "must not be empty")
