@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,10 @@ var allowedImports = []struct {
 	{"cmd/scheduler/cronrun/...", []string{"domain", "jobs/..."}},
 }
 
+// Test helper packages. Any package's tests may import them (a per-test
+// database or Redis); production code keeps to allowedImports.
+var testHelpers = []string{"db/dbtest", "jobs/jobstest"}
+
 // Third-party packages that must never reach domain: it is pure Go, no I/O.
 var domainForbidden = []string{
 	"github.com/uptrace/bun", "github.com/hibiken/asynq", "github.com/go-chi/",
@@ -39,61 +44,130 @@ func match(pattern, path string) bool {
 	return path == pattern
 }
 
+// listedPackage is one package as go list describes it.
+type listedPackage struct {
+	path        string   // import path
+	imports     []string // of its non-test files
+	testImports []string // of its _test.go files, internal and external
+	deps        []string // everything its non-test files depend on
+}
+
+// listFormat prints a listedPackage per line, fields separated by tabs.
+const listFormat = "{{.ImportPath}}\t{{join .Imports \" \"}}\t" +
+	"{{join .TestImports \" \"}} {{join .XTestImports \" \"}}\t{{join .Deps \" \"}}"
+
 func TestDependencyDirection(t *testing.T) {
 	t.Parallel()
 	modDir, module := moduleRoot(t)
-	// Test imports count too (a test helper must not drag a forbidden
-	// package in), and domain is checked against all it depends on.
-	cmd := exec.Command("go", "list", "-f",
-		`{{.ImportPath}}:{{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}:{{join .Deps " "}}`, "./...")
+	cmd := exec.Command("go", "list", "-f", listFormat, "./...")
 	cmd.Dir = modDir
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
+	var pkgs []listedPackage
 	sc := bufio.NewScanner(bytes.NewReader(out))
-	checked := 0
+	sc.Buffer(nil, 1<<20) // a Deps line can pass the 64 KiB default
 	for sc.Scan() {
-		pkgPath, rest, _ := strings.Cut(sc.Text(), ":")
-		imports, deps, _ := strings.Cut(rest, ":")
-		rel := strings.TrimPrefix(strings.TrimPrefix(pkgPath, module), "/")
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) != 4 {
+			t.Fatalf("go list line %q: want 4 tab-separated fields, got %d", sc.Text(), len(f))
+		}
+		pkgs = append(pkgs, listedPackage{
+			path:        f[0],
+			imports:     strings.Fields(f[1]),
+			testImports: strings.Fields(f[2]),
+			deps:        strings.Fields(f[3]),
+		})
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read go list output: %v", err)
+	}
+	problems, checked := checkImports(module, pkgs)
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if checked == 0 {
+		t.Fatal("no package matched the rules: the check would pass vacuously")
+	}
+}
+
+// TestCheckImports feeds checkImports made-up packages, so a check that
+// stopped failing would be noticed here.
+func TestCheckImports(t *testing.T) {
+	t.Parallel()
+	const mod = "example.com/m"
+	tests := []struct {
+		name string
+		pkg  listedPackage
+		want int // problems
+	}{
+		{"allowed import", listedPackage{path: mod + "/cmd/api/auth", imports: []string{mod + "/domain", "fmt"}}, 0},
+		{"wrong import", listedPackage{path: mod + "/cmd/api/auth", imports: []string{mod + "/db"}}, 1},
+		{"test helper in production", listedPackage{path: mod + "/cmd/api/auth", imports: []string{mod + "/jobs/jobstest"}}, 1},
+		{"test helpers in tests", listedPackage{path: mod + "/cmd/api/auth", testImports: []string{mod + "/jobs/jobstest", mod + "/db/dbtest"}}, 0},
+		{"wrong test import", listedPackage{path: mod + "/cmd/api/auth", testImports: []string{mod + "/jobs"}}, 1},
+		{"external test of itself", listedPackage{path: mod + "/cmd/api/auth", testImports: []string{mod + "/cmd/api/auth"}}, 0},
+		{"domain importing anything", listedPackage{path: mod + "/domain", imports: []string{mod + "/config"}}, 1},
+		{"domain reaching redis", listedPackage{path: mod + "/domain", deps: []string{"github.com/redis/go-redis/v9"}}, 1},
+		{"package without a rule", listedPackage{path: mod + "/cmd/worker", imports: []string{mod + "/config"}}, 0},
+	}
+	for _, tt := range tests {
+		problems, _ := checkImports(mod, []listedPackage{tt.pkg})
+		if len(problems) != tt.want {
+			t.Errorf("%s: problems = %q, want %d", tt.name, problems, tt.want)
+		}
+	}
+}
+
+// checkImports returns one line per import against the rules and how many
+// packages had a rule.
+func checkImports(module string, pkgs []listedPackage) (problems []string, checked int) {
+	for _, pkg := range pkgs {
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg.path, module), "/")
 		for _, rule := range allowedImports {
 			if !match(rule.pkg, rel) {
 				continue
 			}
 			checked++
 			if rel == "domain" {
-				for _, dep := range strings.Fields(deps) {
+				for _, dep := range pkg.deps {
 					for _, bad := range domainForbidden {
 						if strings.HasPrefix(dep, bad) {
-							t.Errorf("domain depends on %s: domain must stay free of I/O and frameworks", dep)
+							problems = append(problems, fmt.Sprintf("domain depends on %s: domain must stay free of I/O and frameworks", dep))
 						}
 					}
 				}
 			}
-			for _, imp := range strings.Fields(imports) {
-				if !strings.HasPrefix(imp, module+"/") {
-					continue
+			for _, imp := range pkg.imports {
+				if impRel, ours := ownImport(module, imp); ours && impRel != rel && !allowed(rule.allowed, impRel) {
+					problems = append(problems, fmt.Sprintf("%s imports %s: not allowed by the dependency direction (DESIGN.md section 4)", rel, impRel))
 				}
-				impRel := strings.TrimPrefix(imp, module+"/")
-				if impRel == rel {
-					continue // an external test package importing the package it tests
-				}
-				ok := false
-				for _, a := range rule.allowed {
-					if match(a, impRel) {
-						ok = true
-					}
-				}
-				if !ok {
-					t.Errorf("%s imports %s: not allowed by the dependency direction (DESIGN.md section 4)", rel, impRel)
+			}
+			for _, imp := range pkg.testImports {
+				// impRel == rel: an external test package importing the package it tests.
+				if impRel, ours := ownImport(module, imp); ours && impRel != rel &&
+					!allowed(rule.allowed, impRel) && !allowed(testHelpers, impRel) {
+					problems = append(problems, fmt.Sprintf("tests of %s import %s: not allowed by the dependency direction (DESIGN.md section 4)", rel, impRel))
 				}
 			}
 		}
 	}
-	if checked == 0 {
-		t.Fatal("no package matched the rules: the check would pass vacuously")
+	return problems, checked
+}
+
+// ownImport returns imp relative to the module, and whether it is ours.
+func ownImport(module, imp string) (string, bool) {
+	return strings.CutPrefix(imp, module+"/")
+}
+
+func allowed(patterns []string, path string) bool {
+	for _, p := range patterns {
+		if match(p, path) {
+			return true
+		}
 	}
+	return false
 }
 
 func TestMatchRule(t *testing.T) {

@@ -1,0 +1,695 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/moim/moim/cmd/api/auth"
+	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs/jobstest"
+)
+
+const prefix = "moim:auth:"
+
+// clock is a settable NowFunc.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type sessionsBundle struct {
+	s     *auth.Sessions
+	rdb   *redis.Client
+	clock *clock
+}
+
+// newRedis connects to a Redis database of the test's own.
+func newRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(jobstest.RedisURL(t))
+	if err != nil {
+		t.Fatalf("ParseURL: %v", err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// setupSessions gives a test its own Redis database and Sessions with the
+// given refresh TTL on a clock that moves only when told to.
+func setupSessions(t testing.TB, ttl time.Duration) sessionsBundle {
+	t.Helper()
+	rdb := newRedis(t)
+	c := &clock{now: time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)}
+	s, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: ttl, NowFunc: c.Now})
+	if err != nil {
+		t.Fatalf("NewSessions: %v", err)
+	}
+	return sessionsBundle{s: s, rdb: rdb, clock: c}
+}
+
+func create(t *testing.T, b sessionsBundle, member, ua, ip string) (auth.Session, string) {
+	t.Helper()
+	sess, tok, err := b.s.Create(context.Background(), member, ua, ip)
+	if err != nil {
+		t.Fatalf("Create(%s): %v", member, err)
+	}
+	return sess, tok
+}
+
+func wantCode(t *testing.T, what string, err error, code string) {
+	t.Helper()
+	if got := domain.ErrorCode(err); got != code {
+		t.Fatalf("%s: error = %v (code %q), want code %q", what, err, got, code)
+	}
+}
+
+func wantMessage(t *testing.T, what string, err error, msg string) {
+	t.Helper()
+	if got := domain.ErrorMessage(err); got != msg {
+		t.Errorf("%s: message = %q, want %q", what, got, msg)
+	}
+}
+
+func TestSessionCreateAndRotate(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	created := b.clock.Now()
+
+	sess, tok1, err := b.s.Create(ctx, "m_alice", "Firefox", "192.0.2.1")
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	want := auth.Session{ID: sess.ID, MemberID: "m_alice", UserAgent: "Firefox", IP: "192.0.2.1", CreatedAt: created, LastUsedAt: created}
+	if diff := cmp.Diff(want, sess); diff != "" {
+		t.Errorf("Create (-want +got):\n%s", diff)
+	}
+	sid, secret, _ := strings.Cut(tok1, ".")
+	if sid != sess.ID || len(sid) != 26 || strings.ToLower(sid) != sid || len(secret) != 43 {
+		t.Errorf("token %q: want <26 lower-case base32>.<43 base64url> with the session id", tok1)
+	}
+	if got, err := b.s.Get(ctx, sess.ID); err != nil || !cmp.Equal(got, sess) {
+		t.Errorf("Get = %+v, %v; want %+v", got, err, sess)
+	}
+	if got, err := b.s.Lookup(ctx, tok1); err != nil || !cmp.Equal(got, sess) {
+		t.Errorf("Lookup = %+v, %v; want %+v", got, err, sess)
+	}
+
+	b.clock.Add(time.Minute)
+	rotated, tok2, err := b.s.Rotate(ctx, tok1, "Chrome", "198.51.100.7")
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	want = auth.Session{ID: sess.ID, MemberID: "m_alice", UserAgent: "Chrome", IP: "198.51.100.7", CreatedAt: created, LastUsedAt: created.Add(time.Minute)}
+	if diff := cmp.Diff(want, rotated); diff != "" {
+		t.Errorf("Rotate (-want +got):\n%s", diff)
+	}
+	if got, err := b.s.Get(ctx, sess.ID); err != nil || !cmp.Equal(got, rotated) {
+		t.Errorf("Get after Rotate = %+v, %v; want %+v", got, err, rotated)
+	}
+	if !strings.HasPrefix(tok2, sess.ID+".") || tok2 == tok1 {
+		t.Errorf("rotated token %q: want the same session id and a new secret", tok2)
+	}
+
+	// Lookup tells an old token apart but revokes nothing.
+	_, err = b.s.Lookup(ctx, tok1)
+	wantCode(t, "Lookup(old)", err, domain.ETOKENREVOKED)
+	wantMessage(t, "Lookup(old)", err, "Refresh token was already used.")
+	if _, err := b.s.Lookup(ctx, tok2); err != nil {
+		t.Fatalf("Lookup(new) after Lookup(old): %v", err)
+	}
+
+	// Replaying the old token ends the session: the new token dies too.
+	_, _, err = b.s.Rotate(ctx, tok1, "Evil", "203.0.113.66")
+	wantCode(t, "Rotate(old)", err, domain.ETOKENREVOKED)
+	wantMessage(t, "Rotate(old)", err, "Refresh token was already used; the session has been revoked.")
+	_, _, err = b.s.Rotate(ctx, tok2, "Chrome", "198.51.100.7")
+	wantCode(t, "Rotate(new) after replay", err, domain.EINVALIDTOKEN)
+	wantMessage(t, "Rotate(new) after replay", err, "Refresh token is invalid or expired.")
+	_, err = b.s.Get(ctx, sess.ID)
+	wantCode(t, "Get after replay", err, domain.ENOTFOUND)
+	if !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("Get after replay: %v is not domain.ErrNotFound", err)
+	}
+	wantCode(t, "Check after replay", b.s.Check(ctx, "some-jti", sess.ID), domain.ETOKENREVOKED)
+}
+
+func TestSessionRotateChain(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	_, tok := create(t, b, "m_alice", "ua", "ip")
+	first := tok
+	for i := range 5 {
+		var err error
+		if _, tok, err = b.s.Rotate(ctx, tok, "ua", "ip"); err != nil {
+			t.Fatalf("rotation %d: %v", i+1, err)
+		}
+	}
+	// A token several generations old is a replay as much as the last.
+	_, _, err := b.s.Rotate(ctx, first, "ua", "ip")
+	wantCode(t, "Rotate(first)", err, domain.ETOKENREVOKED)
+	_, _, err = b.s.Rotate(ctx, tok, "ua", "ip")
+	wantCode(t, "Rotate(latest) after replay", err, domain.EINVALIDTOKEN)
+}
+
+func TestSessionBadRefreshTokens(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	sess, tok := create(t, b, "m_alice", "ua", "ip")
+	sid, secret, _ := strings.Cut(tok, ".")
+	keysBefore, err := b.rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A well-formed token of a session that does not exist.
+	unknownSID := make([]byte, 16)
+	unknownSecret := make([]byte, 32)
+	_, _ = rand.Read(unknownSID)
+	_, _ = rand.Read(unknownSecret)
+	unknown := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(unknownSID)) +
+		"." + base64.RawURLEncoding.EncodeToString(unknownSecret)
+
+	tests := []struct{ name, token string }{
+		{"empty", ""},
+		{"no dot", sid + secret},
+		{"sid only", sid + "."},
+		{"secret only", "." + secret},
+		{"unknown session", unknown},
+		{"upper-case sid", strings.ToUpper(sid) + "." + secret},
+		{"sid too short", sid[:25] + "." + secret},
+		{"sid too long", sid + "a." + secret},
+		{"sid not base32", sid[:25] + "1." + secret},
+		{"sid stray bits", sid[:25] + stray(sid[25]) + "." + secret},
+		{"secret too short", sid + "." + secret[:42]},
+		{"secret too long", sid + "." + secret + "A"},
+		{"secret not base64url", sid + "." + secret[:42] + "+"},
+		{"secret padded", sid + "." + secret + "="},
+		{"secret stray bits", sid + "." + secret[:42] + stray64(secret[42])},
+		{"three parts", tok + ".x"},
+		{"spaces", " " + tok},
+	}
+	for _, tt := range tests {
+		_, _, err := b.s.Rotate(ctx, tt.token, "ua", "ip")
+		wantCode(t, "Rotate("+tt.name+")", err, domain.EINVALIDTOKEN)
+		wantMessage(t, "Rotate("+tt.name+")", err, "Refresh token is invalid or expired.")
+		_, err = b.s.Lookup(ctx, tt.token)
+		wantCode(t, "Lookup("+tt.name+")", err, domain.EINVALIDTOKEN)
+	}
+
+	// None of that touched the real session or wrote anything.
+	if _, err := b.s.Lookup(ctx, tok); err != nil {
+		t.Errorf("Lookup(good) after bad tokens: %v", err)
+	}
+	keysAfter, err := b.rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keysAfter) != len(keysBefore) {
+		t.Errorf("keys = %v, want %v: bad tokens must not write", keysAfter, keysBefore)
+	}
+	if _, err := b.s.Get(ctx, sess.ID); err != nil {
+		t.Errorf("Get: %v", err)
+	}
+}
+
+// stray returns the base32 character that differs from c only in the two
+// bits past a 16-byte id's end.
+func stray(c byte) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	i := strings.IndexByte(alphabet, c)
+	return string(alphabet[i^1])
+}
+
+// stray64 does the same for a 32-byte secret's last base64url character.
+func stray64(c byte) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, c)
+	return string(alphabet[i^1])
+}
+
+func TestSessionTTLSlides(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	sess, tok := create(t, b, "m_alice", "ua", "ip")
+	skey := prefix + "session:" + sess.ID
+	ikey := prefix + "member:m_alice:sessions"
+
+	wantPTTL := func(what, key string) {
+		t.Helper()
+		d, err := b.rdb.PTTL(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d <= time.Hour-time.Minute || d > time.Hour {
+			t.Errorf("%s: PTTL %s = %s, want just under 1h", what, key, d)
+		}
+	}
+	wantPTTL("after Create", skey)
+	wantPTTL("after Create", ikey)
+
+	// As if most of the lifetime had passed.
+	for _, k := range []string{skey, ikey} {
+		if err := b.rdb.PExpire(ctx, k, 10*time.Second).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := b.s.Rotate(ctx, tok, "ua", "ip"); err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	wantPTTL("after Rotate", skey)
+	wantPTTL("after Rotate", ikey)
+	if b.s.TTL() != time.Hour {
+		t.Errorf("TTL() = %s, want 1h", b.s.TTL())
+	}
+}
+
+func TestSessionExpires(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, 1500*time.Millisecond)
+	ctx := context.Background()
+	sess, tok := create(t, b, "m_alice", "ua", "ip")
+	time.Sleep(2 * time.Second)
+
+	_, _, err := b.s.Rotate(ctx, tok, "ua", "ip")
+	wantCode(t, "Rotate(expired)", err, domain.EINVALIDTOKEN)
+	_, err = b.s.Lookup(ctx, tok)
+	wantCode(t, "Lookup(expired)", err, domain.EINVALIDTOKEN)
+	wantCode(t, "Check(expired session)", b.s.Check(ctx, "jti", sess.ID), domain.ETOKENREVOKED)
+	list, err := b.s.List(ctx, "m_alice")
+	if err != nil || len(list) != 0 {
+		t.Errorf("List = %v, %v; want none", list, err)
+	}
+	if n, err := b.rdb.DBSize(ctx).Result(); err != nil || n != 0 {
+		t.Errorf("DBSIZE = %d, %v; want 0: every key expires", n, err)
+	}
+}
+
+func TestSessionRedisHoldsNoSecret(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	var tokens []string
+	for _, m := range []string{"m_alice", "m_bob"} {
+		_, tok := create(t, b, m, "ua", "ip")
+		tokens = append(tokens, tok)
+		_, tok, err := b.s.Rotate(ctx, tok, "ua", "ip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, tok)
+	}
+
+	var dump strings.Builder
+	iter := b.rdb.Scan(ctx, 0, "*", 0).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		dump.WriteString(key + "\n")
+		typ, err := b.rdb.Type(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch typ {
+		case "hash":
+			m, err := b.rdb.HGetAll(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range m {
+				dump.WriteString(k + "=" + v + "\n")
+			}
+		case "set":
+			ms, err := b.rdb.SMembers(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dump.WriteString(strings.Join(ms, "\n") + "\n")
+		case "string":
+			v, err := b.rdb.Get(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dump.WriteString(v + "\n")
+		default:
+			t.Errorf("unexpected %s key %s", typ, key)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	all := dump.String()
+	for _, tok := range tokens {
+		_, secret, _ := strings.Cut(tok, ".")
+		if strings.Contains(all, secret) {
+			t.Errorf("Redis holds the secret of %s", tok)
+		}
+	}
+	// What it holds instead is the hash of the current secret.
+	sid, secret, _ := strings.Cut(tokens[3], ".")
+	sum := sha256.Sum256([]byte(secret))
+	if cur := b.rdb.HGet(ctx, prefix+"session:"+sid, "cur").Val(); cur != hex.EncodeToString(sum[:]) {
+		t.Errorf("cur = %q, want the hex SHA-256 of the secret", cur)
+	}
+}
+
+func TestSessionConcurrentRotate(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	_, tok := create(t, b, "m_alice", "ua", "ip")
+
+	const n = 20
+	var (
+		start              sync.WaitGroup
+		done               sync.WaitGroup
+		wins, revoked, bad atomic.Int32
+		mu                 sync.Mutex
+		winner             string
+		others             []error
+	)
+	start.Add(1)
+	for range n {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			start.Wait()
+			_, next, err := b.s.Rotate(ctx, tok, "ua", "ip")
+			switch domain.ErrorCode(err) {
+			case "":
+				wins.Add(1)
+				mu.Lock()
+				winner = next
+				mu.Unlock()
+			case domain.ETOKENREVOKED:
+				revoked.Add(1)
+			case domain.EINVALIDTOKEN:
+				bad.Add(1)
+			default:
+				mu.Lock()
+				others = append(others, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	start.Done()
+	done.Wait()
+	if len(others) > 0 {
+		t.Fatalf("unexpected errors: %v", others)
+	}
+	if wins.Load() != 1 || revoked.Load() < 1 || wins.Load()+revoked.Load()+bad.Load() != n {
+		t.Fatalf("wins %d, revoked %d, invalid %d; want exactly 1 win, at least 1 revoked, %d in all",
+			wins.Load(), revoked.Load(), bad.Load(), n)
+	}
+	// The losers' replays ended the session, so the winner's token is dead too.
+	_, _, err := b.s.Rotate(ctx, winner, "ua", "ip")
+	wantCode(t, "Rotate(winner's token)", err, domain.EINVALIDTOKEN)
+}
+
+func TestSessionList(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+
+	s1, tok1 := create(t, b, "m_alice", "phone", "ip1")
+	b.clock.Add(time.Minute)
+	s2, _ := create(t, b, "m_alice", "laptop", "ip2")
+	b.clock.Add(time.Minute)
+	s3, _ := create(t, b, "m_alice", "tablet", "ip3")
+	b.clock.Add(time.Minute)
+	create(t, b, "m_bob", "bob's", "ip4")
+	b.clock.Add(time.Minute)
+	s1, _, err := b.s.Rotate(ctx, tok1, "phone", "ip5")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ids := func(ss []auth.Session) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.ID)
+		}
+		return out
+	}
+	list, err := b.s.List(ctx, "m_alice")
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if diff := cmp.Diff([]auth.Session{s1, s3, s2}, list); diff != "" {
+		t.Errorf("List (-want +got), want most recently used first:\n%s", diff)
+	}
+	if list, err := b.s.List(ctx, "m_nobody"); err != nil || len(list) != 0 {
+		t.Errorf("List(m_nobody) = %v, %v; want none", list, err)
+	}
+
+	// A session that vanished (expired) is pruned from the index.
+	if err := b.rdb.Del(ctx, prefix+"session:"+s3.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	list, err = b.s.List(ctx, "m_alice")
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if diff := cmp.Diff([]string{s1.ID, s2.ID}, ids(list)); diff != "" {
+		t.Errorf("List after expiry (-want +got):\n%s", diff)
+	}
+	members, err := b.rdb.SMembers(ctx, prefix+"member:m_alice:sessions").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 2 {
+		t.Errorf("index = %v, want the two live sessions only", members)
+	}
+}
+
+func TestSessionRevoke(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	alice, aliceTok := create(t, b, "m_alice", "ua", "ip")
+	bob, bobTok := create(t, b, "m_bob", "ua", "ip")
+
+	// Not yours = not found, and nothing happens to it.
+	err := b.s.Revoke(ctx, "m_alice", bob.ID)
+	wantCode(t, "Revoke(bob's session by alice)", err, domain.ENOTFOUND)
+	if _, err := b.s.Lookup(ctx, bobTok); err != nil {
+		t.Errorf("bob's session after alice's attempt: %v", err)
+	}
+	for _, id := range []string{"", "nope", strings.ToUpper(alice.ID), alice.ID + "x"} {
+		wantCode(t, "Revoke("+id+")", b.s.Revoke(ctx, "m_alice", id), domain.ENOTFOUND)
+	}
+
+	if err := b.s.Revoke(ctx, "m_alice", alice.ID); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	_, _, err = b.s.Rotate(ctx, aliceTok, "ua", "ip")
+	wantCode(t, "Rotate after Revoke", err, domain.EINVALIDTOKEN)
+	wantCode(t, "Check after Revoke", b.s.Check(ctx, "jti", alice.ID), domain.ETOKENREVOKED)
+	wantCode(t, "Revoke again", b.s.Revoke(ctx, "m_alice", alice.ID), domain.ENOTFOUND)
+	if n := b.rdb.SCard(ctx, prefix+"member:m_alice:sessions").Val(); n != 0 {
+		t.Errorf("alice's index has %d ids, want 0", n)
+	}
+	if err := b.s.Check(ctx, "jti", bob.ID); err != nil {
+		t.Errorf("Check(bob) = %v, want nil", err)
+	}
+}
+
+func TestSessionRevokeAll(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	var alice []auth.Session
+	var aliceToks []string
+	for range 3 {
+		s, tok := create(t, b, "m_alice", "ua", "ip")
+		alice = append(alice, s)
+		aliceToks = append(aliceToks, tok)
+	}
+	bob, _ := create(t, b, "m_bob", "ua", "ip")
+
+	if err := b.s.RevokeAll(ctx, "m_alice", alice[1].ID); err != nil {
+		t.Fatalf("RevokeAll(except): %v", err)
+	}
+	for i, s := range alice {
+		err := b.s.Check(ctx, "jti", s.ID)
+		if i == 1 {
+			if err != nil {
+				t.Errorf("kept session: Check = %v", err)
+			}
+			if _, err := b.s.Lookup(ctx, aliceToks[i]); err != nil {
+				t.Errorf("kept session: Lookup = %v", err)
+			}
+			continue
+		}
+		wantCode(t, "Check(revoked)", err, domain.ETOKENREVOKED)
+	}
+	if err := b.s.Check(ctx, "jti", bob.ID); err != nil {
+		t.Errorf("bob's session: Check = %v", err)
+	}
+	list, err := b.s.List(ctx, "m_alice")
+	if err != nil || len(list) != 1 || list[0].ID != alice[1].ID {
+		t.Errorf("List after RevokeAll(except) = %v, %v; want the kept one", list, err)
+	}
+
+	if err := b.s.RevokeAll(ctx, "m_alice", ""); err != nil {
+		t.Fatalf("RevokeAll: %v", err)
+	}
+	wantCode(t, "Check after RevokeAll", b.s.Check(ctx, "jti", alice[1].ID), domain.ETOKENREVOKED)
+	if list, err := b.s.List(ctx, "m_alice"); err != nil || len(list) != 0 {
+		t.Errorf("List after RevokeAll = %v, %v; want none", list, err)
+	}
+	if err := b.s.RevokeAll(ctx, "m_nobody", ""); err != nil {
+		t.Errorf("RevokeAll(no sessions) = %v, want nil", err)
+	}
+}
+
+func TestSessionDeny(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	// The real clock: PTTL counts in Redis's time.
+	s, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	exp := time.Now().Add(90*time.Second + 300*time.Millisecond)
+	if err := s.Deny(ctx, "jti-live", exp); err != nil {
+		t.Fatalf("Deny: %v", err)
+	}
+	d, err := rdb.PTTL(ctx, prefix+"deny:jti-live").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d <= 89*time.Second || d > 90*time.Second+300*time.Millisecond {
+		t.Errorf("PTTL = %s, want the token's remaining ~90.3s", d)
+	}
+
+	if err := s.Deny(ctx, "jti-past", time.Now().Add(-time.Second)); err != nil {
+		t.Fatalf("Deny(past): %v", err)
+	}
+	if n := rdb.Exists(ctx, prefix+"deny:jti-past").Val(); n != 0 {
+		t.Error("a past exp left a deny-list entry")
+	}
+	if err := s.Deny(ctx, "", exp); err == nil {
+		t.Error("Deny(\"\") error = nil, want one")
+	}
+}
+
+func TestSessionCheck(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	sess, _ := create(t, b, "m_alice", "ua", "ip")
+
+	if err := b.s.Check(ctx, "jti-fine", sess.ID); err != nil {
+		t.Fatalf("Check(fine) = %v", err)
+	}
+	if err := b.s.Deny(ctx, "jti-denied", b.clock.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	err := b.s.Check(ctx, "jti-denied", sess.ID)
+	wantCode(t, "Check(denied)", err, domain.ETOKENREVOKED)
+	wantMessage(t, "Check(denied)", err, "Access token has been revoked.")
+	if err := b.s.Check(ctx, "jti-fine", sess.ID); err != nil {
+		t.Errorf("Check(other jti) = %v, want nil", err)
+	}
+	err = b.s.Check(ctx, "jti-fine", "nosuchsessionaaaaaaaaaaaaa")
+	wantCode(t, "Check(unknown session)", err, domain.ETOKENREVOKED)
+	wantMessage(t, "Check(unknown session)", err, "Access token has been revoked.")
+
+	// A Redis failure is internal, never a verdict on the token.
+	_ = b.rdb.Close()
+	err = b.s.Check(ctx, "jti-fine", sess.ID)
+	if err == nil || domain.ErrorCode(err) != domain.EINTERNAL {
+		t.Errorf("Check with Redis closed = %v, want an internal error", err)
+	}
+}
+
+func TestSessionClientInputCapped(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ua := strings.Repeat("모임", 100) // 600 bytes, 3 per character
+	ip := strings.Repeat("1", 100)
+	sess, _ := create(t, b, "m_alice", ua, ip)
+	if len(sess.UserAgent) != 255 || !utf8.ValidString(sess.UserAgent) || !strings.HasPrefix(ua, sess.UserAgent) {
+		t.Errorf("user agent kept as %d bytes (valid %v), want 255 bytes cut at a character",
+			len(sess.UserAgent), utf8.ValidString(sess.UserAgent))
+	}
+	if len(sess.IP) != auth.MaxIPLen {
+		t.Errorf("IP kept as %d bytes, want %d", len(sess.IP), auth.MaxIPLen)
+	}
+	got, err := b.s.Get(context.Background(), sess.ID)
+	if err != nil || got.UserAgent != sess.UserAgent || got.IP != sess.IP {
+		t.Errorf("Get = %+v, %v; want the capped values stored", got, err)
+	}
+}
+
+func TestNewSessionsParams(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if _, err := auth.NewSessions(auth.SessionParams{TTL: time.Hour}); err == nil {
+		t.Error("NewSessions without Redis: error = nil")
+	}
+	if _, err := auth.NewSessions(auth.SessionParams{Redis: rdb}); err == nil {
+		t.Error("NewSessions without TTL: error = nil")
+	}
+	if _, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: time.Hour}); err != nil {
+		t.Errorf("NewSessions: %v", err)
+	}
+}
+
+func TestSessionPrefix(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	s, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: time.Hour, Prefix: "staging:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := s.Create(ctx, "m_alice", "ua", "ip"); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "staging:") {
+			t.Errorf("key %q lacks the prefix", k)
+		}
+	}
+	if len(keys) != 2 {
+		t.Errorf("keys = %v, want a session and an index", keys)
+	}
+}
