@@ -26,7 +26,7 @@ func statusOf(code string) int {
 	switch code {
 	case domain.EINVALID, domain.EINVALIDJSON:
 		return http.StatusBadRequest
-	case domain.EUNAUTHORIZED:
+	case domain.EUNAUTHORIZED, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
 		return http.StatusUnauthorized
 	case domain.EFORBIDDEN:
 		return http.StatusForbidden
@@ -34,7 +34,7 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case codeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
-	case domain.ECONFLICT:
+	case domain.ECONFLICT, domain.EEMAILTAKEN, domain.ENICKNAMETAKEN:
 		return http.StatusConflict
 	case domain.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge

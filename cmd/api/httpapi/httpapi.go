@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
+	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/jobs"
 )
 
@@ -49,8 +50,19 @@ type Deps struct {
 	RequestTimeout time.Duration
 	// BodyLimit caps request bodies in bytes; 0 means DefaultBodyLimit.
 	BodyLimit int64
-	// AdminUser and AdminPassword guard the queue UI and /v1/admin.
+	// AdminUser and AdminPassword guard the queue UI and /v1/admin (as
+	// does an admin member's access token).
 	AdminUser, AdminPassword string
+	// Passwords hashes and verifies member passwords.
+	Passwords *auth.Hasher
+	// Tokens issues and verifies access tokens.
+	Tokens *auth.Tokens
+	// Sessions keeps refresh tokens and the access-token deny-list.
+	Sessions *auth.Sessions
+	// RefreshCookie also hands the refresh token out as an HttpOnly cookie.
+	RefreshCookie bool
+	// RateLimits limit sign-up, login and refresh; zero Rates mean none.
+	RateLimits RateLimits
 	// Queues are the queue names a ping may be sent to; empty means the
 	// standard critical, default and low.
 	Queues []string
@@ -70,6 +82,11 @@ type server struct {
 	trustedProxies []netip.Prefix
 	admin          basicAuth
 	router         *chi.Mux
+	passwords      *auth.Hasher
+	tokens         *auth.Tokens
+	sessions       *auth.Sessions
+	refreshCookie  bool
+	loginPerEmail  *limiter
 }
 
 // New builds the API handler. The returned cleanup closes the Redis clients
@@ -96,6 +113,10 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		bodyLimit:      d.BodyLimit,
 		trustedProxies: d.TrustedProxies,
 		admin:          newBasicAuth(d.AdminUser, d.AdminPassword),
+		passwords:      d.Passwords,
+		tokens:         d.Tokens,
+		sessions:       d.Sessions,
+		refreshCookie:  d.RefreshCookie,
 	}
 	if len(s.queues) == 0 {
 		s.queues = []string{jobs.QueueCritical, jobs.QueueDefault, jobs.QueueLow}
@@ -144,6 +165,8 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 	s.registerHealthRoutes(r, d.Registry)
 	s.registerQueueUIRoutes(r, monitor)
 	s.registerPingRoutes(r)
+	s.registerAuthRoutes(r, d.RateLimits)
+	s.registerMeRoutes(r)
 	if extra != nil {
 		extra(r)
 	}
@@ -180,6 +203,15 @@ func checkDeps(d Deps) error {
 	}
 	if d.Registry == nil {
 		errs = append(errs, errors.New("metrics registry is required"))
+	}
+	if d.Passwords == nil {
+		errs = append(errs, errors.New("password hasher is required"))
+	}
+	if d.Tokens == nil {
+		errs = append(errs, errors.New("token issuer is required"))
+	}
+	if d.Sessions == nil {
+		errs = append(errs, errors.New("session store is required"))
 	}
 	if d.AdminUser == "" {
 		errs = append(errs, errors.New("admin user is required"))

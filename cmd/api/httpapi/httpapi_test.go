@@ -20,6 +20,7 @@ import (
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 	_ "modernc.org/sqlite"
 
+	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/cmd/api/httpapi"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
@@ -39,10 +40,20 @@ type env struct {
 	redisOpt asynq.RedisClientOpt
 	redis    redis.UniversalClient
 	relay    *jobs.Relay
+	hasher   *auth.Hasher
+	tokens   *auth.Tokens
+	sessions *auth.Sessions
 }
 
+// testJWTKey signs the test servers' access tokens.
+var testJWTKey = []byte("test-key-0123456789-0123456789-0123456789")
+
+// cheapPasswords keeps argon2 fast in tests; one test measures the real
+// parameters.
+var cheapPasswords = auth.PasswordParams{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
+
 // newEnv wires bdb to a Redis of the test's own.
-func newEnv(t *testing.T, bdb *bun.DB) *env {
+func newEnv(t testing.TB, bdb *bun.DB) *env {
 	t.Helper()
 	opt := jobstest.RedisOpt(t)
 	client := opt.MakeRedisClient()
@@ -56,7 +67,19 @@ func newEnv(t *testing.T, bdb *bun.DB) *env {
 		t.Fatalf("new relay: %v", err)
 	}
 	t.Cleanup(func() { _ = relay.Close() })
-	return &env{db: bdb, redisOpt: opt, redis: rdb, relay: relay}
+	hasher, err := auth.NewHasher(cheapPasswords, 0)
+	if err != nil {
+		t.Fatalf("new hasher: %v", err)
+	}
+	tokens, err := auth.NewTokens(auth.TokenParams{Key: testJWTKey, TTL: 15 * time.Minute})
+	if err != nil {
+		t.Fatalf("new tokens: %v", err)
+	}
+	sessions, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: time.Hour})
+	if err != nil {
+		t.Fatalf("new sessions: %v", err)
+	}
+	return &env{db: bdb, redisOpt: opt, redis: rdb, relay: relay, hasher: hasher, tokens: tokens, sessions: sessions}
 }
 
 // openSQLite opens an empty in-memory SQLite database for tests that only
@@ -93,12 +116,15 @@ func (e *env) deps(logs *logBuffer, reg *prometheus.Registry) httpapi.Deps {
 		AdminUser:      adminUser,
 		AdminPassword:  adminPassword,
 		Queues:         []string{jobs.QueueCritical, jobs.QueueDefault, jobs.QueueLow},
+		Passwords:      e.hasher,
+		Tokens:         e.tokens,
+		Sessions:       e.sessions,
 	}
 }
 
 // newServer starts the API over e; mutate adjusts the Deps and extra mounts
 // test-only routes (either may be nil).
-func newServer(t *testing.T, e *env, mutate func(*httpapi.Deps), extra func(chi.Router)) *testServer {
+func newServer(t testing.TB, e *env, mutate func(*httpapi.Deps), extra func(chi.Router)) *testServer {
 	t.Helper()
 	logs := &logBuffer{}
 	reg := prometheus.NewRegistry()
@@ -118,11 +144,11 @@ func newServer(t *testing.T, e *env, mutate func(*httpapi.Deps), extra func(chi.
 	return &testServer{url: srv.URL, logs: logs, reg: reg}
 }
 
-// auth is how a test request authenticates.
-type auth int
+// basicAuth is which Basic credentials a test request sends.
+type basicAuth int
 
 const (
-	authNone auth = iota
+	authNone basicAuth = iota
 	authAdmin
 	authWrongPassword
 	authWrongUser
@@ -132,14 +158,15 @@ const (
 type request struct {
 	method      string
 	path        string
-	auth        auth
+	auth        basicAuth
 	contentType string // defaults to application/json when body is set
 	body        string
 	header      map[string]string
+	token       string // sent as "Authorization: Bearer token" when set
 }
 
 // do sends req and returns the response with its body read.
-func (s *testServer) do(t *testing.T, req request) (*http.Response, []byte) {
+func (s *testServer) do(t testing.TB, req request) (*http.Response, []byte) {
 	t.Helper()
 	var body io.Reader
 	if req.body != "" {
@@ -162,6 +189,9 @@ func (s *testServer) do(t *testing.T, req request) (*http.Response, []byte) {
 		r.SetBasicAuth(adminUser, "wrong")
 	case authWrongUser:
 		r.SetBasicAuth("root", adminPassword)
+	}
+	if req.token != "" {
+		r.Header.Set("Authorization", "Bearer "+req.token)
 	}
 	for k, v := range req.header {
 		r.Header.Set(k, v)

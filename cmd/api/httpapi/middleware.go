@@ -313,16 +313,3 @@ func (a basicAuth) ok(r *http.Request) bool {
 	match := subtle.ConstantTimeCompare(u[:], a.user[:]) & subtle.ConstantTimeCompare(p[:], a.password[:])
 	return present && match == 1
 }
-
-// requireAdmin answers 401 with a Basic challenge unless the request carries
-// the admin credentials; nothing of the guarded handler runs otherwise.
-func (s *server) requireAdmin(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.admin.ok(r) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="moim admin"`)
-			s.writeError(w, r, domain.Errorf(domain.EUNAUTHORIZED, "Admin credentials required."))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}

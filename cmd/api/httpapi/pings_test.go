@@ -47,7 +47,7 @@ func TestPingCreateRejects(t *testing.T) {
 			name        string
 			method      string
 			path        string
-			auth        auth
+			auth        basicAuth
 			contentType string
 			body        string
 			wantStatus  int

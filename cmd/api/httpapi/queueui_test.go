@@ -13,7 +13,7 @@ func TestQueueUI(t *testing.T) {
 	tests := []struct {
 		name        string
 		path        string
-		auth        auth
+		auth        basicAuth
 		wantStatus  int
 		wantContent string // "html" for the UI page, "json" for its API
 	}{

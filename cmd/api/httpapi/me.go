@@ -1,0 +1,226 @@
+package httpapi
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/domain"
+)
+
+// registerMeRoutes mounts the signed-in member's own account.
+func (s *server) registerMeRoutes(r chi.Router) {
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Get("/v1/me", s.handleMeGet)
+		r.Patch("/v1/me", s.handleMeUpdate)
+		r.Delete("/v1/me", s.handleMeDelete)
+		r.Get("/v1/me/sessions", s.handleSessionList)
+		r.Delete("/v1/me/sessions/{id}", s.handleSessionDelete)
+		r.Get("/v1/members/{id}", s.handleMemberGet)
+	})
+}
+
+// currentMember loads the member behind the access token. A member deleted
+// while the token lived is answered as a revoked token.
+func (s *server) currentMember(r *http.Request) (*domain.Member, error) {
+	m, err := (db.Members{}).FindByID(r.Context(), s.db, mustClaims(r).MemberID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil, domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
+	}
+	return m, err
+}
+
+func (s *server) handleMeGet(w http.ResponseWriter, r *http.Request) {
+	m, err := s.currentMember(r)
+	if err != nil {
+		s.writeAuthError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, newMemberResponse(m))
+}
+
+// meUpdateRequest is the body of PATCH /v1/me: only the fields sent change.
+// phone and slack_email set to "" clear them. A new password needs the
+// current one.
+type meUpdateRequest struct {
+	Nickname        *string       `json:"nickname"`
+	Phone           *string       `json:"phone"`
+	SMSConsent      *bool         `json:"sms_consent"`
+	SlackEmail      *string       `json:"slack_email"`
+	Notifications   *prefsRequest `json:"notifications"`
+	CurrentPassword *string       `json:"current_password"`
+	NewPassword     *string       `json:"new_password"`
+}
+
+func (req *meUpdateRequest) Validate() error {
+	var err error
+	if req.Nickname != nil {
+		if *req.Nickname, err = domain.NormalizeNickname(*req.Nickname); err != nil {
+			return err
+		}
+	}
+	if err := normalizeContacts(req.Phone, req.SlackEmail); err != nil {
+		return err
+	}
+	switch {
+	case req.NewPassword != nil:
+		if err := domain.ValidatePassword("new_password", *req.NewPassword); err != nil {
+			return err
+		}
+		if req.CurrentPassword == nil || *req.CurrentPassword == "" {
+			return domain.FieldErrorf(domain.EINVALID, "current_password",
+				"Field \"current_password\" is required to set a new password.")
+		}
+	case req.CurrentPassword != nil:
+		return domain.FieldErrorf(domain.EINVALID, "new_password",
+			"Field \"new_password\" is required with \"current_password\".")
+	}
+	return nil
+}
+
+// handleMeUpdate changes the member's profile. A password change ends every
+// other session: whoever else was signed in must sign in again.
+func (s *server) handleMeUpdate(w http.ResponseWriter, r *http.Request) {
+	var req meUpdateRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	m, err := s.currentMember(r)
+	if err != nil {
+		s.writeAuthError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	upd := domain.MemberUpdate{
+		Nickname:   req.Nickname,
+		Phone:      req.Phone,
+		SMSConsent: req.SMSConsent,
+		SlackEmail: req.SlackEmail,
+	}
+	if p := req.Notifications; p != nil {
+		upd.PrefMail, upd.PrefSMS, upd.PrefSlack = p.Mail, p.SMS, p.Slack
+	}
+	if req.NewPassword != nil {
+		ok, _, err := s.passwords.Verify(ctx, m.PasswordHash, *req.CurrentPassword)
+		if err != nil {
+			s.writeError(w, r, fmt.Errorf("verify password: %w", err))
+			return
+		}
+		if !ok {
+			s.writeError(w, r, domain.FieldErrorf(domain.EINVALID, "current_password", "The current password is wrong."))
+			return
+		}
+		hash, err := s.passwords.Hash(ctx, *req.NewPassword)
+		if err != nil {
+			s.writeError(w, r, fmt.Errorf("hash password: %w", err))
+			return
+		}
+		upd.PasswordHash = &hash
+	}
+	m, err = (db.Members{}).Update(ctx, s.db, m.ID, upd, s.now().UTC().Truncate(time.Microsecond))
+	if err != nil {
+		s.writeAuthError(w, r, err)
+		return
+	}
+	if upd.PasswordHash != nil {
+		if err := s.sessions.RevokeAll(ctx, m.ID, mustClaims(r).SessionID); err != nil {
+			s.writeError(w, r, fmt.Errorf("revoke other sessions: %w", err))
+			return
+		}
+		s.logger.InfoContext(ctx, "password changed", slog.String("member_id", m.ID))
+	}
+	s.writeJSON(w, r, http.StatusOK, newMemberResponse(m))
+}
+
+// handleMeDelete soft-deletes the member, ends every session and puts the
+// token of this request on the deny-list.
+func (s *server) handleMeDelete(w http.ResponseWriter, r *http.Request) {
+	c := mustClaims(r)
+	ctx := r.Context()
+	if err := (db.Members{}).Delete(ctx, s.db, c.MemberID, s.now().UTC().Truncate(time.Microsecond)); err != nil {
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
+		}
+		s.writeAuthError(w, r, err)
+		return
+	}
+	// The member is gone from the database already; a Redis failure here
+	// leaves sessions whose tokens every handler answers as revoked.
+	if err := s.sessions.RevokeAll(ctx, c.MemberID, ""); err != nil {
+		s.writeError(w, r, fmt.Errorf("revoke sessions: %w", err))
+		return
+	}
+	if err := s.sessions.Deny(ctx, c.ID, c.ExpiresAt); err != nil {
+		s.writeError(w, r, fmt.Errorf("deny access token: %w", err))
+		return
+	}
+	s.clearRefreshCookie(w)
+	s.logger.InfoContext(ctx, "member deleted", slog.String("member_id", c.MemberID))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sessionResponse is one login of the member.
+type sessionResponse struct {
+	ID         string    `json:"id"`
+	UserAgent  string    `json:"user_agent"`
+	IP         string    `json:"ip"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at"`
+	Current    bool      `json:"current"`
+}
+
+type sessionList struct {
+	Sessions []sessionResponse `json:"sessions"`
+}
+
+func (s *server) handleSessionList(w http.ResponseWriter, r *http.Request) {
+	c := mustClaims(r)
+	list, err := s.sessions.List(r.Context(), c.MemberID)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("list sessions: %w", err))
+		return
+	}
+	resp := sessionList{Sessions: make([]sessionResponse, 0, len(list))}
+	for _, sess := range list {
+		resp.Sessions = append(resp.Sessions, sessionResponse{
+			ID:         sess.ID,
+			UserAgent:  sess.UserAgent,
+			IP:         sess.IP,
+			CreatedAt:  sess.CreatedAt.UTC(),
+			LastUsedAt: sess.LastUsedAt.UTC(),
+			Current:    sess.ID == c.SessionID,
+		})
+	}
+	s.writeJSON(w, r, http.StatusOK, resp)
+}
+
+// handleSessionDelete signs one of the member's devices out; another
+// member's session is not found.
+func (s *server) handleSessionDelete(w http.ResponseWriter, r *http.Request) {
+	if err := s.sessions.Revoke(r.Context(), mustClaims(r).MemberID, chi.URLParam(r, "id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// publicMemberResponse is what any member may see of another.
+type publicMemberResponse struct {
+	ID       string `json:"id"`
+	Nickname string `json:"nickname"`
+}
+
+func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
+	m, err := (db.Members{}).FindByID(r.Context(), s.db, chi.URLParam(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname})
+}
