@@ -11,20 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/cmd/internal/app"
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs/jobstest"
 )
 
 func runMoim(t *testing.T, vars map[string]string, args ...string) (string, error) {
 	t.Helper()
-	var out, logs bytes.Buffer
-	err := app.Moim(context.Background(), app.Env{
-		Args:   args,
-		Getenv: func(k string) string { return vars[k] },
-		Stdout: &out,
-		Stderr: &logs,
-	})
-	return out.String(), err
+	return runMoimStdin(t, vars, "", args...)
 }
 
 func TestInvalidConfigNamesEveryKey(t *testing.T) {
@@ -191,4 +189,137 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// runMoimStdin is runMoim with stdin.
+func runMoimStdin(t *testing.T, vars map[string]string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, logs bytes.Buffer
+	err := app.Moim(context.Background(), app.Env{
+		Args:   args,
+		Getenv: func(k string) string { return vars[k] },
+		Stdout: &out,
+		Stderr: &logs,
+		Stdin:  strings.NewReader(stdin),
+	})
+	return out.String(), err
+}
+
+func TestAdminCreate(t *testing.T) {
+	t.Parallel()
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "admin.db")
+	vars := map[string]string{"MOIM_DATABASE_URL": dbURL}
+	if _, err := runMoim(t, vars, "migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Refusals first: nothing may be stored by any of them.
+	for _, tc := range []struct {
+		name  string
+		vars  map[string]string
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"no email", vars, "", []string{"admin", "create"}, "--email is required"},
+		{"bad email", vars, "", []string{"admin", "create", "--email", "nope"}, "e-mail address"},
+		{"no password", vars, "", []string{"admin", "create", "--email", "ops@example.com"}, "password"},
+		{"short password", vars, "short\n", []string{"admin", "create", "--email", "ops@example.com", "--password-stdin"}, "8 to 128"},
+		{"unknown subcommand", vars, "", []string{"admin", "delete"}, "create"},
+	} {
+		if _, err := runMoimStdin(t, tc.vars, tc.stdin, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want it to mention %q", tc.name, err, tc.want)
+		}
+	}
+	if n := countRows(t, dbURL, "members"); n != 0 {
+		t.Fatalf("refused commands stored %d members", n)
+	}
+
+	out, err := runMoimStdin(t, vars, "correct horse battery\n", "admin", "create", "--email", "Ops@Example.com", "--password-stdin", "--nickname=운영자")
+	if err != nil || !strings.Contains(out, "created admin ops@example.com (운영자") {
+		t.Fatalf("admin create: %q, %v", out, err)
+	}
+	// The password arrived intact: the hasher verifies it.
+	checkLogin(t, dbURL, "ops@example.com", "correct horse battery")
+	out, err = runMoim(t, vars, "admin", "create", "--email", "ops@example.com")
+	if err != nil || !strings.Contains(out, "already an admin") {
+		t.Errorf("second admin create: %q, %v", out, err)
+	}
+	// The password from the environment, and a configuration flag mixed in.
+	envVars := map[string]string{"MOIM_NEW_ADMIN_PASSWORD": "another long password"}
+	out, err = runMoim(t, envVars, "admin", "create", "--database.url="+dbURL, "--email", "second@example.com")
+	if err != nil || !strings.Contains(out, "created admin second@example.com (second") {
+		t.Fatalf("admin create from env: %q, %v", out, err)
+	}
+	checkLogin(t, dbURL, "second@example.com", "another long password")
+	if n := countRows(t, dbURL, "members"); n != 2 {
+		t.Errorf("%d members, want 2", n)
+	}
+}
+
+func openTestDB(t *testing.T, dbURL string) *bun.DB {
+	t.Helper()
+	bdb, err := db.Open(context.Background(), dbURL, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bdb.Close() })
+	return bdb
+}
+
+func countRows(t *testing.T, dbURL, table string) int {
+	t.Helper()
+	n, err := openTestDB(t, dbURL).NewSelect().Table(table).Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(n)
+}
+
+// checkLogin asserts email is an admin whose stored hash verifies password.
+func checkLogin(t *testing.T, dbURL, email, password string) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := (db.Members{}).FindByEmail(ctx, openTestDB(t, dbURL), email)
+	if err != nil {
+		t.Fatalf("find %s: %v", email, err)
+	}
+	if m.Role != domain.RoleAdmin {
+		t.Errorf("%s has role %v, want admin", email, m.Role)
+	}
+	h, err := auth.NewHasher(auth.DefaultPasswordParams(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := h.Verify(ctx, m.PasswordHash, password); err != nil || !ok {
+		t.Errorf("stored hash of %s does not verify the password (ok %v, err %v)", email, ok, err)
+	}
+}
+
+func TestAdminCreatePromotesAMember(t *testing.T) {
+	t.Parallel()
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "promote.db")
+	vars := map[string]string{"MOIM_DATABASE_URL": dbURL}
+	if _, err := runMoim(t, vars, "migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := auth.NewHasher(auth.DefaultPasswordParams(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := h.Hash(context.Background(), "member password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	m := domain.Member{Email: "mina@example.com", PasswordHash: hash, Nickname: "mina",
+		Prefs: domain.DefaultNotificationPrefs(), Role: domain.RoleMember, CreatedAt: now, UpdatedAt: now}
+	if err := (db.Members{}).Create(context.Background(), openTestDB(t, dbURL), &m); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runMoimStdin(t, vars, "ignored for an existing member\n", "admin", "create", "--email", "mina@example.com", "--password-stdin")
+	if err != nil || !strings.Contains(out, "made member mina@example.com") {
+		t.Fatalf("promote: %q, %v", out, err)
+	}
+	checkLogin(t, dbURL, "mina@example.com", "member password")
 }

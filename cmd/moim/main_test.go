@@ -91,6 +91,36 @@ func TestAllInOne(t *testing.T) {
 		decodeBody(t, resp, &ping)
 	}
 
+	// The run created an admin member with the admin password: its token
+	// opens the admin endpoints, a new member's does not.
+	admin := login(t, base, "admin@moim.localhost", adminPassword)
+	resp = doJSON(t, http.MethodPost, base+"/v1/admin/pings", admin, "")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("POST ping with the admin's token: status = %d, want 202", resp.StatusCode)
+	}
+	resp.Body.Close()
+	resp = doJSON(t, http.MethodPost, base+"/v1/auth/signup", "",
+		`{"email":"mina@example.com","password":"correct horse battery","nickname":"mina"}`)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("sign-up status = %d, want 201", resp.StatusCode)
+	}
+	resp.Body.Close()
+	member := login(t, base, "mina@example.com", "correct horse battery")
+	resp = doJSON(t, http.MethodGet, base+"/v1/me", member, "")
+	var me struct {
+		Email string `json:"email"`
+		Role  string `json:"role"`
+	}
+	decodeBody(t, resp, &me)
+	if me.Email != "mina@example.com" || me.Role != "member" {
+		t.Errorf("GET /v1/me = %+v", me)
+	}
+	resp = doJSON(t, http.MethodPost, base+"/v1/admin/pings", member, "")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("POST ping with a member's token: status = %d, want 403", resp.StatusCode)
+	}
+	resp.Body.Close()
+
 	// The queue UI needs the admin credentials and shows nothing without them.
 	for _, tc := range []struct {
 		name, password string
@@ -166,4 +196,44 @@ func decodeBody(t *testing.T, resp *http.Response, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("decode response: %v", err)
 	}
+}
+
+// doJSON sends a JSON body (when not empty) with a bearer token (when set).
+func doJSON(t *testing.T, method, url, token, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return resp
+}
+
+// login returns an access token for email.
+func login(t *testing.T, base, email, password string) string {
+	t.Helper()
+	body, err := json.Marshal(map[string]string{"email": email, "password": password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := doJSON(t, http.MethodPost, base+"/v1/auth/login", "", string(body))
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("login %s: status = %d (body %s)", email, resp.StatusCode, b)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	decodeBody(t, resp, &tok)
+	return tok.AccessToken
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/uptrace/bun"
 
+	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/cmd/api/httpapi"
 	"github.com/moim/moim/cmd/scheduler/cronrun"
 	"github.com/moim/moim/config"
@@ -72,6 +73,7 @@ type Env struct {
 	Getenv func(string) string
 	Stdout io.Writer // the start-up banner (URLs, generated credentials)
 	Stderr io.Writer // logs
+	Stdin  io.Reader // `moim admin create --password-stdin`; may be nil
 }
 
 // Run loads the configuration and runs roles until ctx is cancelled, then
@@ -207,7 +209,11 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		comps = append(comps, c...)
 	}
 	if roles&RoleAPI != 0 {
-		c, url, closeAPI, err := apiComponent(cfg, logger, bdb, rdb, redisOpt, relay, reg)
+		hasher, err := passwordHasher(cfg)
+		if err != nil {
+			return err
+		}
+		c, url, closeAPI, err := apiComponent(cfg, logger, bdb, rdb, redisOpt, relay, reg, hasher)
 		if err != nil {
 			return err
 		}
@@ -221,6 +227,11 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		// (not in the log); a configured one is never printed.
 		if slices.Contains(generated, "admin.password") {
 			banner = append(banner, "Admin:     "+cfg.Admin.User+" / "+cfg.Admin.Password+"  (generated for this run)")
+		}
+		if roles == RoleAll {
+			if line := bootstrapAdmin(ctx, cfg, logger, bdb, hasher); line != "" {
+				banner = append(banner, line)
+			}
 		}
 	}
 	if len(banner) > 0 && env.Stdout != nil {
@@ -382,7 +393,19 @@ func schedulerComponent(cfg *config.Config, logger *slog.Logger, redisOpt asynq.
 	return comps, nil
 }
 
-func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, relay *jobs.Relay, reg *prometheus.Registry) (component, string, func(), error) {
+func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, relay *jobs.Relay, reg *prometheus.Registry, hasher *auth.Hasher) (component, string, func(), error) {
+	tokens, err := auth.NewTokens(auth.TokenParams{Key: []byte(cfg.Auth.JWTKey), TTL: cfg.Auth.AccessTTL})
+	if err != nil {
+		return component{}, "", nil, fmt.Errorf("auth: %w", err)
+	}
+	sessions, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: cfg.Auth.RefreshTTL})
+	if err != nil {
+		return component{}, "", nil, fmt.Errorf("auth: %w", err)
+	}
+	limits, err := rateLimits(cfg.RateLimit)
+	if err != nil {
+		return component{}, "", nil, err
+	}
 	proxies := make([]netip.Prefix, 0, len(cfg.HTTP.TrustedProxies))
 	for _, p := range cfg.HTTP.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
@@ -411,6 +434,11 @@ func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redi
 		AdminUser:      cfg.Admin.User,
 		AdminPassword:  cfg.Admin.Password,
 		Queues:         queues,
+		Passwords:      hasher,
+		Tokens:         tokens,
+		Sessions:       sessions,
+		RefreshCookie:  cfg.Auth.RefreshCookie,
+		RateLimits:     limits,
 	})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("api: %w", err)
@@ -485,4 +513,45 @@ func httpComponent(name, addr string, h http.Handler, hc config.HTTPConfig, logg
 		}
 		return nil
 	}}
+}
+
+// rateLimits turns the configured limits into the API's.
+func rateLimits(rc config.RateLimitConfig) (httpapi.RateLimits, error) {
+	var out httpapi.RateLimits
+	for _, l := range []struct {
+		key   string
+		value string
+		dst   *httpapi.Rate
+	}{
+		{"rate_limit.signup_per_ip", rc.SignupPerIP, &out.SignupPerIP},
+		{"rate_limit.login_per_ip", rc.LoginPerIP, &out.LoginPerIP},
+		{"rate_limit.login_per_email", rc.LoginPerEmail, &out.LoginPerEmail},
+		{"rate_limit.refresh_per_ip", rc.RefreshPerIP, &out.RefreshPerIP},
+	} {
+		r, err := config.ParseRate(l.value)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", l.key, err)
+		}
+		*l.dst = httpapi.Rate{Requests: r.Requests, Window: r.Window}
+	}
+	return out, nil
+}
+
+// bootstrapAdmin makes sure the all-in-one run has an admin member to log
+// in as: admin.email (or a local address) with admin.password. It returns
+// the banner line, or "" when it could not (the reason is logged; the run
+// goes on without it).
+func bootstrapAdmin(ctx context.Context, cfg *config.Config, logger *slog.Logger, bdb *bun.DB, hasher *auth.Hasher) string {
+	email := cfg.Admin.Email
+	if email == "" {
+		email = localAdminEmail
+	}
+	res, err := ensureAdmin(ctx, bdb, hasher, email, "", cfg.Admin.Password, true)
+	if err != nil {
+		logger.Warn("bootstrap admin member not created", slog.String("email", email), slog.Any("err", err))
+		return ""
+	}
+	logger.Info("bootstrap admin member ready", slog.String("member_id", res.member.ID),
+		slog.Bool("created", res.created), slog.Bool("password_reset", res.reset))
+	return "Admin login: " + email + " with the admin password (POST /v1/auth/login)"
 }

@@ -18,6 +18,7 @@ Usage:
   moim [flags]                  run api + worker + scheduler + outbox relay in one process
   moim api|worker|scheduler     run one process role
   moim migrate up|down|status   apply, roll back (last group) or list migrations
+  moim admin create --email A   create an admin member (or promote one); see moim admin
   moim help                     this text
 
 Flags (every key also has a MOIM_* environment variable; see config.example.yaml):
@@ -28,7 +29,7 @@ Flags (every key also has a MOIM_* environment variable; see config.example.yaml
 func MoimMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env := Env{Args: os.Args[1:], Getenv: os.Getenv, Stdout: os.Stdout, Stderr: os.Stderr}
+	env := Env{Args: os.Args[1:], Getenv: os.Getenv, Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin}
 	return exitCode("moim", Moim(ctx, env))
 }
 
@@ -51,6 +52,8 @@ func Moim(ctx context.Context, env Env) error {
 		return Run(ctx, env, RoleScheduler)
 	case "migrate":
 		return migrateCmd(ctx, env)
+	case "admin":
+		return adminCmd(ctx, env)
 	case "help", "-h", "--help":
 		_, err := io.WriteString(env.Stdout, moimUsage)
 		return err
