@@ -263,6 +263,29 @@ func (Members) SetRole(ctx context.Context, idb bun.IDB, id string, role domain.
 	return nil
 }
 
+// ReplacePasswordHash sets the password hash of a live member to newHash
+// only while it is still oldHash, and reports whether it did: a hash
+// upgraded in the background must never undo a password change that
+// committed in between.
+func (Members) ReplacePasswordHash(ctx context.Context, idb bun.IDB, id, oldHash, newHash string, now time.Time) (bool, error) {
+	res, err := idb.NewUpdate().
+		Model((*memberRow)(nil)).
+		Set("password_hash = ?", newHash).
+		Set("updated_at = ?", dbTime(now)).
+		Where("public_id = ?", id).
+		Where("password_hash = ?", oldHash).
+		Where("deleted_at IS NULL").
+		Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("replace password hash of member %s: %w", id, translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("replace password hash of member %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
 // Delete soft-deletes the member with public id id at now. The row stays for
 // the history that refers to it (the nickname with it), but the personal
 // data goes: e-mail address, phone, Slack address and password hash are

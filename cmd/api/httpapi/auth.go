@@ -246,13 +246,27 @@ func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errBadCredentials)
 		return
 	}
-	if needsRehash {
-		s.rehash(r, m.ID, req.Password)
-	}
 	sess, refresh, err := s.sessions.Create(ctx, m.ID, r.UserAgent(), clientIP(ctx))
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("create session: %w", err))
 		return
+	}
+	// A password change or an account deletion that committed while the
+	// password was being verified revokes sessions it can see; this one
+	// may have been created just after, so look again and give it up.
+	if now, err := (db.Members{}).FindByID(ctx, s.db, m.ID); err != nil || now.PasswordHash != m.PasswordHash {
+		if rerr := s.sessions.Revoke(ctx, m.ID, sess.ID); rerr != nil {
+			s.logger.WarnContext(ctx, "revoke session of a changed account", slog.Any("err", rerr))
+		}
+		if err != nil && domain.ErrorCode(err) != domain.ENOTFOUND {
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeError(w, r, errBadCredentials)
+		return
+	}
+	if needsRehash {
+		s.rehash(r, m, req.Password)
 	}
 	s.logger.InfoContext(ctx, "member logged in", slog.String("member_id", m.ID), slog.String("session_id", sess.ID))
 	s.writeTokens(w, r, m, sess.ID, refresh)
@@ -260,14 +274,14 @@ func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 // rehash upgrades a stored hash made with older argon2 parameters. It is
 // best effort: the login succeeds either way.
-func (s *server) rehash(r *http.Request, memberID, password string) {
+func (s *server) rehash(r *http.Request, m *domain.Member, password string) {
 	ctx := r.Context()
 	hash, err := s.passwords.Hash(ctx, password)
 	if err == nil {
-		_, err = (db.Members{}).Update(ctx, s.db, memberID, domain.MemberUpdate{PasswordHash: &hash}, s.now().UTC())
+		_, err = (db.Members{}).ReplacePasswordHash(ctx, s.db, m.ID, m.PasswordHash, hash, s.now().UTC())
 	}
 	if err != nil {
-		s.logger.WarnContext(ctx, "upgrade password hash", slog.String("member_id", memberID), slog.Any("err", err))
+		s.logger.WarnContext(ctx, "upgrade password hash", slog.String("member_id", m.ID), slog.Any("err", err))
 	}
 }
 
@@ -325,30 +339,52 @@ func (s *server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	sess, refresh, err := s.sessions.Rotate(ctx, token, r.UserAgent(), clientIP(ctx))
-	if err != nil {
-		if domain.ErrorCode(err) == domain.ETOKENREVOKED {
-			s.logger.WarnContext(ctx, "refresh token reused; session revoked",
-				slog.String("session_id", sess.ID), slog.String("member_id", sess.MemberID),
-				slog.String("remote_ip", clientIP(ctx)))
+	// Read the member before rotating: once rotated, the old token is
+	// spent, so a database error after that would strand the client with
+	// neither token.
+	sess, err := s.sessions.Lookup(ctx, token)
+	if domain.ErrorCode(err) == domain.ETOKENREVOKED {
+		// A replay of a rotated token: Rotate revokes the whole session.
+		sess, _, err = s.sessions.Rotate(ctx, token, r.UserAgent(), clientIP(ctx))
+		s.logger.WarnContext(ctx, "refresh token reused; session revoked",
+			slog.String("session_id", sess.ID), slog.String("member_id", sess.MemberID),
+			slog.String("remote_ip", clientIP(ctx)))
+		if err == nil {
+			err = domain.Errorf(domain.ETOKENREVOKED, "Refresh token was already used.")
 		}
-		s.clearRefreshCookie(w)
-		s.writeError(w, r, err)
+	}
+	if err != nil {
+		s.refreshFailed(w, r, err)
 		return
 	}
-	// The role may have changed and the member may be gone since login.
 	m, err := (db.Members{}).FindByID(ctx, s.db, sess.MemberID)
-	if err != nil {
-		if domain.ErrorCode(err) == domain.ENOTFOUND {
-			if rerr := s.sessions.RevokeAll(ctx, sess.MemberID, ""); rerr != nil {
-				s.logger.WarnContext(ctx, "revoke sessions of a deleted member", slog.Any("err", rerr))
-			}
-			err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		// Deleted: every session of the member goes.
+		if rerr := s.sessions.RevokeAll(ctx, sess.MemberID, ""); rerr != nil {
+			s.logger.WarnContext(ctx, "revoke sessions of a deleted member", slog.Any("err", rerr))
 		}
-		s.writeError(w, r, err)
+		err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
+	}
+	if err != nil {
+		s.refreshFailed(w, r, err)
+		return
+	}
+	sess, refresh, err := s.sessions.Rotate(ctx, token, r.UserAgent(), clientIP(ctx))
+	if err != nil {
+		// Rotated or revoked since the lookup (a concurrent refresh).
+		s.refreshFailed(w, r, err)
 		return
 	}
 	s.writeTokens(w, r, m, sess.ID, refresh)
+}
+
+// refreshFailed answers a failed refresh. Only a 401 clears the cookie: the
+// token is dead then, while after a 500 it may still be good for a retry.
+func (s *server) refreshFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if statusOf(domain.ErrorCode(err)) == http.StatusUnauthorized {
+		s.clearRefreshCookie(w)
+	}
+	s.writeAuthError(w, r, err)
 }
 
 // handleLogout ends the session: the access token goes on the deny-list for

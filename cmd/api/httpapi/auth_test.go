@@ -825,3 +825,179 @@ func TestRateLimits(t *testing.T) {
 		body: `{"email":"user1@example.com","password":"wrong password"}`})
 	checkLimited(resp, body)
 }
+
+func TestAuthLogsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, newEnv(t, dbtest.Open(t, "sqlite")), nil, nil)
+	s.signup(t, "mina@example.com", "mina")
+	tok := s.login(t, "mina@example.com")
+	resp, body := s.refresh(t, tok.RefreshToken)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh: %d %s", resp.StatusCode, body)
+	}
+	var rotated tokenBody
+	decodeStrict(t, body, &rotated)
+	s.refresh(t, tok.RefreshToken) // a replay: logged as a warning
+	s.do(t, request{method: http.MethodPost, path: "/v1/auth/login", body: `{"email":"mina@example.com","password":"wrong password"}`})
+	logs := s.logs.String()
+	for name, secret := range map[string]string{
+		"password": "correct horse battery", "wrong password": "wrong password",
+		"access token": tok.AccessToken, "refresh token": tok.RefreshToken,
+		"rotated access token": rotated.AccessToken, "rotated refresh token": rotated.RefreshToken,
+		"refresh secret": tok.RefreshToken[strings.IndexByte(tok.RefreshToken, '.')+1:],
+	} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds the %s", name)
+		}
+	}
+	if !strings.Contains(logs, "refresh token reused") {
+		t.Error("the replay was not logged")
+	}
+}
+
+// sessionKeys counts the session hashes in Redis.
+func sessionKeys(t *testing.T, e *env) int {
+	t.Helper()
+	keys, err := e.redis.Keys(t.Context(), "moim:auth:session:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(keys)
+}
+
+func TestRejectedAuthStoresNoSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.Open(t, "sqlite"))
+	s := newServer(t, e, nil, nil)
+	s.signup(t, "mina@example.com", "mina")
+	for _, tt := range []struct {
+		name, path, body    string
+		wantStatus          int
+		wantCode, wantField string
+	}{
+		{"wrong password", "/v1/auth/login", `{"email":"mina@example.com","password":"wrong password"}`, 401, "unauthorized", ""},
+		{"unknown email", "/v1/auth/login", `{"email":"nobody@example.com","password":"wrong password"}`, 401, "unauthorized", ""},
+		{"login malformed json", "/v1/auth/login", `{"email":"mina@example.com",`, 400, "invalid_json", ""},
+		{"login wrong type", "/v1/auth/login", `{"email":"mina@example.com","password":12345678}`, 400, "invalid", "password"},
+		{"login unknown field", "/v1/auth/login", `{"email":"mina@example.com","password":"x","remember":true}`, 400, "invalid", "remember"},
+		{"refresh malformed json", "/v1/auth/refresh", `{"refresh_token":`, 400, "invalid_json", ""},
+		{"refresh wrong type", "/v1/auth/refresh", `{"refresh_token":7}`, 400, "invalid", "refresh_token"},
+		{"refresh garbage token", "/v1/auth/refresh", `{"refresh_token":"garbage"}`, 401, "invalid_token", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := s.do(t, request{method: http.MethodPost, path: tt.path, body: tt.body})
+			checkError(t, resp, body, tt.wantStatus, tt.wantCode, tt.wantField)
+			if n := sessionKeys(t, e); n != 0 {
+				t.Errorf("%d sessions stored", n)
+			}
+		})
+	}
+}
+
+func TestMeUpdateRejectsWithoutChanging(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		s := newServer(t, newEnv(t, bdb), nil, nil)
+		s.signup(t, "joon@example.com", "joon")
+		s.signup(t, "mina@example.com", "mina")
+		tok := s.login(t, "mina@example.com")
+		me := func() memberBody {
+			_, body := s.do(t, request{method: http.MethodGet, path: "/v1/me", token: tok.AccessToken})
+			var m memberBody
+			decodeStrict(t, body, &m)
+			return m
+		}
+		before := me()
+		for _, tt := range []struct {
+			name, body          string
+			wantStatus          int
+			wantCode, wantField string
+		}{
+			{"malformed json", `{"nickname":`, 400, "invalid_json", ""},
+			{"wrong type", `{"sms_consent":"yes"}`, 400, "invalid", "sms_consent"},
+			{"prefs wrong type", `{"notifications":{"mail":"off"}}`, 400, "invalid", "notifications.mail"},
+			{"nickname taken", `{"nickname":"JOON","phone":"010-9999-8888"}`, 409, "nickname_taken", "nickname"},
+			{"bad phone with good nickname", `{"nickname":"새이름","phone":"12345"}`, 400, "invalid", "phone"},
+			{"empty body", ``, 400, "invalid", ""},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				resp, body := s.do(t, request{method: http.MethodPatch, path: "/v1/me", token: tok.AccessToken,
+					body: tt.body, contentType: "application/json"})
+				checkError(t, resp, body, tt.wantStatus, tt.wantCode, tt.wantField)
+				if diff := cmp.Diff(before, me()); diff != "" {
+					t.Errorf("a rejected PATCH changed the member (-before +after):\n%s", diff)
+				}
+			})
+		}
+		// Markup and SQL are data: stored verbatim, escaped on the wire.
+		const nick = `<img src=x onerror=alert(1)>`
+		resp, body := s.do(t, request{method: http.MethodPatch, path: "/v1/me", token: tok.AccessToken,
+			body: fmt.Sprintf(`{"nickname":%q,"slack_email":"x'or'1'='1@example.com"}`, nick)})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status = %d (body %s)", resp.StatusCode, body)
+		}
+		if strings.Contains(string(body), "<img") {
+			t.Errorf("answer carries raw HTML: %s", body)
+		}
+		if m := me(); m.Nickname != nick || m.SlackEmail == nil || *m.SlackEmail != "x'or'1'='1@example.com" {
+			t.Errorf("stored %+v", m)
+		}
+	})
+}
+
+// TestLoginRacingAccountChanges runs logins while the account is deleted or
+// its password changed: whichever order things happen in, no session opened
+// with the old password may outlive the change.
+func TestLoginRacingAccountChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.Open(t, "sqlite"))
+	// Costlier than the other tests' hashing, so logins are still verifying
+	// when the change lands.
+	hasher, err := auth.NewHasher(auth.PasswordParams{Memory: 4096, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hasher = hasher
+	s := newServer(t, e, nil, nil)
+	for round := range 8 {
+		email := fmt.Sprintf("racer%d@example.com", round)
+		s.signup(t, email, fmt.Sprintf("racer%d", round))
+		keeper := s.login(t, email)
+		change := request{method: http.MethodDelete, path: "/v1/me", token: keeper.AccessToken}
+		if round%2 == 1 {
+			change = request{method: http.MethodPatch, path: "/v1/me", token: keeper.AccessToken,
+				body: `{"current_password":"correct horse battery","new_password":"a brand new password"}`}
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var won []tokenBody
+		for range 6 {
+			wg.Go(func() {
+				resp, body := s.do(t, request{method: http.MethodPost, path: "/v1/auth/login",
+					body: fmt.Sprintf(`{"email":%q,"password":"correct horse battery"}`, email)})
+				if resp.StatusCode == http.StatusOK {
+					var tok tokenBody
+					decodeStrict(t, body, &tok)
+					mu.Lock()
+					won = append(won, tok)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Go(func() {
+			time.Sleep(time.Duration(round) * time.Millisecond)
+			if resp, body := s.do(t, change); resp.StatusCode >= 300 {
+				t.Errorf("round %d: change: %d %s", round, resp.StatusCode, body)
+			}
+		})
+		wg.Wait()
+		for _, tok := range won {
+			if resp, _ := s.do(t, request{method: http.MethodGet, path: "/v1/me/sessions", token: tok.AccessToken}); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("round %d: a login with the old password still works (status %d)", round, resp.StatusCode)
+			}
+			if resp, _ := s.refresh(t, tok.RefreshToken); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("round %d: its refresh token still works (status %d)", round, resp.StatusCode)
+			}
+		}
+	}
+}

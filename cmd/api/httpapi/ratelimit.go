@@ -47,8 +47,10 @@ type redisCounter struct {
 	logger *slog.Logger
 }
 
-// counterTimeout bounds one counter round trip.
-const counterTimeout = time.Second
+// counterTimeout bounds one counter round trip. It is short: httprate
+// holds one lock per limit across the calls, so a slow Redis would queue
+// every login of the instance behind it.
+const counterTimeout = 200 * time.Millisecond
 
 func (c *redisCounter) Config(_ int, window time.Duration) { c.window = window }
 
