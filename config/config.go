@@ -32,6 +32,10 @@ type Config struct {
 	Auth      AuthConfig      `mapstructure:"auth"`
 	Admin     AdminConfig     `mapstructure:"admin"`
 	RateLimit RateLimitConfig `mapstructure:"rate_limit"`
+	Notify    NotifyConfig    `mapstructure:"notify"`
+	Mail      MailConfig      `mapstructure:"mail"`
+	SMS       SMSConfig       `mapstructure:"sms"`
+	Slack     SlackConfig     `mapstructure:"slack"`
 	Worker    WorkerConfig    `mapstructure:"worker"`
 	Outbox    OutboxConfig    `mapstructure:"outbox"`
 	Scheduler SchedulerConfig `mapstructure:"scheduler"`
@@ -107,6 +111,53 @@ type AdminConfig struct {
 	Email    string `mapstructure:"email" usage:"e-mail of the admin member the all-in-one run creates (default admin@moim.localhost)"`
 }
 
+// NotifyConfig configures notifications across channels.
+type NotifyConfig struct {
+	// AppURL makes the app links in mail, SMS and Slack texts absolute.
+	AppURL string `mapstructure:"app_url" usage:"base URL of the client app, for links in mail, SMS and Slack (optional)"`
+	// ClaimTimeout must exceed the longest provider call: a claim older than
+	// this was left by a worker that died mid-send.
+	ClaimTimeout time.Duration `mapstructure:"claim_timeout" usage:"after this, an unfinished send is reported UNKNOWN instead of retried"`
+	MailboxSize  int           `mapstructure:"mailbox_size" usage:"messages the log providers keep for /admin/mailbox"`
+}
+
+// The mail and SMS providers.
+const (
+	ProviderLog  = "log"
+	ProviderSMTP = "smtp"
+	ProviderSENS = "sens"
+)
+
+// MailConfig configures outgoing mail.
+type MailConfig struct {
+	Provider string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing) or smtp"`
+	Host     string        `mapstructure:"host" usage:"SMTP server host"`
+	Port     int           `mapstructure:"port" usage:"SMTP server port (587 submission, 465 implicit TLS, 25)"`
+	TLS      string        `mapstructure:"tls" usage:"mandatory, opportunistic or none"`
+	Username string        `mapstructure:"username" usage:"SMTP user; empty means no AUTH"`
+	Password string        `mapstructure:"password" secret:"value" usage:"SMTP password (prefer the environment variable)"`
+	From     string        `mapstructure:"from" usage:"sender, e.g. moim <no-reply@example.com>"`
+	Timeout  time.Duration `mapstructure:"timeout" usage:"bound on connecting and sending one mail"`
+}
+
+// SMSConfig configures text messages (Naver Cloud SENS).
+type SMSConfig struct {
+	Provider  string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing) or sens"`
+	BaseURL   string        `mapstructure:"base_url" usage:"SENS API base URL"`
+	ServiceID string        `mapstructure:"service_id" usage:"SENS SMS service id"`
+	AccessKey string        `mapstructure:"access_key" usage:"Naver Cloud access key"`
+	SecretKey string        `mapstructure:"secret_key" secret:"value" usage:"Naver Cloud secret key (prefer the environment variable)"`
+	From      string        `mapstructure:"from" usage:"registered sender number, digits only"`
+	Timeout   time.Duration `mapstructure:"timeout" usage:"bound on one SENS request"`
+}
+
+// SlackConfig configures the Slack group messages.
+type SlackConfig struct {
+	Token   string        `mapstructure:"token" secret:"value" usage:"bot token (xoxb-...); empty disables Slack"`
+	BaseURL string        `mapstructure:"base_url" usage:"Slack Web API base URL"`
+	Timeout time.Duration `mapstructure:"timeout" usage:"bound on one Slack API call"`
+}
+
 // WorkerConfig configures the asynq server.
 type WorkerConfig struct {
 	Concurrency int `mapstructure:"concurrency" usage:"tasks processed at once per worker process"`
@@ -165,6 +216,20 @@ func Default() *Config {
 			PasswordIterations:  2,
 			PasswordParallelism: 1,
 		},
+		Notify: NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
+		Mail: MailConfig{
+			Provider: ProviderLog,
+			Port:     587,
+			TLS:      "mandatory",
+			From:     "moim <no-reply@moim.localhost>",
+			Timeout:  15 * time.Second,
+		},
+		SMS: SMSConfig{
+			Provider: ProviderLog,
+			BaseURL:  "https://sens.apigw.ntruss.com",
+			Timeout:  10 * time.Second,
+		},
+		Slack: SlackConfig{BaseURL: "https://slack.com/api", Timeout: 10 * time.Second},
 		RateLimit: RateLimitConfig{
 			SignupPerIP:   "10/1h",
 			LoginPerIP:    "30/1m",

@@ -72,6 +72,11 @@ func TestLoadDefaults(t *testing.T) {
 		Admin: config.AdminConfig{User: "admin"},
 		RateLimit: config.RateLimitConfig{SignupPerIP: "10/1h", LoginPerIP: "30/1m",
 			LoginPerEmail: "10/15m", RefreshPerIP: "60/1m"},
+		Notify: config.NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
+		Mail: config.MailConfig{Provider: "log", Port: 587, TLS: "mandatory",
+			From: "moim <no-reply@moim.localhost>", Timeout: 15 * time.Second},
+		SMS:   config.SMSConfig{Provider: "log", BaseURL: "https://sens.apigw.ntruss.com", Timeout: 10 * time.Second},
+		Slack: config.SlackConfig{BaseURL: "https://slack.com/api", Timeout: 10 * time.Second},
 		Worker: config.WorkerConfig{
 			Concurrency:       10,
 			Queues:            map[string]int{"critical": 6, "default": 3, "low": 1},
@@ -536,6 +541,15 @@ func TestValidateRules(t *testing.T) {
 		{"rate short window", func(c *config.Config) { c.RateLimit.LoginPerIP = "10/10ms" }, "rate_limit.login_per_ip: window must be a duration of at least 1s, such as 1m or 1h"},
 		{"argon2 memory tiny", func(c *config.Config) { c.Auth.PasswordMemoryKiB = 64 }, "auth.password_memory_kib: must be between 1024 (1 MiB) and 4194304 (4 GiB)"},
 		{"argon2 no passes", func(c *config.Config) { c.Auth.PasswordIterations = 0 }, "auth.password_iterations: must be between 1 and 100"},
+		{"smtp", func(c *config.Config) { c.Mail.Provider, c.Mail.Host = "smtp", "smtp.example.com" }, ""},
+		{"smtp without host", func(c *config.Config) { c.Mail.Provider = "smtp" }, "mail.host: required with mail.provider smtp"},
+		{"smtp bad tls", func(c *config.Config) { c.Mail.Provider, c.Mail.Host, c.Mail.TLS = "smtp", "h", "maybe" }, "mail.tls: must be mandatory, opportunistic or none"},
+		{"mail provider", func(c *config.Config) { c.Mail.Provider = "sendgrid" }, "mail.provider: must be log or smtp"},
+		{"sens without keys", func(c *config.Config) {
+			c.SMS.Provider, c.SMS.ServiceID, c.SMS.AccessKey, c.SMS.From = "sens", "ncp:sms:kr:1:moim", "AK", "0212345678"
+		}, "sms.secret_key: required with sms.provider sens"},
+		{"claim timeout short", func(c *config.Config) { c.Notify.ClaimTimeout = time.Second }, "notify.claim_timeout: must be at least 1m, longer than any provider call"},
+		{"app url", func(c *config.Config) { c.Notify.AppURL = "app.example" }, "notify.app_url: must be an http:// or https:// URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

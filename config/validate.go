@@ -127,6 +127,59 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if c.Notify.AppURL != "" && !validHTTPURL(c.Notify.AppURL, true) {
+		add("notify.app_url", "must be an http:// or https:// URL")
+	}
+	if c.Notify.ClaimTimeout < time.Minute {
+		add("notify.claim_timeout", "must be at least 1m, longer than any provider call")
+	}
+	if c.Notify.MailboxSize < 1 {
+		add("notify.mailbox_size", "must be at least 1")
+	}
+	switch c.Mail.Provider {
+	case ProviderLog:
+	case ProviderSMTP:
+		if c.Mail.Host == "" {
+			add("mail.host", "required with mail.provider smtp")
+		}
+		if c.Mail.Port < 1 || c.Mail.Port > 65535 {
+			add("mail.port", "must be a port number")
+		}
+		switch c.Mail.TLS {
+		case "mandatory", "opportunistic", "none":
+		default:
+			add("mail.tls", "must be mandatory, opportunistic or none")
+		}
+		if a, err := mail.ParseAddress(c.Mail.From); err != nil || a.Address == "" {
+			add("mail.from", "must be an address such as moim <no-reply@example.com>")
+		}
+	default:
+		add("mail.provider", "must be log or smtp")
+	}
+	positive("mail.timeout", c.Mail.Timeout)
+	switch c.SMS.Provider {
+	case ProviderLog:
+	case ProviderSENS:
+		for _, f := range []struct{ key, value string }{
+			{"sms.service_id", c.SMS.ServiceID}, {"sms.access_key", c.SMS.AccessKey},
+			{"sms.secret_key", c.SMS.SecretKey}, {"sms.from", c.SMS.From},
+		} {
+			if f.value == "" {
+				add(f.key, "required with sms.provider sens")
+			}
+		}
+		if !validHTTPURL(c.SMS.BaseURL, true) {
+			add("sms.base_url", "must be an http:// or https:// URL")
+		}
+	default:
+		add("sms.provider", "must be log or sens")
+	}
+	positive("sms.timeout", c.SMS.Timeout)
+	if c.Slack.Token != "" && !validHTTPURL(c.Slack.BaseURL, true) {
+		add("slack.base_url", "must be an http:// or https:// URL")
+	}
+	positive("slack.timeout", c.Slack.Timeout)
+
 	switch {
 	case c.Admin.User == "":
 		add("admin.user", "must not be empty")

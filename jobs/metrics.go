@@ -15,6 +15,10 @@ type Metrics struct {
 	Failed *prometheus.CounterVec
 	// Duration observes how long each attempt ran.
 	Duration *prometheus.HistogramVec
+	// Deliveries counts delivery outcomes by channel and result: sent,
+	// retry, failed, and unknown (found claimed after a crash: maybe sent,
+	// never resent; someone should look).
+	Deliveries *prometheus.CounterVec
 }
 
 // NewMetrics creates the task collectors and registers them on reg. It
@@ -37,9 +41,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			// From a quick DB update to a slow mail provider or image resize.
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"type"}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moim_deliveries_total",
+			Help: "Notification delivery outcomes by channel (mail, sms, slack) and result (sent, retry, failed, unknown).",
+		}, []string{"channel", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Processed, m.Failed, m.Duration)
+		reg.MustRegister(m.Processed, m.Failed, m.Duration, m.Deliveries)
 	}
 	return m
 }

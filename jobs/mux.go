@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,9 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/jobs/notify"
+	"github.com/moim/moim/templates"
 )
 
 // Deps are what the task handlers need. NewMux hands each handler its part.
@@ -24,7 +28,34 @@ type Deps struct {
 	KeepSent time.Duration
 	// NowFunc is the clock handed to handlers; nil means time.Now.
 	NowFunc func() time.Time
+
+	// Relay is kicked after a handler's transaction wrote outbox rows; nil
+	// leaves them to the relay's poll.
+	Relay *Relay
+	// Publisher announces new notifications to the API instances; nil
+	// announces nothing.
+	Publisher *Publisher
+	// Renderer renders the notification texts; nil means templates.New with
+	// UTC times.
+	Renderer *templates.Renderer
+	// Mail, SMS and Slack send deliveries; a nil one fails its deliveries
+	// permanently as "not configured".
+	Mail  notify.MailSender
+	SMS   notify.SMSSender
+	Slack notify.SlackSender
+	// MessageIDHost is the domain of mail Message-IDs; "" means
+	// "moim.localhost".
+	MessageIDHost string
+	// LinkBase makes app links absolute in mail, SMS and Slack texts.
+	LinkBase string
+	// ClaimTimeout is how long a delivery claim may stay unfinished before
+	// it counts as abandoned; zero means DefaultClaimTimeout.
+	ClaimTimeout time.Duration
 }
+
+// DefaultClaimTimeout is well beyond any provider's timeout: a claim older
+// than this was left by a worker that died mid-send.
+const DefaultClaimTimeout = 5 * time.Minute
 
 // NewMux returns the worker's task router: every handler registered under
 // its task type, wrapped in logging (outermost, so it sees the request id
@@ -43,6 +74,25 @@ func NewMux(deps Deps) (*asynq.ServeMux, error) {
 	}
 	if deps.NowFunc == nil {
 		deps.NowFunc = time.Now
+	}
+	if deps.Renderer == nil {
+		r, err := templates.New(time.UTC)
+		if err != nil {
+			return nil, fmt.Errorf("new task mux: %w", err)
+		}
+		deps.Renderer = r
+	}
+	if deps.MessageIDHost == "" {
+		deps.MessageIDHost = "moim.localhost"
+	}
+	if deps.ClaimTimeout <= 0 {
+		deps.ClaimTimeout = DefaultClaimTimeout
+	}
+	if deps.Mail == nil {
+		deps.Mail = unconfigured{"mail"}
+	}
+	if deps.SMS == nil {
+		deps.SMS = unconfigured{"sms"}
 	}
 
 	mux := asynq.NewServeMux()
@@ -63,6 +113,12 @@ func registerHandlers(r *registry, deps Deps) error {
 		h   asynq.Handler
 	}{
 		{TypePing, &PingHandler{DB: deps.DB, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeNotifyFanout, &NotifyFanoutHandler{DB: deps.DB, Relay: deps.Relay, Publisher: deps.Publisher,
+			Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeNotifyDeliver, &NotifyDeliverHandler{DB: deps.DB, Renderer: deps.Renderer,
+			Mail: deps.Mail, SMS: deps.SMS, Slack: deps.Slack, MessageIDHost: deps.MessageIDHost,
+			LinkBase: deps.LinkBase, ClaimTimeout: deps.ClaimTimeout, Metrics: deps.Metrics,
+			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 
 		// Ticks from the catalogue in ticks.go.
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
@@ -100,4 +156,18 @@ func (r *registry) register(typ string, h asynq.Handler) error {
 	r.types[typ] = true
 	r.mux.Handle(typ, h)
 	return nil
+}
+
+// unconfigured stands in for a channel with no sender: its deliveries fail
+// at once instead of waiting on retries that cannot succeed.
+type unconfigured struct{ channel string }
+
+func (u unconfigured) err() error {
+	return notify.Permanent(errors.New(u.channel + " is not configured"))
+}
+
+func (u unconfigured) SendMail(context.Context, notify.Mail) (string, error) { return "", u.err() }
+
+func (u unconfigured) SendSMS(context.Context, notify.SMS) (notify.SMSResult, error) {
+	return notify.SMSResult{}, u.err()
 }

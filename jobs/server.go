@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs/notify"
 )
 
 // ServerParams configure the worker's asynq server. Zero values take
@@ -74,8 +75,14 @@ func NewServer(p ServerParams) *asynq.Server {
 // were already made): exponential from RetryBaseDelay, capped at
 // RetryMaxDelay, with "equal jitter" — a random point in the upper half of
 // the step — so tasks that failed together (a provider outage) do not come
-// back together, yet no retry comes sooner than half its step.
-func RetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+// back together, yet no retry comes sooner than half its step. A send that
+// failed with a provider's Retry-After waits that long instead.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if after, ok := notify.RetryAfter(err); ok {
+		// The provider said when (HTTP 429 Retry-After); a little jitter
+		// keeps a burst of throttled sends from returning as one.
+		return after + rand.N(after/10+1)
+	}
 	d := RetryMaxDelay
 	// Past 2^20 the cap has long been reached; the bound also keeps the shift
 	// from overflowing.

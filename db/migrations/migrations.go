@@ -16,6 +16,7 @@ func All() *migrate.Migrations {
 	ms := migrate.NewMigrations()
 	add(ms, "20261125000001", "foundation", foundationUp, foundationDown)
 	add(ms, "20261125000002", "members", membersUp, membersDown)
+	add(ms, "20261125000003", "notifications", notificationsUp, notificationsDown)
 	return ms
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/jobs"
+	"github.com/moim/moim/jobs/notify"
 )
 
 // DefaultBodyLimit caps request bodies when Deps.BodyLimit is not positive.
@@ -63,6 +64,15 @@ type Deps struct {
 	RefreshCookie bool
 	// RateLimits limit sign-up, login and refresh; zero Rates mean none.
 	RateLimits RateLimits
+	// Mailbox, when set, is shown to admins at /admin/mailbox: what the
+	// local log senders would have sent.
+	Mailbox *notify.Mailbox
+	// StreamsDone, when closed, ends every event stream, so a shutdown does
+	// not wait for clients that never hang up.
+	StreamsDone <-chan struct{}
+	// Heartbeat is the event stream's keep-alive interval; 0 means
+	// DefaultHeartbeat.
+	Heartbeat time.Duration
 	// Queues are the queue names a ping may be sent to; empty means the
 	// standard critical, default and low.
 	Queues []string
@@ -87,6 +97,10 @@ type server struct {
 	sessions       *auth.Sessions
 	refreshCookie  bool
 	loginPerEmail  *limiter
+	hub            *hub
+	streamsDone    <-chan struct{}
+	heartbeat      time.Duration
+	mailbox        *notify.Mailbox
 }
 
 // New builds the API handler. The returned cleanup closes the Redis clients
@@ -117,6 +131,12 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		tokens:         d.Tokens,
 		sessions:       d.Sessions,
 		refreshCookie:  d.RefreshCookie,
+		streamsDone:    d.StreamsDone,
+		heartbeat:      d.Heartbeat,
+		mailbox:        d.Mailbox,
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = DefaultHeartbeat
 	}
 	if len(s.queues) == 0 {
 		s.queues = []string{jobs.QueueCritical, jobs.QueueDefault, jobs.QueueLow}
@@ -152,9 +172,6 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 	// The access log and metrics wrap the recoverer so a panic is recorded
 	// as the 500 the client got.
 	r.Use(s.requestID, s.realIP, s.accessLog, metrics.instrument, s.recoverer)
-	if d.RequestTimeout > 0 {
-		r.Use(timeout(d.RequestTimeout))
-	}
 	r.Use(bodyLimit(s.bodyLimit))
 	if len(d.CORSOrigins) > 0 {
 		r.Use(corsHandler(d.CORSOrigins))
@@ -162,16 +179,29 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 	r.NotFound(s.handleNotFound)
 	r.MethodNotAllowed(s.handleMethodNotAllowed)
 
-	s.registerHealthRoutes(r, d.Registry)
-	s.registerQueueUIRoutes(r, monitor)
-	s.registerPingRoutes(r)
-	s.registerAuthRoutes(r, d.RateLimits)
-	s.registerMeRoutes(r)
-	if extra != nil {
-		extra(r)
-	}
+	// Event streams last as long as the client listens; everything else
+	// runs under the request timeout.
+	s.registerEventRoutes(r)
+	r.Group(func(r chi.Router) {
+		if d.RequestTimeout > 0 {
+			r.Use(timeout(d.RequestTimeout))
+		}
+		s.registerHealthRoutes(r, d.Registry)
+		s.registerQueueUIRoutes(r, monitor)
+		s.registerPingRoutes(r)
+		s.registerAuthRoutes(r, d.RateLimits)
+		s.registerMeRoutes(r)
+		s.registerNotificationRoutes(r)
+		s.registerMailboxRoutes(r)
+		if extra != nil {
+			extra(r)
+		}
+	})
+	var stopHub func()
+	s.hub, stopHub = startHub(d.Redis, d.Logger)
 
 	cleanup := sync.OnceFunc(func() {
+		stopHub()
 		if err := monitor.Close(); err != nil {
 			s.logger.Warn("close queue ui", slog.Any("err", err))
 		}

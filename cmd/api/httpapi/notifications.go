@@ -1,0 +1,147 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs"
+)
+
+// Notification list limits.
+const (
+	defaultPageSize = 20
+	maxPageSize     = 100
+	maxReadIDs      = 100
+)
+
+// registerNotificationRoutes mounts the member's in-app notifications.
+func (s *server) registerNotificationRoutes(r chi.Router) {
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Get("/v1/notifications", s.handleNotificationList)
+		r.Post("/v1/notifications/read", s.handleNotificationRead)
+	})
+}
+
+// notificationResponse is a notification on the wire, in the list and in
+// the event stream alike.
+type notificationResponse struct {
+	ID        string                  `json:"id"`
+	Type      domain.NotificationType `json:"type"`
+	Args      domain.NotificationArgs `json:"args"`
+	Read      bool                    `json:"read"`
+	ReadAt    *time.Time              `json:"read_at"`
+	CreatedAt time.Time               `json:"created_at"`
+}
+
+func newNotificationResponse(n *domain.Notification) notificationResponse {
+	resp := notificationResponse{ID: n.ID, Type: n.Type, Args: n.Args, CreatedAt: n.CreatedAt.UTC(), Read: n.ReadAt != nil}
+	if n.ReadAt != nil {
+		t := n.ReadAt.UTC()
+		resp.ReadAt = &t
+	}
+	return resp
+}
+
+// eventNotificationResponse is the same shape for a notification that came
+// over pub/sub (new, so unread).
+func eventNotificationResponse(e jobs.EventNotification) notificationResponse {
+	return notificationResponse{ID: e.ID, Type: e.Type, Args: e.Args, CreatedAt: e.CreatedAt.UTC()}
+}
+
+type notificationList struct {
+	Notifications []notificationResponse `json:"notifications"`
+	NextCursor    *string                `json:"next_cursor"`
+	UnreadCount   int                    `json:"unread_count"`
+}
+
+// handleNotificationList answers a page of the member's notifications,
+// newest first: ?limit= (1–100, default 20) and ?cursor= from the previous
+// page's next_cursor.
+func (s *server) handleNotificationList(w http.ResponseWriter, r *http.Request) {
+	limit := defaultPageSize
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			s.writeError(w, r, domain.FieldErrorf(domain.EINVALID, "limit", "Query parameter \"limit\" must be 1 to %d.", maxPageSize))
+			return
+		}
+		limit = n
+	}
+	ctx := r.Context()
+	me := mustClaims(r).MemberID
+	page, err := (db.Notifications{}).List(ctx, s.db, me, r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	unread, err := (db.Notifications{}).UnreadCount(ctx, s.db, me)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp := notificationList{Notifications: make([]notificationResponse, 0, len(page.Notifications)), UnreadCount: unread}
+	for i := range page.Notifications {
+		resp.Notifications = append(resp.Notifications, newNotificationResponse(&page.Notifications[i]))
+	}
+	if page.Next != "" {
+		resp.NextCursor = &page.Next
+	}
+	s.writeJSON(w, r, http.StatusOK, resp)
+}
+
+// readRequest marks notifications read: the listed ids, or all.
+type readRequest struct {
+	IDs []string `json:"ids"`
+	All bool     `json:"all"`
+}
+
+func (req *readRequest) Validate() error {
+	switch {
+	case req.All && req.IDs != nil:
+		return domain.FieldErrorf(domain.EINVALID, "ids", "Send either \"ids\" or \"all\", not both.")
+	case !req.All && len(req.IDs) == 0:
+		return domain.FieldErrorf(domain.EINVALID, "ids", "Field \"ids\" must list at least one id (or send \"all\": true).")
+	case len(req.IDs) > maxReadIDs:
+		return domain.FieldErrorf(domain.EINVALID, "ids", "Field \"ids\" must list at most %d ids.", maxReadIDs)
+	}
+	return nil
+}
+
+type readResponse struct {
+	Updated     int `json:"updated"`
+	UnreadCount int `json:"unread_count"`
+}
+
+// handleNotificationRead marks notifications read. Ids that are unknown or
+// someone else's are passed over without an error, so the answer never
+// tells whether they exist; "updated" counts what changed.
+func (s *server) handleNotificationRead(w http.ResponseWriter, r *http.Request) {
+	var req readRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	me := mustClaims(r).MemberID
+	ids := req.IDs
+	if req.All {
+		ids = nil
+	}
+	n, err := (db.Notifications{}).MarkRead(ctx, s.db, me, ids, s.now())
+	if err != nil {
+		s.writeAuthError(w, r, err)
+		return
+	}
+	unread, err := (db.Notifications{}).UnreadCount(ctx, s.db, me)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, readResponse{Updated: n, UnreadCount: unread})
+}

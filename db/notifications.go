@@ -1,0 +1,254 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/domain"
+)
+
+// notificationRow is a row of notifications, with the recipient's public id
+// joined in.
+type notificationRow struct {
+	bun.BaseModel `bun:"table:notifications,alias:n"`
+
+	ID        int64     `bun:"id,pk,autoincrement"`
+	PublicID  string    `bun:"public_id,notnull"`
+	MemberID  int64     `bun:"member_id,notnull"`
+	Type      int16     `bun:"type,notnull"`
+	Args      string    `bun:"args,notnull"`
+	ReadAt    time.Time `bun:"read_at,nullzero"`
+	CreatedAt time.Time `bun:"created_at,notnull"`
+
+	MemberPublicID string `bun:"member_public_id,scanonly"`
+}
+
+func (r *notificationRow) toDomain() (domain.Notification, error) {
+	n := domain.Notification{
+		ID:        r.PublicID,
+		MemberID:  r.MemberPublicID,
+		Type:      domain.NotificationType(r.Type),
+		CreatedAt: r.CreatedAt.UTC(),
+	}
+	if err := json.Unmarshal([]byte(r.Args), &n.Args); err != nil {
+		return n, fmt.Errorf("decode args of notification %s: %w", r.PublicID, err)
+	}
+	if !r.ReadAt.IsZero() {
+		at := r.ReadAt.UTC()
+		n.ReadAt = &at
+	}
+	return n, nil
+}
+
+// Notifications is the store of in-app notifications.
+type Notifications struct{}
+
+// memberKey returns the internal id of a live member. Errors: ENOTFOUND.
+func memberKey(ctx context.Context, idb bun.IDB, publicID string) (int64, error) {
+	var id int64
+	err := idb.NewSelect().Model((*memberRow)(nil)).Column("id").
+		Where("public_id = ?", publicID).Where("deleted_at IS NULL").Scan(ctx, &id)
+	if err != nil {
+		err = translate(err)
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			return 0, errMemberNotFound()
+		}
+		return 0, err
+	}
+	return id, nil
+}
+
+// Create inserts n for its member and sets n.ID. Times are stored in UTC to
+// the microsecond and written back so. Errors: ENOTFOUND when the member is
+// unknown or deleted.
+func (Notifications) Create(ctx context.Context, idb bun.IDB, n *domain.Notification) error {
+	if !n.Type.Valid() {
+		return fmt.Errorf("create notification: invalid type %d", int(n.Type))
+	}
+	member, err := memberKey(ctx, idb, n.MemberID)
+	if err != nil {
+		return fmt.Errorf("create notification for %s: %w", n.MemberID, err)
+	}
+	args, err := json.Marshal(n.Args)
+	if err != nil {
+		return fmt.Errorf("encode notification args: %w", err)
+	}
+	n.ID = NewPublicID()
+	n.CreatedAt = dbTime(n.CreatedAt)
+	row := notificationRow{PublicID: n.ID, MemberID: member, Type: int16(n.Type), Args: string(args), CreatedAt: n.CreatedAt}
+	if n.ReadAt != nil {
+		// Stored like any other field, so what Create returns is what
+		// FindByID later reads.
+		at := dbTime(*n.ReadAt)
+		n.ReadAt, row.ReadAt = &at, at
+	}
+	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
+		return fmt.Errorf("create notification: %w", translate(err))
+	}
+	return nil
+}
+
+// selectNotifications starts a query over notifications with the member's
+// public id joined in.
+func selectNotifications(idb bun.IDB, rows *[]notificationRow) *bun.SelectQuery {
+	return idb.NewSelect().Model(rows).
+		ColumnExpr("n.*").
+		ColumnExpr("m.public_id AS member_public_id").
+		Join("JOIN members AS m ON m.id = n.member_id")
+}
+
+func toNotifications(rows []notificationRow) ([]domain.Notification, error) {
+	out := make([]domain.Notification, 0, len(rows))
+	for i := range rows {
+		n, err := rows[i].toDomain()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// FindByID returns the notification with public id id, whoever it is for.
+// Errors: ENOTFOUND.
+func (Notifications) FindByID(ctx context.Context, idb bun.IDB, id string) (*domain.Notification, error) {
+	var rows []notificationRow
+	if err := selectNotifications(idb, &rows).Where("n.public_id = ?", id).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("find notification %s: %w", id, translate(err))
+	}
+	if len(rows) == 0 {
+		return nil, &domain.Error{Code: domain.ENOTFOUND, Message: "Notification not found."}
+	}
+	n, err := rows[0].toDomain()
+	if err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// checkLimit rejects a page size below 1: bun leaves LIMIT 0 out (every
+// row), a negative LIMIT means "no limit" to SQLite and is an error to the
+// servers, and List would cut its look-ahead row at index -1.
+func checkLimit(limit int) error {
+	if limit < 1 {
+		return domain.FieldErrorf(domain.EINVALID, "limit", "Limit must be at least 1.")
+	}
+	return nil
+}
+
+// NotificationPage is one page of a member's list, newest first.
+type NotificationPage struct {
+	Notifications []domain.Notification
+	// Next is the cursor of the following (older) page; "" on the last.
+	Next string
+}
+
+// List returns a page of at most limit of the member's notifications,
+// newest first, starting after cursor ("" = the newest). Errors: EINVALID
+// (field "cursor") for a cursor this store did not hand out, EINVALID
+// (field "limit") for a limit below 1.
+func (Notifications) List(ctx context.Context, idb bun.IDB, memberID, cursor string, limit int) (NotificationPage, error) {
+	if err := checkLimit(limit); err != nil {
+		return NotificationPage{}, err
+	}
+	// The cursor is the public id of the last notification of the previous
+	// page: opaque, and it tells nothing about how many rows there are.
+	var before int64
+	if cursor != "" {
+		err := idb.NewSelect().Model((*notificationRow)(nil)).Column("n.id").
+			Join("JOIN members AS m ON m.id = n.member_id").
+			Where("n.public_id = ?", cursor).
+			Where("m.public_id = ?", memberID).
+			Scan(ctx, &before)
+		if domain.ErrorCode(translate(err)) == domain.ENOTFOUND {
+			return NotificationPage{}, domain.FieldErrorf(domain.EINVALID, "cursor", "Invalid cursor.")
+		}
+		if err != nil {
+			return NotificationPage{}, fmt.Errorf("list notifications: %w", translate(err))
+		}
+	}
+	var rows []notificationRow
+	q := selectNotifications(idb, &rows).
+		Where("m.public_id = ?", memberID).
+		OrderExpr("n.id DESC").
+		Limit(int64(limit) + 1) // one more tells whether there is a next page
+	if before > 0 {
+		q = q.Where("n.id < ?", before)
+	}
+	if err := q.Scan(ctx); err != nil {
+		return NotificationPage{}, fmt.Errorf("list notifications: %w", translate(err))
+	}
+	var page NotificationPage
+	if len(rows) > limit {
+		rows = rows[:limit]
+		page.Next = rows[len(rows)-1].PublicID
+	}
+	list, err := toNotifications(rows)
+	page.Notifications = list
+	return page, err
+}
+
+// After returns up to limit of the member's notifications newer than the
+// one with public id after, oldest first: what an event stream missed. An
+// id that is not the member's yields nothing. Errors: EINVALID (field
+// "limit") for a limit below 1.
+func (Notifications) After(ctx context.Context, idb bun.IDB, memberID, after string, limit int) ([]domain.Notification, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	var rows []notificationRow
+	err := selectNotifications(idb, &rows).
+		Where("m.public_id = ?", memberID).
+		Where("n.id > (SELECT a.id FROM notifications AS a WHERE a.public_id = ? AND a.member_id = m.id)", after).
+		OrderExpr("n.id ASC").
+		Limit(int64(limit)).
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("notifications after %s: %w", after, translate(err))
+	}
+	return toNotifications(rows)
+}
+
+// UnreadCount counts the member's unread notifications.
+func (Notifications) UnreadCount(ctx context.Context, idb bun.IDB, memberID string) (int, error) {
+	n, err := idb.NewSelect().Model((*notificationRow)(nil)).
+		Join("JOIN members AS m ON m.id = n.member_id").
+		Where("m.public_id = ?", memberID).
+		Where("n.read_at IS NULL").
+		Count(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count unread notifications: %w", translate(err))
+	}
+	return int(n), nil
+}
+
+// MarkRead marks the member's notifications with these public ids read and
+// returns how many changed. Ids that are not the member's, unknown or
+// already read are passed over: the answer never tells whether someone
+// else's notification exists. ids nil marks every unread one.
+func (Notifications) MarkRead(ctx context.Context, idb bun.IDB, memberID string, ids []string, now time.Time) (int, error) {
+	member, err := memberKey(ctx, idb, memberID)
+	if err != nil {
+		return 0, fmt.Errorf("mark notifications read: %w", err)
+	}
+	q := idb.NewUpdate().Model((*notificationRow)(nil)).
+		Set("read_at = ?", dbTime(now)).
+		Where("member_id = ?", member).
+		Where("read_at IS NULL")
+	if ids != nil {
+		if len(ids) == 0 {
+			return 0, nil
+		}
+		q = q.Where("public_id IN (?)", bun.In(ids))
+	}
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("mark notifications read: %w", translate(err))
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}

@@ -1,0 +1,504 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs"
+	"github.com/moim/moim/jobs/jobstest"
+	"github.com/moim/moim/jobs/notify"
+	"github.com/moim/moim/jobs/notify/sms"
+	"github.com/moim/moim/templates"
+)
+
+// newMember stores a member; adjust edits it before it is stored.
+func newMember(t *testing.T, bdb *bun.DB, nickname string, adjust func(*domain.Member)) *domain.Member {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	m := &domain.Member{
+		Email: nickname + "@example.com", PasswordHash: "x", Nickname: nickname,
+		Prefs: domain.DefaultNotificationPrefs(), Role: domain.RoleMember, CreatedAt: now, UpdatedAt: now,
+	}
+	if adjust != nil {
+		adjust(m)
+	}
+	if err := (db.Members{}).Create(context.Background(), bdb, m); err != nil {
+		t.Fatalf("create member %s: %v", nickname, err)
+	}
+	return m
+}
+
+// outboxTasks returns the payloads of the outbox rows of type typ.
+func outboxTasks(t *testing.T, bdb *bun.DB, typ string) [][]byte {
+	t.Helper()
+	var rows []db.OutboxRow
+	if err := bdb.NewSelect().Model(&rows).Where("type = ?", typ).Order("id").Scan(context.Background()); err != nil {
+		t.Fatalf("read outbox: %v", err)
+	}
+	out := make([][]byte, len(rows))
+	for i, r := range rows {
+		out[i] = r.Payload
+	}
+	return out
+}
+
+func notifyTask(t *testing.T, typ string, payload []byte) *asynq.Task {
+	t.Helper()
+	return asynq.NewTask(typ, payload)
+}
+
+func TestNotifyIsPartOfTheCallersTransaction(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		a := newMember(t, bdb, "mina", nil)
+		b := newMember(t, bdb, "joon", nil)
+		now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+		args := domain.NotificationArgs{MatchID: "m1", Category: "MEAL", Members: []string{"mina", "joon"}}
+
+		rollback := errors.New("the feature failed")
+		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, args, now, a.ID, b.ID); err != nil {
+				return err
+			}
+			return rollback
+		})
+		if !errors.Is(err, rollback) {
+			t.Fatalf("RunInTx = %v", err)
+		}
+		if n, _ := bdb.NewSelect().Table("notifications").Count(ctx); n != 0 {
+			t.Errorf("%d notifications after a rollback, want 0", n)
+		}
+		if got := outboxTasks(t, bdb, jobs.TypeNotifyFanout); len(got) != 0 {
+			t.Errorf("%d fan-out tasks after a rollback, want 0", len(got))
+		}
+
+		var created []domain.Notification
+		err = db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+			created, err = jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, args, now, a.ID, b.ID, a.ID, "no-such-member")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(created) != 2 {
+			t.Fatalf("created %d notifications, want one each for the two members", len(created))
+		}
+		tasks := outboxTasks(t, bdb, jobs.TypeNotifyFanout)
+		if len(tasks) != 1 {
+			t.Fatalf("%d fan-out tasks, want 1", len(tasks))
+		}
+		var p jobs.NotifyFanoutPayload
+		if err := json.Unmarshal(tasks[0], &p); err != nil {
+			t.Fatal(err)
+		}
+		if !p.Group || !slices.Equal(p.NotificationIDs, []string{created[0].ID, created[1].ID}) {
+			t.Errorf("fan-out payload = %+v", p)
+		}
+	})
+}
+
+// subscribe listens on the events channel of a test Redis.
+func subscribe(t *testing.T, rdb *redis.Client) <-chan *redis.Message {
+	t.Helper()
+	ps := rdb.Subscribe(context.Background(), jobs.EventsChannel)
+	if _, err := ps.Receive(context.Background()); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() { _ = ps.Close() })
+	return ps.Channel()
+}
+
+func testRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(jobstest.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+func TestFanout(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		rdb := testRedis(t)
+		events := subscribe(t, rdb)
+		mina := newMember(t, bdb, "mina", func(m *domain.Member) {
+			m.SlackEmail, m.Phone, m.SMSConsent = "mina@slack.example", "+821012345678", true
+		})
+		joon := newMember(t, bdb, "joon", func(m *domain.Member) {
+			m.SlackEmail, m.Prefs.Mail = "joon@slack.example", false
+		})
+		hana := newMember(t, bdb, "hana", nil) // no Slack account
+		now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+		var created []domain.Notification
+		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) (err error) {
+			created, err = jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, domain.NotificationArgs{MatchID: "m1"}, now, mina.ID, joon.ID, hana.ID)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &jobs.NotifyFanoutHandler{DB: bdb, Publisher: jobs.NewPublisher(rdb), Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+		task := notifyTask(t, jobs.TypeNotifyFanout, outboxTasks(t, bdb, jobs.TypeNotifyFanout)[0])
+		for run := 1; run <= 2; run++ {
+			if err := h.ProcessTask(ctx, task); err != nil {
+				t.Fatalf("run %d: %v", run, err)
+			}
+			// Mail for mina and hana (joon switched mail off), one Slack
+			// message for the group of mina and joon: three sends, however
+			// often the fan-out runs.
+			if got := outboxTasks(t, bdb, jobs.TypeNotifyDeliver); len(got) != 3 {
+				t.Fatalf("run %d: %d delivery tasks, want 3", run, len(got))
+			}
+		}
+		want := map[string][]string{
+			created[0].ID: {"MAIL", "SLACK"},
+			created[1].ID: nil,
+			created[2].ID: {"MAIL"},
+		}
+		for id, channels := range want {
+			ds, err := (db.Deliveries{}).ListByNotification(ctx, bdb, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, d := range ds {
+				got = append(got, d.Channel.String())
+				if d.Channel == domain.ChannelSlack && !slices.Equal(d.Recipients, []string{mina.ID, joon.ID}) {
+					t.Errorf("slack recipients = %v, want mina and joon", d.Recipients)
+				}
+			}
+			if !slices.Equal(got, channels) {
+				t.Errorf("notification %s: channels %v, want %v", id, got, channels)
+			}
+		}
+		// Each run announced the three notifications to the API instances.
+		seen := map[string]int{}
+		for range 6 {
+			select {
+			case msg := <-events:
+				var e jobs.Event
+				if err := json.Unmarshal([]byte(msg.Payload), &e); err != nil {
+					t.Fatalf("event %s: %v", msg.Payload, err)
+				}
+				if e.Notification.Type != domain.NotifyMatchConfirmed {
+					t.Errorf("event type %v", e.Notification.Type)
+				}
+				seen[e.MemberID]++
+			case <-time.After(5 * time.Second):
+				t.Fatalf("events so far %v, want 2 for each member", seen)
+			}
+		}
+		for _, m := range []*domain.Member{mina, joon, hana} {
+			if seen[m.ID] != 2 {
+				t.Errorf("member %s: %d events, want 2", m.Nickname, seen[m.ID])
+			}
+		}
+	})
+}
+
+// sensPeer is a SENS endpoint answering each request with the next status
+// of a script (202 once the script is used up), after an optional delay.
+type sensPeer struct {
+	mu      sync.Mutex
+	script  []int
+	delay   time.Duration
+	calls   atomic.Int32
+	srv     *httptest.Server
+	lastReq map[string]any
+}
+
+func newSENSPeer(t *testing.T, delay time.Duration, script ...int) *sensPeer {
+	t.Helper()
+	p := &sensPeer{script: script, delay: delay}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := p.calls.Add(1)
+		time.Sleep(p.delay)
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		p.mu.Lock()
+		p.lastReq = body
+		status := http.StatusAccepted
+		if len(p.script) > 0 {
+			status, p.script = p.script[0], p.script[1:]
+		}
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "7")
+		}
+		w.WriteHeader(status)
+		if status == http.StatusAccepted {
+			fmt.Fprintf(w, `{"requestId":"req-%d","statusCode":"202","statusName":"success"}`, n)
+			return
+		}
+		fmt.Fprintf(w, `{"error":{"errorCode":"%d","message":"scripted failure"}}`, status)
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *sensPeer) client(t *testing.T) *sms.Client {
+	t.Helper()
+	c, err := sms.New(sms.Config{BaseURL: p.srv.URL, ServiceID: "ncp:sms:kr:1:moim", AccessKey: "AK",
+		SecretKey: "secret", From: "0212345678", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// deliverBundle is a deliver handler over a fresh database with one runner
+// who has a phone, a notification for them and its deliveries.
+type deliverBundle struct {
+	db      *bun.DB
+	h       *jobs.NotifyDeliverHandler
+	mailbox *notify.Mailbox
+	member  *domain.Member
+	metrics *jobs.Metrics
+}
+
+func newDeliverBundle(t *testing.T, bdb *bun.DB, smsSender notify.SMSSender) *deliverBundle {
+	t.Helper()
+	r, err := templates.New(time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := notify.NewMailbox(10)
+	m := jobs.NewMetrics(nil)
+	b := &deliverBundle{db: bdb, mailbox: box, metrics: m}
+	b.h = &jobs.NotifyDeliverHandler{
+		DB: bdb, Renderer: r,
+		Mail:          &notify.LogMail{Logger: slog.New(slog.DiscardHandler), Mailbox: box, NowFunc: time.Now},
+		SMS:           smsSender,
+		MessageIDHost: "moim.test", LinkBase: "https://app.moim.test",
+		ClaimTimeout: 5 * time.Minute, Metrics: m, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now,
+	}
+	b.member = newMember(t, bdb, "runner", func(m *domain.Member) { m.Phone, m.SMSConsent = "+821012345678", true })
+	return b
+}
+
+// delivery creates a notification of type typ for the member with a
+// delivery on channel c and returns the delivery's task.
+func (b *deliverBundle) delivery(t *testing.T, typ domain.NotificationType, c domain.Channel) (int64, *asynq.Task) {
+	t.Helper()
+	ctx := context.Background()
+	n := domain.Notification{MemberID: b.member.ID, Type: typ, CreatedAt: time.Now(),
+		Args: domain.NotificationArgs{Title: "한강 러닝", Link: "/rooms/r1", StartsAt: time.Now().Add(30 * time.Minute)}}
+	if err := (db.Notifications{}).Create(ctx, b.db, &n); err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := (db.Deliveries{}).Create(ctx, b.db, n.ID, c, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(jobs.NotifyDeliverPayload{DeliveryID: id})
+	return id, asynq.NewTask(jobs.TypeNotifyDeliver, payload)
+}
+
+func (b *deliverBundle) status(t *testing.T, id int64) *domain.Delivery {
+	t.Helper()
+	d, err := (db.Deliveries{}).FindByID(context.Background(), b.db, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestDeliverSMSRetriesAndClassifies(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		peer := newSENSPeer(t, 0, 500, 429)
+		b := newDeliverBundle(t, bdb, peer.client(t))
+		id, task := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
+
+		// 500: released for a retry with the usual backoff.
+		err := b.h.ProcessTask(ctx, task)
+		if err == nil || errors.Is(err, asynq.SkipRetry) {
+			t.Fatalf("after a 500: err = %v, want a retryable error", err)
+		}
+		if d := b.status(t, id); d.Status != domain.DeliveryPending || d.Attempts != 1 || d.LastError == "" {
+			t.Errorf("after a 500: %+v", d)
+		}
+		// 429 with Retry-After: the next try waits what the provider asked.
+		err = b.h.ProcessTask(ctx, task)
+		if err == nil || errors.Is(err, asynq.SkipRetry) {
+			t.Fatalf("after a 429: err = %v", err)
+		}
+		if d := jobs.RetryDelay(0, err, task); d < 7*time.Second || d > 8*time.Second {
+			t.Errorf("retry delay after Retry-After: 7 = %v", d)
+		}
+		// 202: sent with the provider's id, recording SMS (1) or LMS (2) as
+		// it went out.
+		if err := b.h.ProcessTask(ctx, task); err != nil {
+			t.Fatalf("after a 202: %v", err)
+		}
+		d := b.status(t, id)
+		if d.Status != domain.DeliverySent || d.ProviderID != "req-3" || d.SentAt == nil || d.Attempts != 3 {
+			t.Errorf("after a 202: %+v", d)
+		}
+		peer.mu.Lock()
+		sentAs := peer.lastReq["type"]
+		peer.mu.Unlock()
+		if want := map[any]int{"SMS": 1, "LMS": 2}[sentAs]; d.SMSType != want || want == 0 {
+			t.Errorf("sms_type = %d, but it went out as %v", d.SMSType, sentAs)
+		}
+		// Done is done: a redelivered task calls nobody.
+		if err := b.h.ProcessTask(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		if n := peer.calls.Load(); n != 3 {
+			t.Errorf("provider called %d times, want 3", n)
+		}
+		if got := testutil.ToFloat64(b.metrics.Deliveries.WithLabelValues("sms", "sent")); got != 1 {
+			t.Errorf("sent metric = %v", got)
+		}
+		if got := testutil.ToFloat64(b.metrics.Deliveries.WithLabelValues("sms", "retry")); got != 2 {
+			t.Errorf("retry metric = %v", got)
+		}
+	})
+}
+
+func TestDeliverPermanentFailures(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		peer := newSENSPeer(t, 0, 400)
+		b := newDeliverBundle(t, bdb, peer.client(t))
+
+		// A 4xx is final: failed, no retry.
+		id, task := b.delivery(t, domain.NotifyRunDDay, domain.ChannelSMS)
+		if err := b.h.ProcessTask(ctx, task); !errors.Is(err, asynq.SkipRetry) {
+			t.Fatalf("after a 400: err = %v, want SkipRetry", err)
+		}
+		if d := b.status(t, id); d.Status != domain.DeliveryFailed || d.LastError == "" {
+			t.Errorf("after a 400: %+v", d)
+		}
+
+		// An invalid number fails its SMS without a call; the mail of the
+		// same notification still goes.
+		if _, err := bdb.NewUpdate().Table("members").Set("phone = ?", "+8212").Where("public_id = ?", b.member.ID).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		smsID, smsTask := b.delivery(t, domain.NotifyRoomCancelled, domain.ChannelSMS)
+		d := b.status(t, smsID)
+		mailID, _, err := (db.Deliveries{}).Create(ctx, bdb, d.NotificationID, domain.ChannelMail, nil, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := peer.calls.Load()
+		if err := b.h.ProcessTask(ctx, smsTask); !errors.Is(err, asynq.SkipRetry) {
+			t.Fatalf("invalid number: err = %v, want SkipRetry", err)
+		}
+		if peer.calls.Load() != calls {
+			t.Error("the provider was called for an invalid number")
+		}
+		if d := b.status(t, smsID); d.Status != domain.DeliveryFailed {
+			t.Errorf("invalid number: %+v", d)
+		}
+		payload, _ := json.Marshal(jobs.NotifyDeliverPayload{DeliveryID: mailID})
+		if err := b.h.ProcessTask(ctx, asynq.NewTask(jobs.TypeNotifyDeliver, payload)); err != nil {
+			t.Fatalf("mail: %v", err)
+		}
+		md := b.status(t, mailID)
+		wantMsgID := fmt.Sprintf("<delivery-%d.%s@moim.test>", mailID, md.NotificationID)
+		if md.Status != domain.DeliverySent || md.ProviderID != wantMsgID {
+			t.Errorf("mail delivery %+v, want sent with Message-ID %s", md, wantMsgID)
+		}
+		box := b.mailbox.List()
+		if len(box) != 1 || box[0].To != "runner@example.com" || box[0].Subject == "" || box[0].HTML == "" {
+			t.Errorf("mailbox = %+v", box)
+		}
+	})
+}
+
+// TestDeliverRaceSendsOnce races ten workers on one delivery against a slow
+// provider: one calls it, the rest find it claimed.
+func TestDeliverRaceSendsOnce(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		peer := newSENSPeer(t, 200*time.Millisecond)
+		b := newDeliverBundle(t, bdb, peer.client(t))
+		id, task := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
+		var wg sync.WaitGroup
+		errs := make([]error, 10)
+		for i := range errs {
+			wg.Go(func() { errs[i] = b.h.ProcessTask(context.Background(), task) })
+		}
+		wg.Wait()
+		if n := peer.calls.Load(); n != 1 {
+			t.Errorf("provider called %d times by 10 racing workers, want 1", n)
+		}
+		for _, err := range errs {
+			if err != nil && !db.IsRetryable(err) && !errors.Is(err, jobs.ErrDeliveryBusy) {
+				t.Errorf("unexpected error: %v", err)
+			}
+		}
+		if d := b.status(t, id); d.Status != domain.DeliverySent || d.Attempts != 1 {
+			t.Errorf("after the race: %+v", d)
+		}
+	})
+}
+
+// TestDeliverAbandonedClaimIsReported: a claim left by a worker that died
+// mid-send is never sent again; it becomes UNKNOWN and is counted.
+func TestDeliverAbandonedClaimIsReported(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		peer := newSENSPeer(t, 0)
+		b := newDeliverBundle(t, bdb, peer.client(t))
+		id, task := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
+		// The dead worker's claim, ten minutes ago.
+		then := time.Now().Add(-10 * time.Minute)
+		if res, err := (db.Deliveries{}).Claim(ctx, bdb, id, then, then.Add(-time.Minute)); err != nil || res != db.Claimed {
+			t.Fatalf("claim = %v, %v", res, err)
+		}
+		if err := b.h.ProcessTask(ctx, task); err != nil {
+			t.Fatalf("ProcessTask: %v", err)
+		}
+		if d := b.status(t, id); d.Status != domain.DeliveryUnknown {
+			t.Errorf("status = %v, want UNKNOWN", d.Status)
+		}
+		if n := peer.calls.Load(); n != 0 {
+			t.Errorf("provider called %d times, want 0", n)
+		}
+		if got := testutil.ToFloat64(b.metrics.Deliveries.WithLabelValues("sms", "unknown")); got != 1 {
+			t.Errorf("unknown metric = %v, want 1", got)
+		}
+		// A fresh claim (a worker sending right now) is left alone: retry later.
+		id2, task2 := b.delivery(t, domain.NotifyRunEnded, domain.ChannelSMS)
+		if _, err := (db.Deliveries{}).Claim(ctx, bdb, id2, time.Now(), time.Now().Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.h.ProcessTask(ctx, task2); !errors.Is(err, jobs.ErrDeliveryBusy) {
+			t.Errorf("fresh claim: err = %v, want ErrDeliveryBusy", err)
+		}
+		if d := b.status(t, id2); d.Status != domain.DeliverySending {
+			t.Errorf("fresh claim: status = %v, want still SENDING", d.Status)
+		}
+	})
+}
