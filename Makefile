@@ -24,6 +24,8 @@ lint: vet
 bench: ## benchmarks (set MOIM_TEST_POSTGRES_URL / MOIM_TEST_REDIS_URL for the real numbers)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 	$(GO) run ./cmd/moim/loadping -n 1000
+	$(GO) run ./cmd/moim/loadnotify -n 10000
+	$(GO) run ./cmd/moim/loadsse -n 1000
 
 build:
 	@mkdir -p $(BIN)

@@ -24,7 +24,9 @@ func TestAllInOne(t *testing.T) {
 		"MOIM_DATABASE_URL":   "sqlite:" + filepath.Join(t.TempDir(), "moim.db"),
 		"MOIM_HTTP_ADDR":      "127.0.0.1:0",
 		"MOIM_ADMIN_PASSWORD": adminPassword,
-		"MOIM_LOG_LEVEL":      "warn",
+		// Mixed case on purpose: login looks addresses up lower-cased.
+		"MOIM_ADMIN_EMAIL": "Ops@Example.COM",
+		"MOIM_LOG_LEVEL":   "warn",
 	}
 	logs := &jobstest.LogBuffer{} // t.Log would panic if a straggling goroutine logged after the test
 	t.Cleanup(func() {
@@ -93,7 +95,7 @@ func TestAllInOne(t *testing.T) {
 
 	// The run created an admin member with the admin password: its token
 	// opens the admin endpoints, a new member's does not.
-	admin := login(t, base, "admin@moim.localhost", adminPassword)
+	admin := login(t, base, "ops@example.com", adminPassword)
 	resp = doJSON(t, http.MethodPost, base+"/v1/admin/pings", admin, "")
 	if resp.StatusCode != http.StatusAccepted {
 		t.Errorf("POST ping with the admin's token: status = %d, want 202", resp.StatusCode)

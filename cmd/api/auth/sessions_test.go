@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,9 +148,13 @@ func TestSessionCreateAndRotate(t *testing.T) {
 	}
 
 	// Replaying the old token ends the session: the new token dies too.
-	_, _, err = b.s.Rotate(ctx, tok1, "Evil", "203.0.113.66")
+	// The error comes with the session's id and member for the log.
+	replayed, _, err := b.s.Rotate(ctx, tok1, "Evil", "203.0.113.66")
 	wantCode(t, "Rotate(old)", err, domain.ETOKENREVOKED)
 	wantMessage(t, "Rotate(old)", err, "Refresh token was already used; the session has been revoked.")
+	if replayed.ID != sess.ID || replayed.MemberID != "m_alice" {
+		t.Errorf("Rotate(old) session = %+v, want its id and member", replayed)
+	}
 	_, _, err = b.s.Rotate(ctx, tok2, "Chrome", "198.51.100.7")
 	wantCode(t, "Rotate(new) after replay", err, domain.EINVALIDTOKEN)
 	wantMessage(t, "Rotate(new) after replay", err, "Refresh token is invalid or expired.")
@@ -180,6 +185,109 @@ func TestSessionRotateChain(t *testing.T) {
 	wantCode(t, "Rotate(latest) after replay", err, domain.EINVALIDTOKEN)
 }
 
+// randomSecret returns a well-formed refresh secret no session has.
+func randomSecret(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// A session id is no secret (every access token carries it), so a secret the
+// session never had must not end the session: it is merely invalid.
+func TestSessionRotateUnknownSecret(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	sess, tok1 := create(t, b, "m_alice", "ua", "ip")
+	_, tok2, err := b.s.Rotate(ctx, tok1, "ua", "ip")
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	before, err := b.s.Get(ctx, sess.ID)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+
+	forged := sess.ID + "." + randomSecret(t)
+	for range 3 {
+		got, next, err := b.s.Rotate(ctx, forged, "Evil", "203.0.113.66")
+		wantCode(t, "Rotate(forged)", err, domain.EINVALIDTOKEN)
+		wantMessage(t, "Rotate(forged)", err, "Refresh token is invalid or expired.")
+		if diff := cmp.Diff(auth.Session{ID: sess.ID, MemberID: "m_alice"}, got); diff != "" || next != "" {
+			t.Errorf("Rotate(forged) gave token %q and session (-want +got):\n%s", next, diff)
+		}
+		_, err = b.s.Lookup(ctx, forged)
+		wantCode(t, "Lookup(forged)", err, domain.EINVALIDTOKEN)
+		wantMessage(t, "Lookup(forged)", err, "Refresh token is invalid or expired.")
+	}
+
+	// Untouched: live, unchanged, and its holder can still rotate.
+	if err := b.s.Check(ctx, "jti", sess.ID); err != nil {
+		t.Errorf("Check after forged tokens = %v, want nil", err)
+	}
+	if got, err := b.s.Get(ctx, sess.ID); err != nil || !cmp.Equal(got, before) {
+		t.Errorf("Get after forged tokens = %+v, %v; want %+v", got, err, before)
+	}
+	_, tok3, err := b.s.Rotate(ctx, tok2, "ua", "ip")
+	if err != nil {
+		t.Fatalf("Rotate(current) after forged tokens: %v", err)
+	}
+
+	// A token the session really had is still a replay.
+	got, _, err := b.s.Rotate(ctx, tok1, "Evil", "203.0.113.66")
+	wantCode(t, "Rotate(first)", err, domain.ETOKENREVOKED)
+	if got.ID != sess.ID || got.MemberID != "m_alice" {
+		t.Errorf("Rotate(first) session = %+v, want its id and member", got)
+	}
+	wantCode(t, "Check after replay", b.s.Check(ctx, "jti", sess.ID), domain.ETOKENREVOKED)
+	_, err = b.s.Lookup(ctx, tok3)
+	wantCode(t, "Lookup(latest) after replay", err, domain.EINVALIDTOKEN)
+}
+
+// A session remembers the secrets of its last 64 rotations; a token older
+// than that can no longer be told from a forged one.
+func TestSessionReplayMemory(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	const rotations, remembered = 70, 64
+	_, tok := create(t, b, "m_alice", "ua", "ip")
+	toks := []string{tok}
+	for i := range rotations {
+		_, next, err := b.s.Rotate(ctx, toks[len(toks)-1], "ua", "ip")
+		if err != nil {
+			t.Fatalf("rotation %d: %v", i+1, err)
+		}
+		toks = append(toks, next)
+	}
+	latest := toks[rotations]
+	ago := func(k int) string { return toks[rotations-k] }
+
+	for k := 1; k <= rotations; k++ {
+		_, err := b.s.Lookup(ctx, ago(k))
+		if k <= remembered {
+			wantCode(t, fmt.Sprintf("Lookup(%d ago)", k), err, domain.ETOKENREVOKED)
+			wantMessage(t, fmt.Sprintf("Lookup(%d ago)", k), err, "Refresh token was already used.")
+		} else {
+			wantCode(t, fmt.Sprintf("Lookup(%d ago)", k), err, domain.EINVALIDTOKEN)
+		}
+	}
+	for k := remembered + 1; k <= rotations; k++ {
+		_, _, err := b.s.Rotate(ctx, ago(k), "ua", "ip")
+		wantCode(t, fmt.Sprintf("Rotate(%d ago)", k), err, domain.EINVALIDTOKEN)
+	}
+	if _, err := b.s.Lookup(ctx, latest); err != nil {
+		t.Fatalf("Lookup(latest) after forgotten tokens: %v", err)
+	}
+	_, _, err := b.s.Rotate(ctx, ago(remembered), "ua", "ip")
+	wantCode(t, fmt.Sprintf("Rotate(%d ago)", remembered), err, domain.ETOKENREVOKED)
+	_, err = b.s.Lookup(ctx, latest)
+	wantCode(t, "Lookup(latest) after replay", err, domain.EINVALIDTOKEN)
+}
+
 func TestSessionBadRefreshTokens(t *testing.T) {
 	t.Parallel()
 	b := setupSessions(t, time.Hour)
@@ -205,6 +313,7 @@ func TestSessionBadRefreshTokens(t *testing.T) {
 		{"sid only", sid + "."},
 		{"secret only", "." + secret},
 		{"unknown session", unknown},
+		{"unknown secret of a live session", sid + "." + base64.RawURLEncoding.EncodeToString(unknownSecret)},
 		{"upper-case sid", strings.ToUpper(sid) + "." + secret},
 		{"sid too short", sid[:25] + "." + secret},
 		{"sid too long", sid + "a." + secret},
@@ -265,18 +374,26 @@ func TestSessionTTLSlides(t *testing.T) {
 	skey := prefix + "session:" + sess.ID
 	ikey := prefix + "member:m_alice:sessions"
 
-	wantPTTL := func(what, key string) {
+	// The index is renewed a round trip before a rotated session, so it
+	// gets a minute more than the sessions it lists.
+	wantPTTL := func(what string) {
 		t.Helper()
-		d, err := b.rdb.PTTL(ctx, key).Result()
+		d, err := b.rdb.PTTL(ctx, skey).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if d <= time.Hour-time.Minute || d > time.Hour {
-			t.Errorf("%s: PTTL %s = %s, want just under 1h", what, key, d)
+			t.Errorf("%s: session PTTL = %s, want just under 1h", what, d)
+		}
+		d, err = b.rdb.PTTL(ctx, ikey).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d <= time.Hour || d > time.Hour+time.Minute {
+			t.Errorf("%s: index PTTL = %s, want just under 1h1m", what, d)
 		}
 	}
-	wantPTTL("after Create", skey)
-	wantPTTL("after Create", ikey)
+	wantPTTL("after Create")
 
 	// As if most of the lifetime had passed.
 	for _, k := range []string{skey, ikey} {
@@ -287,8 +404,7 @@ func TestSessionTTLSlides(t *testing.T) {
 	if _, _, err := b.s.Rotate(ctx, tok, "ua", "ip"); err != nil {
 		t.Fatalf("Rotate: %v", err)
 	}
-	wantPTTL("after Rotate", skey)
-	wantPTTL("after Rotate", ikey)
+	wantPTTL("after Rotate")
 	if b.s.TTL() != time.Hour {
 		t.Errorf("TTL() = %s, want 1h", b.s.TTL())
 	}
@@ -433,6 +549,74 @@ func TestSessionConcurrentRotate(t *testing.T) {
 	// The losers' replays ended the session, so the winner's token is dead too.
 	_, _, err := b.s.Rotate(ctx, winner, "ua", "ip")
 	wantCode(t, "Rotate(winner's token)", err, domain.EINVALIDTOKEN)
+}
+
+// List drops index ids whose session is gone. It must never take a session
+// being created or rotated meanwhile for a gone one: that session would be
+// missing from List and escape RevokeAll.
+func TestSessionListDuringCreateAndRotate(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	const rounds, listers = 300, 4
+	var lost, escaped int
+	for round := range rounds {
+		member := fmt.Sprintf("m_%03d", round)
+		old, oldTok := create(t, b, member, "ua", "ip")
+		var (
+			wg        sync.WaitGroup
+			stop      = make(chan struct{})
+			errs      = make(chan error, listers+1)
+			rotated   sync.WaitGroup
+			rotateErr error
+		)
+		for range listers {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := b.s.List(ctx, member); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		rotated.Go(func() { _, _, rotateErr = b.s.Rotate(ctx, oldTok, "ua", "ip") })
+		fresh, _, createErr := b.s.Create(ctx, member, "ua", "ip")
+		rotated.Wait()
+		close(stop)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: List: %v", round, err)
+		}
+		if createErr != nil || rotateErr != nil {
+			t.Fatalf("round %d: Create: %v; Rotate: %v", round, createErr, rotateErr)
+		}
+
+		list, err := b.s.List(ctx, member)
+		if err != nil {
+			t.Fatalf("round %d: List: %v", round, err)
+		}
+		if len(list) != 2 {
+			lost++
+		}
+		if err := b.s.RevokeAll(ctx, member, ""); err != nil {
+			t.Fatalf("round %d: RevokeAll: %v", round, err)
+		}
+		for _, id := range []string{old.ID, fresh.ID} {
+			if domain.ErrorCode(b.s.Check(ctx, "jti", id)) != domain.ETOKENREVOKED {
+				escaped++
+			}
+		}
+	}
+	if lost > 0 || escaped > 0 {
+		t.Errorf("%d of %d rounds lost a live session from List; %d sessions escaped RevokeAll", lost, rounds, escaped)
+	}
 }
 
 func TestSessionList(t *testing.T) {
@@ -582,27 +766,75 @@ func TestSessionDeny(t *testing.T) {
 	}
 	ctx := context.Background()
 
+	// Parse accepts a token until exp + DefaultLeeway (10s), so the entry
+	// lasts that long.
+	wantPTTL := func(jti string, lo, hi time.Duration) {
+		t.Helper()
+		d, err := rdb.PTTL(ctx, prefix+"deny:"+jti).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d <= lo || d > hi {
+			t.Errorf("PTTL of %s = %s, want in (%s, %s]", jti, d, lo, hi)
+		}
+	}
 	exp := time.Now().Add(90*time.Second + 300*time.Millisecond)
 	if err := s.Deny(ctx, "jti-live", exp); err != nil {
 		t.Fatalf("Deny: %v", err)
 	}
-	d, err := rdb.PTTL(ctx, prefix+"deny:jti-live").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d <= 89*time.Second || d > 90*time.Second+300*time.Millisecond {
-		t.Errorf("PTTL = %s, want the token's remaining ~90.3s", d)
-	}
+	wantPTTL("jti-live", 99*time.Second, 100*time.Second+300*time.Millisecond)
 
-	if err := s.Deny(ctx, "jti-past", time.Now().Add(-time.Second)); err != nil {
+	// Expired, but still within the leeway: Parse still accepts it.
+	if err := s.Deny(ctx, "jti-leeway", time.Now().Add(-time.Second)); err != nil {
+		t.Fatalf("Deny(within leeway): %v", err)
+	}
+	wantPTTL("jti-leeway", 8*time.Second, 9*time.Second)
+
+	if err := s.Deny(ctx, "jti-past", time.Now().Add(-auth.DefaultLeeway-time.Second)); err != nil {
 		t.Fatalf("Deny(past): %v", err)
 	}
 	if n := rdb.Exists(ctx, prefix+"deny:jti-past").Val(); n != 0 {
-		t.Error("a past exp left a deny-list entry")
+		t.Error("an exp past the leeway left a deny-list entry")
 	}
+
+	// A leeway of its own, as TokenParams.Leeway may set.
+	s30, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: time.Hour, Leeway: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s30.Deny(ctx, "jti-30", exp); err != nil {
+		t.Fatalf("Deny(leeway 30s): %v", err)
+	}
+	wantPTTL("jti-30", 119*time.Second, 120*time.Second+300*time.Millisecond)
 	if err := s.Deny(ctx, "", exp); err == nil {
 		t.Error("Deny(\"\") error = nil, want one")
 	}
+}
+
+// Parse accepts a token until exp plus its leeway, so denying a token that
+// expired a moment ago by the clock must still stop it.
+func TestSessionDenyCoversLeeway(t *testing.T) {
+	t.Parallel()
+	b := setupSessions(t, time.Hour)
+	ctx := context.Background()
+	toks, err := auth.NewTokens(auth.TokenParams{Key: randomKey(t), TTL: 15 * time.Minute, NowFunc: b.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, _ := create(t, b, "m_alice", "ua", "ip")
+	tok, _, err := toks.Issue("m_alice", domain.RoleMember, sess.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Add(15*time.Minute + 5*time.Second)
+	c, err := toks.Parse(tok)
+	if err != nil {
+		t.Fatalf("Parse 5s after exp: %v; want it accepted within the leeway", err)
+	}
+	if err := b.s.Deny(ctx, c.ID, c.ExpiresAt); err != nil {
+		t.Fatalf("Deny: %v", err)
+	}
+	wantCode(t, "Check(denied within the leeway)", b.s.Check(ctx, c.ID, c.SessionID), domain.ETOKENREVOKED)
 }
 
 func TestSessionCheck(t *testing.T) {
@@ -663,6 +895,9 @@ func TestNewSessionsParams(t *testing.T) {
 	}
 	if _, err := auth.NewSessions(auth.SessionParams{Redis: rdb}); err == nil {
 		t.Error("NewSessions without TTL: error = nil")
+	}
+	if _, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: time.Hour, Leeway: -time.Second}); err == nil {
+		t.Error("NewSessions with a negative leeway: error = nil")
 	}
 	if _, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: time.Hour}); err != nil {
 		t.Errorf("NewSessions: %v", err)

@@ -32,8 +32,11 @@ import (
 	"github.com/moim/moim/cmd/scheduler/cronrun"
 	"github.com/moim/moim/config"
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/memredis"
+	"github.com/moim/moim/jobs/notify"
+	"github.com/moim/moim/templates"
 
 	// The default zone is Asia/Seoul; embed the zone database so a minimal
 	// host without tzdata still starts.
@@ -194,12 +197,21 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 	}
 
 	var banner []string
+	// The log providers keep what they would have sent here; the API shows
+	// it to admins when both run in this process.
+	var mailbox *notify.Mailbox
+	if cfg.Mail.Provider == config.ProviderLog || cfg.SMS.Provider == config.ProviderLog {
+		mailbox = notify.NewMailbox(cfg.Notify.MailboxSize)
+	}
 	if roles&RoleWorker != 0 {
-		c, err := workerComponent(cfg, logger, bdb, redisOpt, reg, roles != RoleWorker)
+		c, err := workerComponent(cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox, roles != RoleWorker)
 		if err != nil {
 			return err
 		}
 		comps = append(comps, c...)
+	}
+	if roles&RoleWorker == 0 {
+		mailbox = nil // nothing in this process fills it
 	}
 	if roles&RoleScheduler != 0 {
 		c, err := schedulerComponent(cfg, logger, redisOpt, reg, roles == RoleScheduler)
@@ -213,7 +225,7 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		if err != nil {
 			return err
 		}
-		c, url, closeAPI, err := apiComponent(cfg, logger, bdb, rdb, redisOpt, relay, reg, hasher)
+		c, url, closeAPI, err := apiComponent(cfg, logger, bdb, rdb, redisOpt, relay, reg, hasher, mailbox)
 		if err != nil {
 			return err
 		}
@@ -333,13 +345,34 @@ func openDB(ctx context.Context, cfg *config.Config, logger *slog.Logger, migrat
 	return bdb, nil
 }
 
-func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, redisOpt asynq.RedisConnOpt, reg *prometheus.Registry, embedded bool) ([]component, error) {
+func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, reg *prometheus.Registry, relay *jobs.Relay, mailbox *notify.Mailbox, embedded bool) ([]component, error) {
 	wlog := logger.With(slog.String("component", "worker"))
+	senders, err := newSenders(cfg, wlog, rdb, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := time.LoadLocation(cfg.Scheduler.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler.timezone: %w", err)
+	}
+	renderer, err := templates.New(loc)
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
 	mux, err := jobs.NewMux(jobs.Deps{
-		DB:       bdb,
-		Logger:   wlog,
-		Metrics:  jobs.NewMetrics(reg),
-		KeepSent: cfg.Outbox.KeepSent,
+		DB:            bdb,
+		Logger:        wlog,
+		Metrics:       jobs.NewMetrics(reg),
+		KeepSent:      cfg.Outbox.KeepSent,
+		Relay:         relay,
+		Publisher:     jobs.NewPublisher(rdb),
+		Renderer:      renderer,
+		Mail:          senders.mail,
+		SMS:           senders.sms,
+		Slack:         senders.slack,
+		MessageIDHost: messageIDHost(cfg.Mail.From),
+		LinkBase:      cfg.Notify.AppURL,
+		ClaimTimeout:  cfg.Notify.ClaimTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
@@ -363,7 +396,7 @@ func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, redis
 	// A worker process of its own serves /metrics and /healthz on a small
 	// port; embedded in the all-in-one runner the API already serves them.
 	if !embedded && cfg.Worker.MetricsAddr != "" {
-		comps = append(comps, httpComponent("worker-http", cfg.Worker.MetricsAddr, opsHandler(reg), cfg.HTTP, wlog, nil))
+		comps = append(comps, httpComponent("worker-http", cfg.Worker.MetricsAddr, opsHandler(reg), cfg.HTTP, wlog, nil, nil))
 	}
 	return comps, nil
 }
@@ -388,12 +421,12 @@ func schedulerComponent(cfg *config.Config, logger *slog.Logger, redisOpt asynq.
 	}
 	comps := []component{{"scheduler", r.Run}}
 	if own && cfg.Scheduler.MetricsAddr != "" {
-		comps = append(comps, httpComponent("scheduler-http", cfg.Scheduler.MetricsAddr, opsHandler(reg), cfg.HTTP, slog, nil))
+		comps = append(comps, httpComponent("scheduler-http", cfg.Scheduler.MetricsAddr, opsHandler(reg), cfg.HTTP, slog, nil, nil))
 	}
 	return comps, nil
 }
 
-func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, relay *jobs.Relay, reg *prometheus.Registry, hasher *auth.Hasher) (component, string, func(), error) {
+func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, relay *jobs.Relay, reg *prometheus.Registry, hasher *auth.Hasher, mailbox *notify.Mailbox) (component, string, func(), error) {
 	tokens, err := auth.NewTokens(auth.TokenParams{Key: []byte(cfg.Auth.JWTKey), TTL: cfg.Auth.AccessTTL})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("auth: %w", err)
@@ -406,6 +439,9 @@ func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redi
 	if err != nil {
 		return component{}, "", nil, err
 	}
+	// Closed when the server starts shutting down, so event streams end
+	// instead of holding the shutdown for its whole grace period.
+	streamsDone := make(chan struct{})
 	proxies := make([]netip.Prefix, 0, len(cfg.HTTP.TrustedProxies))
 	for _, p := range cfg.HTTP.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
@@ -439,6 +475,8 @@ func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redi
 		Sessions:       sessions,
 		RefreshCookie:  cfg.Auth.RefreshCookie,
 		RateLimits:     limits,
+		Mailbox:        mailbox,
+		StreamsDone:    streamsDone,
 	})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("api: %w", err)
@@ -452,7 +490,7 @@ func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redi
 	if url == "" {
 		url = "http://" + displayAddr(ln.Addr())
 	}
-	c := httpComponent("api", "", h, cfg.HTTP, alog, ln)
+	c := httpComponent("api", "", h, cfg.HTTP, alog, ln, sync.OnceFunc(func() { close(streamsDone) }))
 	c.name = "api"
 	return c, strings.TrimRight(url, "/"), closeAPI, nil
 }
@@ -482,12 +520,15 @@ func opsHandler(reg *prometheus.Registry) http.Handler {
 
 // httpComponent serves h on addr (or on ln when given) and shuts down
 // gracefully: in-flight requests get up to http.shutdown_timeout to finish.
-func httpComponent(name, addr string, h http.Handler, hc config.HTTPConfig, logger *slog.Logger, ln net.Listener) component {
+func httpComponent(name, addr string, h http.Handler, hc config.HTTPConfig, logger *slog.Logger, ln net.Listener, onShutdown func()) component {
 	return component{name, func(ctx context.Context) error {
 		srv := &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: hc.ReadHeaderTimeout,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		if onShutdown != nil {
+			srv.RegisterOnShutdown(onShutdown)
 		}
 		if ln == nil {
 			var err error
@@ -545,6 +586,12 @@ func bootstrapAdmin(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	email := cfg.Admin.Email
 	if email == "" {
 		email = localAdminEmail
+	}
+	// Stored as login looks it up: trimmed and lower-cased.
+	email, err := domain.NormalizeEmail("admin.email", email)
+	if err != nil {
+		logger.Warn("bootstrap admin member not created", slog.String("err", domain.ErrorMessage(err)))
+		return ""
 	}
 	res, err := ensureAdmin(ctx, bdb, hasher, email, "", cfg.Admin.Password, true)
 	if err != nil {

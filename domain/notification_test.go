@@ -1,0 +1,67 @@
+package domain_test
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/moim/moim/domain"
+)
+
+func TestNotificationTypes(t *testing.T) {
+	t.Parallel()
+	types := domain.NotificationTypes()
+	if len(types) != 19 {
+		t.Fatalf("%d types, want 19", len(types))
+	}
+	names := map[string]bool{}
+	for i, typ := range types {
+		if int(typ) != i+1 {
+			t.Errorf("type %v has number %d, want %d: stored numbers never change", typ, int(typ), i+1)
+		}
+		b, err := typ.MarshalText()
+		if err != nil || names[string(b)] {
+			t.Errorf("type %d: name %q, err %v (names must be unique)", int(typ), b, err)
+		}
+		names[string(b)] = true
+	}
+	if _, err := domain.NotificationType(0).MarshalText(); err == nil {
+		t.Error("type 0 marshals")
+	}
+	b, _ := json.Marshal(struct{ T domain.NotificationType }{domain.NotifyMatchConfirmed})
+	if string(b) != `{"T":"MATCH_CONFIRMED"}` {
+		t.Errorf("json = %s", b)
+	}
+}
+
+func TestChannelsFor(t *testing.T) {
+	t.Parallel()
+	all := domain.Member{Email: "a@example.com", Phone: "+821012345678", SMSConsent: true,
+		SlackEmail: "a@slack.example", Prefs: domain.DefaultNotificationPrefs()}
+	tests := []struct {
+		name   string
+		typ    domain.NotificationType
+		adjust func(*domain.Member)
+		want   []domain.Channel
+	}{
+		{"match: mail and slack", domain.NotifyMatchConfirmed, nil, []domain.Channel{domain.ChannelMail, domain.ChannelSlack}},
+		{"match without slack account", domain.NotifyMatchConfirmed, func(m *domain.Member) { m.SlackEmail = "" }, []domain.Channel{domain.ChannelMail}},
+		{"match with slack off", domain.NotifyMatchConfirmed, func(m *domain.Member) { m.Prefs.Slack = false }, []domain.Channel{domain.ChannelMail}},
+		{"mail off", domain.NotifyTaskDone, func(m *domain.Member) { m.Prefs.Mail = false }, nil},
+		{"run reminder: sms", domain.NotifyRunStartsSoon, nil, []domain.Channel{domain.ChannelSMS}},
+		{"sms without consent", domain.NotifyRunStartsSoon, func(m *domain.Member) { m.SMSConsent = false }, nil},
+		{"sms without phone", domain.NotifyRunDDay, func(m *domain.Member) { m.Phone = "" }, nil},
+		{"sms preference off", domain.NotifyRunEnded, func(m *domain.Member) { m.Prefs.SMS = false }, nil},
+		{"in-app only", domain.NotifyCommentOnMyRoom, nil, nil},
+		{"room cancelled: mail and sms", domain.NotifyRoomCancelled, nil, []domain.Channel{domain.ChannelMail, domain.ChannelSMS}},
+	}
+	for _, tt := range tests {
+		m := all
+		if tt.adjust != nil {
+			tt.adjust(&m)
+		}
+		if got := domain.ChannelsFor(tt.typ, &m); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: channels %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,10 @@
+package mail
+
+// NewImplicitTLS is New with TLS from the first byte, as on port 465, so a
+// test can take that path against a server on a free port.
+func NewImplicitTLS(cfg Config) (*Sender, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return newSender(cfg, true)
+}
