@@ -99,6 +99,26 @@ func (t NotificationType) MarshalText() ([]byte, error) {
 	return []byte(t.String()), nil
 }
 
+// ParseNotificationType returns the type with the given wire name.
+func ParseNotificationType(name string) (NotificationType, error) {
+	for t, d := range notificationTypes {
+		if d.name == name {
+			return t, nil
+		}
+	}
+	return 0, FieldErrorf(EINVALID, "type", "Unknown notification type %q.", name)
+}
+
+// UnmarshalText reads a wire name.
+func (t *NotificationType) UnmarshalText(b []byte) error {
+	v, err := ParseNotificationType(string(b))
+	if err != nil {
+		return err
+	}
+	*t = v
+	return nil
+}
+
 // DefaultChannels are the channels a type goes to when the member allows.
 func (t NotificationType) DefaultChannels() []Channel {
 	return append([]Channel(nil), notificationTypes[t].channels...)

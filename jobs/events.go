@@ -31,26 +31,6 @@ type EventNotification struct {
 	CreatedAt time.Time               `json:"created_at"`
 }
 
-// UnmarshalJSON reads the type by its wire name.
-func (e *EventNotification) UnmarshalJSON(b []byte) error {
-	type plain EventNotification
-	var raw struct {
-		plain
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	*e = EventNotification(raw.plain)
-	for _, t := range domain.NotificationTypes() {
-		if t.String() == raw.Type {
-			e.Type = t
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown notification type %q", raw.Type)
-}
-
 // Publisher announces new notifications on EventsChannel.
 type Publisher struct {
 	rdb redis.UniversalClient

@@ -110,6 +110,7 @@ func TestAllInOne(t *testing.T) {
 	member := login(t, base, "mina@example.com", "correct horse battery")
 	resp = doJSON(t, http.MethodGet, base+"/v1/me", member, "")
 	var me struct {
+		ID    string `json:"id"`
 		Email string `json:"email"`
 		Role  string `json:"role"`
 	}
@@ -122,6 +123,56 @@ func TestAllInOne(t *testing.T) {
 		t.Errorf("POST ping with a member's token: status = %d, want 403", resp.StatusCode)
 	}
 	resp.Body.Close()
+
+	// A notification goes producer → outbox → fan-out → deliveries: the
+	// member's open event stream shows it live, the list has it, and the
+	// log mail provider kept the mail for the admin's mailbox.
+	events := openStream(t, base, member)
+	resp = doJSON(t, http.MethodPost, base+"/v1/admin/notifications", admin,
+		`{"member_ids":["`+me.ID+`"],"type":"JOIN_ACCEPTED","args":{"title":"점심 같이 먹어요","link":"/rooms/r1"}}`)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/admin/notifications status = %d, want 202", resp.StatusCode)
+	}
+	resp.Body.Close()
+	select {
+	case data := <-events:
+		if !strings.Contains(data, `"type":"JOIN_ACCEPTED"`) {
+			t.Errorf("event data %s", data)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no notification event within 20s")
+	}
+	var list struct {
+		Notifications []struct {
+			Type string `json:"type"`
+		} `json:"notifications"`
+		UnreadCount int `json:"unread_count"`
+	}
+	decodeBody(t, doJSON(t, http.MethodGet, base+"/v1/notifications", member, ""), &list)
+	if len(list.Notifications) != 1 || list.Notifications[0].Type != "JOIN_ACCEPTED" || list.UnreadCount != 1 {
+		t.Errorf("GET /v1/notifications = %+v", list)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		var box struct {
+			Messages []struct {
+				Channel string `json:"channel"`
+				To      string `json:"to"`
+				Subject string `json:"subject"`
+			} `json:"messages"`
+		}
+		decodeBody(t, do(t, http.MethodGet, base+"/admin/mailbox", adminPassword, nil), &box)
+		if len(box.Messages) > 0 {
+			if m := box.Messages[0]; m.Channel != "mail" || m.To != "mina@example.com" || m.Subject == "" {
+				t.Errorf("mailbox = %+v", box.Messages)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no mail in /admin/mailbox within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// The queue UI needs the admin credentials and shows nothing without them.
 	for _, tc := range []struct {
@@ -238,4 +289,41 @@ func login(t *testing.T, base, email, password string) string {
 	}
 	decodeBody(t, resp, &tok)
 	return tok.AccessToken
+}
+
+// openStream connects to the event stream with token and returns the data
+// of each notification event as it arrives, once the stream is connected.
+func openStream(t *testing.T, base, token string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/events status = %d", resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && sc.Text() != "" { // the connected event
+	}
+	out := make(chan string, 16)
+	go func() {
+		event := ""
+		for sc.Scan() {
+			line := sc.Text()
+			if v, ok := strings.CutPrefix(line, "event: "); ok {
+				event = v
+			}
+			if v, ok := strings.CutPrefix(line, "data: "); ok && event == "notification" {
+				out <- v
+			}
+		}
+	}()
+	return out
 }

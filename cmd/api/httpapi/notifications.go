@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
@@ -26,6 +28,7 @@ func (s *server) registerNotificationRoutes(r chi.Router) {
 		r.Get("/v1/notifications", s.handleNotificationList)
 		r.Post("/v1/notifications/read", s.handleNotificationRead)
 	})
+	r.With(s.requireAdmin).Post("/v1/admin/notifications", s.handleAdminNotify)
 }
 
 // notificationResponse is a notification on the wire, in the list and in
@@ -144,4 +147,53 @@ func (s *server) handleNotificationRead(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	s.writeJSON(w, r, http.StatusOK, readResponse{Updated: n, UnreadCount: unread})
+}
+
+// adminNotifyRequest sends a notification by hand: an operator's check
+// that a member's channels (mail, SMS, Slack, the live stream) work.
+type adminNotifyRequest struct {
+	MemberIDs []string                `json:"member_ids"`
+	Type      domain.NotificationType `json:"type"`
+	Args      domain.NotificationArgs `json:"args"`
+}
+
+func (req *adminNotifyRequest) Validate() error {
+	switch {
+	case len(req.MemberIDs) == 0:
+		return domain.FieldErrorf(domain.EINVALID, "member_ids", "Field \"member_ids\" must name at least one member.")
+	case len(req.MemberIDs) > maxReadIDs:
+		return domain.FieldErrorf(domain.EINVALID, "member_ids", "Field \"member_ids\" must name at most %d members.", maxReadIDs)
+	case !req.Type.Valid():
+		return domain.FieldErrorf(domain.EINVALID, "type", "Field \"type\" is required.")
+	}
+	return nil
+}
+
+type adminNotifyResponse struct {
+	Notifications []notificationResponse `json:"notifications"`
+}
+
+// handleAdminNotify records a notification for the members through the
+// same producer every feature uses (several members make a group: one
+// Slack message). Unknown or deleted members are passed over.
+func (s *server) handleAdminNotify(w http.ResponseWriter, r *http.Request) {
+	var req adminNotifyRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var created []domain.Notification
+	err := s.relay.RunInTx(r.Context(), func(ctx context.Context, tx bun.Tx) (err error) {
+		created, err = jobs.Notify(ctx, tx, req.Type, req.Args, s.now(), req.MemberIDs...)
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp := adminNotifyResponse{Notifications: make([]notificationResponse, 0, len(created))}
+	for i := range created {
+		resp.Notifications = append(resp.Notifications, newNotificationResponse(&created[i]))
+	}
+	s.writeJSON(w, r, http.StatusAccepted, resp)
 }
