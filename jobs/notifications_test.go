@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -501,4 +502,29 @@ func TestDeliverAbandonedClaimIsReported(t *testing.T) {
 			t.Errorf("fresh claim: status = %v, want still SENDING", d.Status)
 		}
 	})
+}
+
+// TestDeliverOutOfRetriesFails runs the handler on a real worker: the last
+// allowed attempt failing temporarily gives the delivery up as FAILED
+// rather than leaving it PENDING with no task behind it.
+func TestDeliverOutOfRetriesFails(t *testing.T) {
+	t.Parallel()
+	bdb := dbtest.Open(t, "sqlite")
+	peer := newSENSPeer(t, 0, 500, 500, 500)
+	b := newDeliverBundle(t, bdb, peer.client(t))
+	id, task := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
+	mux := asynq.NewServeMux()
+	mux.Handle(jobs.TypeNotifyDeliver, b.h)
+	logger, _ := newTestLogger()
+	cl := startServer(t, jobstest.RedisOpt(t), mux, 1, logger)
+	if _, err := cl.Enqueue(task, asynq.MaxRetry(0), asynq.Queue(jobs.QueueDefault)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "delivery failed", func() bool { return b.status(t, id).Status == domain.DeliveryFailed })
+	if d := b.status(t, id); d.Attempts != 1 || !strings.Contains(d.LastError, "no retries left") {
+		t.Errorf("delivery %+v", d)
+	}
+	if n := peer.calls.Load(); n != 1 {
+		t.Errorf("provider called %d times, want 1", n)
+	}
 }
