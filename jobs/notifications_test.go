@@ -196,21 +196,36 @@ func TestFanout(t *testing.T) {
 			}
 		}
 		// Each run announced the three notifications to the API instances.
+		// Pub/sub channels span every Redis database, so parallel tests'
+		// events pass by too: count only this test's members.
+		ours := map[string]bool{mina.ID: true, joon.ID: true, hana.ID: true}
 		seen := map[string]int{}
-		for range 6 {
+		for total := 0; total < 6; {
 			select {
 			case msg := <-events:
 				var e jobs.Event
 				if err := json.Unmarshal([]byte(msg.Payload), &e); err != nil {
 					t.Fatalf("event %s: %v", msg.Payload, err)
 				}
+				if !ours[e.MemberID] {
+					continue
+				}
 				if e.Notification.Type != domain.NotifyMatchConfirmed {
 					t.Errorf("event type %v", e.Notification.Type)
 				}
 				seen[e.MemberID]++
+				total++
 			case <-time.After(5 * time.Second):
 				t.Fatalf("events so far %v, want 2 for each member", seen)
 			}
+		}
+		select {
+		case msg := <-events:
+			var e jobs.Event
+			if json.Unmarshal([]byte(msg.Payload), &e) == nil && ours[e.MemberID] {
+				t.Errorf("a seventh event for our members: %s", msg.Payload)
+			}
+		case <-time.After(200 * time.Millisecond):
 		}
 		for _, m := range []*domain.Member{mina, joon, hana} {
 			if seen[m.ID] != 2 {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,7 +173,10 @@ func (s *server) handleEventTicket(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	ticket := base64.RawURLEncoding.EncodeToString(b)
-	if err := s.redis.Set(r.Context(), ticketPrefix+ticket, mustClaims(r).MemberID, ticketTTL).Err(); err != nil {
+	c := mustClaims(r)
+	// The ticket remembers the login, so a logout also stops the ticket and
+	// the stream it opens.
+	if err := s.redis.Set(r.Context(), ticketPrefix+ticket, c.MemberID+" "+c.SessionID, ticketTTL).Err(); err != nil {
 		s.writeError(w, r, fmt.Errorf("store event ticket: %w", err))
 		return
 	}
@@ -180,27 +184,53 @@ func (s *server) handleEventTicket(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, http.StatusCreated, ticketResponse{Ticket: ticket, ExpiresIn: int(ticketTTL.Seconds())})
 }
 
+// streamAuth is who a stream is for: the member, and the login (session,
+// and the access token's jti when one was used) that must stay valid.
+type streamAuth struct {
+	member, session, jti string
+}
+
 // streamMember authenticates a stream: a one-time ?ticket= or a bearer token.
-func (s *server) streamMember(r *http.Request) (string, error) {
+func (s *server) streamMember(r *http.Request) (streamAuth, error) {
 	if ticket := r.URL.Query().Get("ticket"); ticket != "" {
-		member, err := s.redis.GetDel(r.Context(), ticketPrefix+ticket).Result()
+		v, err := s.redis.GetDel(r.Context(), ticketPrefix+ticket).Result()
 		if errors.Is(err, redis.Nil) {
-			return "", domain.Errorf(domain.EINVALIDTOKEN, "The event ticket is unknown, used or expired.")
+			return streamAuth{}, domain.Errorf(domain.EINVALIDTOKEN, "The event ticket is unknown, used or expired.")
 		}
 		if err != nil {
-			return "", fmt.Errorf("redeem event ticket: %w", err)
+			return streamAuth{}, fmt.Errorf("redeem event ticket: %w", err)
 		}
-		return member, nil
+		member, session, _ := strings.Cut(v, " ")
+		a := streamAuth{member: member, session: session}
+		if err := s.stillValid(r.Context(), a); err != nil {
+			return streamAuth{}, err
+		}
+		return a, nil
 	}
 	token, ok := bearerToken(r)
 	if !ok {
-		return "", domain.Errorf(domain.EUNAUTHORIZED, "An access token (Authorization: Bearer) or a ticket (?ticket=) is required.")
+		return streamAuth{}, domain.Errorf(domain.EUNAUTHORIZED, "An access token (Authorization: Bearer) or a ticket (?ticket=) is required.")
 	}
 	c, err := s.verify(r.Context(), token)
 	if err != nil {
-		return "", err
+		return streamAuth{}, err
 	}
-	return c.MemberID, nil
+	return streamAuth{member: c.MemberID, session: c.SessionID, jti: c.ID}, nil
+}
+
+// stillValid reports whether the login behind a stream still stands: not
+// logged out, not signed out remotely, not deleted.
+func (s *server) stillValid(ctx context.Context, a streamAuth) error {
+	if a.jti != "" {
+		return s.sessions.Check(ctx, a.jti, a.session)
+	}
+	if _, err := s.sessions.Get(ctx, a.session); err != nil {
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			return domain.Errorf(domain.ETOKENREVOKED, "The login behind this ticket has ended.")
+		}
+		return err
+	}
+	return nil
 }
 
 // handleEvents streams the member's new notifications as Server-Sent
@@ -208,11 +238,12 @@ func (s *server) streamMember(r *http.Request) (string, error) {
 // (replayed from the table), then each new notification as it is
 // published, with a heartbeat comment to keep the connection open.
 func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	member, err := s.streamMember(r)
+	who, err := s.streamMember(r)
 	if err != nil {
 		s.writeAuthError(w, r, err)
 		return
 	}
+	member := who.member
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
 	// Subscribe before replaying, so nothing published in between is lost;
@@ -284,6 +315,11 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-heartbeat.C:
+			// A stream outlives its access token; each heartbeat checks
+			// that the login behind it has not been ended since.
+			if err := s.stillValid(ctx, who); domain.ErrorCode(err) == domain.ETOKENREVOKED {
+				return
+			}
 			if !send(func(w io.Writer) error { _, err := io.WriteString(w, ": heartbeat\n\n"); return err }) {
 				return
 			}

@@ -137,6 +137,9 @@ func (s *server) handleNotificationRead(w http.ResponseWriter, r *http.Request) 
 		ids = nil
 	}
 	n, err := (db.Notifications{}).MarkRead(ctx, s.db, me, ids, s.now())
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
+	}
 	if err != nil {
 		s.writeAuthError(w, r, err)
 		return
