@@ -32,6 +32,7 @@ type Config struct {
 	Auth      AuthConfig      `mapstructure:"auth"`
 	Admin     AdminConfig     `mapstructure:"admin"`
 	RateLimit RateLimitConfig `mapstructure:"rate_limit"`
+	Matching  MatchingConfig  `mapstructure:"matching"`
 	Notify    NotifyConfig    `mapstructure:"notify"`
 	Mail      MailConfig      `mapstructure:"mail"`
 	SMS       SMSConfig       `mapstructure:"sms"`
@@ -109,6 +110,16 @@ type AdminConfig struct {
 	User     string `mapstructure:"user" usage:"admin user name"`
 	Password string `mapstructure:"password" secret:"value" usage:"admin password (prefer the environment variable)"`
 	Email    string `mapstructure:"email" usage:"e-mail of the admin member the all-in-one run creates (default admin@moim.localhost)"`
+}
+
+// MatchingConfig tunes random matching.
+type MatchingConfig struct {
+	MealGroupSize  int           `mapstructure:"meal_group_size" usage:"members per random MEAL match"`
+	StudyGroupSize int           `mapstructure:"study_group_size" usage:"members per random STUDY match"`
+	WaitLimit      time.Duration `mapstructure:"wait_limit" usage:"an application waiting longer expires (NO_MATCH_FOUND)"`
+	// Parallel group transactions stay independent: each flips only its
+	// own applications.
+	Parallel int `mapstructure:"parallel" usage:"group transactions a matcher run commits at once"`
 }
 
 // NotifyConfig configures notifications across channels.
@@ -216,7 +227,8 @@ func Default() *Config {
 			PasswordIterations:  2,
 			PasswordParallelism: 1,
 		},
-		Notify: NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
+		Matching: MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
+		Notify:   NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
 		Mail: MailConfig{
 			Provider: ProviderLog,
 			Port:     587,

@@ -72,7 +72,8 @@ func TestLoadDefaults(t *testing.T) {
 		Admin: config.AdminConfig{User: "admin"},
 		RateLimit: config.RateLimitConfig{SignupPerIP: "10/1h", LoginPerIP: "30/1m",
 			LoginPerEmail: "10/15m", RefreshPerIP: "60/1m"},
-		Notify: config.NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
+		Matching: config.MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
+		Notify:   config.NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
 		Mail: config.MailConfig{Provider: "log", Port: 587, TLS: "mandatory",
 			From: "moim <no-reply@moim.localhost>", Timeout: 15 * time.Second},
 		SMS:   config.SMSConfig{Provider: "log", BaseURL: "https://sens.apigw.ntruss.com", Timeout: 10 * time.Second},
@@ -550,6 +551,9 @@ func TestValidateRules(t *testing.T) {
 		}, "sms.secret_key: required with sms.provider sens"},
 		{"claim timeout short", func(c *config.Config) { c.Notify.ClaimTimeout = time.Second }, "notify.claim_timeout: must be at least 1m, longer than any provider call"},
 		{"app url", func(c *config.Config) { c.Notify.AppURL = "app.example" }, "notify.app_url: must be an http:// or https:// URL"},
+		{"group of 3", func(c *config.Config) { c.Matching.MealGroupSize = 3 }, ""},
+		{"group of 9", func(c *config.Config) { c.Matching.StudyGroupSize = 9 }, "matching.study_group_size: must be between 2 and 8"},
+		{"wait limit short", func(c *config.Config) { c.Matching.WaitLimit = time.Second }, "matching.wait_limit: must be at least 1m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

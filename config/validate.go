@@ -127,6 +127,21 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	for _, g := range []struct {
+		key  string
+		size int
+	}{{"matching.meal_group_size", c.Matching.MealGroupSize}, {"matching.study_group_size", c.Matching.StudyGroupSize}} {
+		// Slack opens a group DM for at most 8 people.
+		if g.size < 2 || g.size > 8 {
+			add(g.key, "must be between 2 and 8")
+		}
+	}
+	if c.Matching.WaitLimit < time.Minute {
+		add("matching.wait_limit", "must be at least 1m")
+	}
+	if c.Matching.Parallel < 1 || c.Matching.Parallel > 64 {
+		add("matching.parallel", "must be between 1 and 64")
+	}
 	if c.Notify.AppURL != "" && !validHTTPURL(c.Notify.AppURL, true) {
 		add("notify.app_url", "must be an http:// or https:// URL")
 	}

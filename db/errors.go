@@ -76,6 +76,8 @@ func uniqueError(name string) *domain.Error {
 		return &domain.Error{Code: domain.EEMAILTAKEN, Field: "email", Message: "That e-mail address is already registered."}
 	case "members_nickname_key", "members.nickname_key":
 		return &domain.Error{Code: domain.ENICKNAMETAKEN, Field: "nickname", Message: "That nickname is taken."}
+	case "random_applications_waiting_key", "random_applications.waiting_key":
+		return &domain.Error{Code: domain.EALREADYWAITING, Field: "category", Message: "You are already waiting for a match in this category."}
 	}
 	return nil
 }

@@ -24,6 +24,10 @@ const (
 	EEMAILTAKEN    = "email_taken"
 	ENICKNAMETAKEN = "nickname_taken"
 
+	// EALREADYWAITING: a member applied for random matching in a category
+	// where they are already waiting.
+	EALREADYWAITING = "already_waiting"
+
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
 	ETOKENEXPIRED = "token_expired"

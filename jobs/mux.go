@@ -51,6 +51,15 @@ type Deps struct {
 	// ClaimTimeout is how long a delivery claim may stay unfinished before
 	// it counts as abandoned; zero means DefaultClaimTimeout.
 	ClaimTimeout time.Duration
+
+	// Client and Inspector let the matching handlers enqueue deduplicated
+	// runs straight to Redis; without both, random matching is not served.
+	Client    *asynq.Client
+	Inspector *asynq.Inspector
+	// Matching tunes the matcher.
+	Matching MatchingParams
+	// MatchMetrics receives matcher counts; nil keeps them unregistered.
+	MatchMetrics *MatchMetrics
 }
 
 // DefaultClaimTimeout is well beyond any provider's timeout: a claim older
@@ -94,6 +103,9 @@ func NewMux(deps Deps) (*asynq.ServeMux, error) {
 	if deps.SMS == nil {
 		deps.SMS = unconfigured{"sms"}
 	}
+	if deps.MatchMetrics == nil {
+		deps.MatchMetrics = NewMatchMetrics(nil)
+	}
 
 	mux := asynq.NewServeMux()
 	mux.Use(Logging(deps.Logger), Instrument(deps.Metrics), Recover(deps.Logger))
@@ -122,6 +134,18 @@ func registerHandlers(r *registry, deps Deps) error {
 
 		// Ticks from the catalogue in ticks.go.
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
+	}
+	if deps.Client != nil && deps.Inspector != nil {
+		handlers = append(handlers, []struct {
+			typ string
+			h   asynq.Handler
+		}{
+			{TypeMatchTrigger, &MatchTriggerHandler{Client: deps.Client, Inspector: deps.Inspector}},
+			{TypeMatchRun, &MatchRunHandler{DB: deps.DB, Relay: deps.Relay, Params: deps.Matching,
+				Metrics: deps.MatchMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+			{TypeMatchSweep, &MatchSweepHandler{DB: deps.DB, Relay: deps.Relay, Client: deps.Client,
+				Inspector: deps.Inspector, Metrics: deps.MatchMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		}...)
 	}
 	for _, e := range handlers {
 		if err := r.register(e.typ, e.h); err != nil {

@@ -85,6 +85,17 @@ func Ticks() []Tick {
 				return newTickTask(TypeOutboxPrune, slot, QueueLow, 2)
 			},
 		},
+		{
+			Name: TickMatchSweep,
+			// Every 30 seconds: the seconds field keeps slots on the
+			// wall clock, so every scheduler names the same slots.
+			Spec:  "*/30 * * * * *",
+			Queue: QueueCritical,
+			Build: func(slot time.Time) (Task, error) {
+				// A lost sweep is caught by the next one.
+				return newTickTask(TypeMatchSweep, slot, QueueCritical, 1)
+			},
+		},
 	}
 }
 

@@ -17,6 +17,7 @@ func All() *migrate.Migrations {
 	add(ms, "20261125000001", "foundation", foundationUp, foundationDown)
 	add(ms, "20261125000002", "members", membersUp, membersDown)
 	add(ms, "20261125000003", "notifications", notificationsUp, notificationsDown)
+	add(ms, "20261125000004", "matching", matchingUp, matchingDown)
 	return ms
 }
 

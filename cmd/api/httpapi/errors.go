@@ -34,7 +34,7 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case codeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
-	case domain.ECONFLICT, domain.EEMAILTAKEN, domain.ENICKNAMETAKEN:
+	case domain.ECONFLICT, domain.EEMAILTAKEN, domain.ENICKNAMETAKEN, domain.EALREADYWAITING:
 		return http.StatusConflict
 	case domain.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge

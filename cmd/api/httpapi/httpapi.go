@@ -24,6 +24,10 @@ import (
 	"github.com/moim/moim/jobs/notify"
 )
 
+// DefaultMatchWait is how long a random-match application waits when
+// Deps.MatchWait is not set (42Partner's 30 minutes).
+const DefaultMatchWait = 30 * time.Minute
+
 // DefaultBodyLimit caps request bodies when Deps.BodyLimit is not positive.
 const DefaultBodyLimit int64 = 1 << 20
 
@@ -73,6 +77,9 @@ type Deps struct {
 	// Heartbeat is the event stream's keep-alive interval; 0 means
 	// DefaultHeartbeat.
 	Heartbeat time.Duration
+	// MatchWait is how long a random-match application waits before it
+	// expires; 0 means DefaultMatchWait.
+	MatchWait time.Duration
 	// Queues are the queue names a ping may be sent to; empty means the
 	// standard critical, default and low.
 	Queues []string
@@ -101,6 +108,7 @@ type server struct {
 	streamsDone    <-chan struct{}
 	heartbeat      time.Duration
 	mailbox        *notify.Mailbox
+	matchWait      time.Duration
 }
 
 // New builds the API handler. The returned cleanup closes the Redis clients
@@ -134,6 +142,10 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		streamsDone:    d.StreamsDone,
 		heartbeat:      d.Heartbeat,
 		mailbox:        d.Mailbox,
+		matchWait:      d.MatchWait,
+	}
+	if s.matchWait <= 0 {
+		s.matchWait = DefaultMatchWait
 	}
 	if s.heartbeat <= 0 {
 		s.heartbeat = DefaultHeartbeat
@@ -192,6 +204,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerAuthRoutes(r, d.RateLimits)
 		s.registerMeRoutes(r)
 		s.registerNotificationRoutes(r)
+		s.registerMatchingRoutes(r)
 		s.registerMailboxRoutes(r)
 		if extra != nil {
 			extra(r)

@@ -123,6 +123,12 @@ func (s *server) decodeError(err error) error {
 	case errors.As(err, &invalidUm):
 		return fmt.Errorf("decode request body: %w", err) // a programming error: internal
 	}
+	// A value that decodes itself (UnmarshalText of an enum) says what was
+	// wrong, in the client's terms.
+	var de *domain.Error
+	if errors.As(err, &de) {
+		return err
+	}
 	// encoding/json has no typed error for unknown fields; its message is
 	// `json: unknown field "name"` and has been stable since Go 1.10.
 	if rest, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {

@@ -359,7 +359,21 @@ func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb r
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
+	// The matcher enqueues its deduplicated runs straight to Redis.
+	client := asynq.NewClient(redisOpt)
+	insp := asynq.NewInspector(redisOpt)
 	mux, err := jobs.NewMux(jobs.Deps{
+		Client:    client,
+		Inspector: insp,
+		Matching: jobs.MatchingParams{
+			GroupSize: map[domain.Category]int{
+				domain.CategoryMeal:  cfg.Matching.MealGroupSize,
+				domain.CategoryStudy: cfg.Matching.StudyGroupSize,
+			},
+			WaitLimit: cfg.Matching.WaitLimit,
+			Parallel:  cfg.Matching.Parallel,
+		},
+		MatchMetrics:  jobs.NewMatchMetrics(reg),
 		DB:            bdb,
 		Logger:        wlog,
 		Metrics:       jobs.NewMetrics(reg),
@@ -375,6 +389,8 @@ func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb r
 		ClaimTimeout:  cfg.Notify.ClaimTimeout,
 	})
 	if err != nil {
+		_ = client.Close()
+		_ = insp.Close()
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	srv := jobs.NewServer(jobs.ServerParams{
@@ -386,6 +402,10 @@ func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb r
 		Logger:            wlog,
 	})
 	comps := []component{{"worker", func(ctx context.Context) error {
+		defer func() {
+			_ = client.Close()
+			_ = insp.Close()
+		}()
 		if err := srv.Start(mux); err != nil {
 			return err
 		}
@@ -477,6 +497,7 @@ func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redi
 		RateLimits:     limits,
 		Mailbox:        mailbox,
 		StreamsDone:    streamsDone,
+		MatchWait:      cfg.Matching.WaitLimit,
 	})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("api: %w", err)
