@@ -319,6 +319,39 @@ func (Applications) MarkMatched(ctx context.Context, idb bun.IDB, key, version, 
 	return ok, nil
 }
 
+// MarkGroupMatched is MarkMatched for all the applications of one group in
+// a single UPDATE: it reports true only if every one of them was still
+// WAITING, unexpired, at its version. On false the caller rolls the
+// transaction back, undoing the rows that did change.
+func (Applications) MarkGroupMatched(ctx context.Context, idb bun.IDB, apps []domain.Application, matchKey int64, now time.Time) (bool, error) {
+	if matchKey <= 0 || len(apps) == 0 {
+		return false, fmt.Errorf("mark group matched: invalid match key %d or empty group", matchKey)
+	}
+	res, err := idb.NewUpdate().Model((*applicationRow)(nil)).
+		Set("status = ?", int16(domain.ApplicationMatched)).
+		Set("version = version + 1").
+		Set("waiting_key = NULL").
+		Set("match_id = ?", matchKey).
+		Set("updated_at = ?", dbTime(now)).
+		Where("status = ?", int16(domain.ApplicationWaiting)).
+		Where("expires_at > ?", dbTime(now)).
+		WhereGroup(" AND ", func(q *bun.UpdateQuery) *bun.UpdateQuery {
+			for _, a := range apps {
+				q = q.WhereOr("(id = ? AND version = ?)", a.Key, a.Version)
+			}
+			return q
+		}).
+		Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("mark group matched: %w", translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("mark group matched: rows affected: %w", err)
+	}
+	return n == int64(len(apps)), nil
+}
+
 // Expire turns up to limit WAITING applications whose expiry is at or
 // before now EXPIRED, those overdue longest first, and returns the ones it
 // changed (status and version as they are now), for the caller to send

@@ -92,6 +92,54 @@ func (Notifications) Create(ctx context.Context, idb bun.IDB, n *domain.Notifica
 	return nil
 }
 
+// CreateMany inserts one notification per element of ns in one statement
+// (after one lookup of the members) and returns those it stored, with ID
+// and times set; members unknown or deleted are left out.
+func (Notifications) CreateMany(ctx context.Context, idb bun.IDB, ns []domain.Notification) ([]domain.Notification, error) {
+	if len(ns) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(ns))
+	for i, n := range ns {
+		if !n.Type.Valid() {
+			return nil, fmt.Errorf("create notifications: invalid type %d", int(n.Type))
+		}
+		ids[i] = n.MemberID
+	}
+	var found []memberRow
+	if err := idb.NewSelect().Model(&found).Column("id", "public_id").
+		Where("public_id IN (?)", bun.In(ids)).Where("deleted_at IS NULL").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("create notifications: %w", translate(err))
+	}
+	keys := make(map[string]int64, len(found))
+	for _, m := range found {
+		keys[m.PublicID] = m.ID
+	}
+	var rows []notificationRow
+	var out []domain.Notification
+	for _, n := range ns {
+		key, ok := keys[n.MemberID]
+		if !ok {
+			continue
+		}
+		args, err := json.Marshal(n.Args)
+		if err != nil {
+			return nil, fmt.Errorf("encode notification args: %w", err)
+		}
+		n.ID = NewPublicID()
+		n.CreatedAt = dbTime(n.CreatedAt)
+		rows = append(rows, notificationRow{PublicID: n.ID, MemberID: key, Type: int16(n.Type), Args: string(args), CreatedAt: n.CreatedAt})
+		out = append(out, n)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("create notifications: %w", translate(err))
+	}
+	return out, nil
+}
+
 // selectNotifications starts a query over notifications with the member's
 // public id joined in.
 func selectNotifications(idb bun.IDB, rows *[]notificationRow) *bun.SelectQuery {

@@ -226,28 +226,22 @@ func (h *MatchRunHandler) commitGroup(ctx context.Context, c domain.Category, ap
 		}
 		m := domain.Match{Category: c, Method: domain.MatchRandom, Conditions: common, CreatedAt: now}
 		matchKey, err := (db.Matches{}).Create(ctx, tx, &m, memberIDs)
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			return errGroupConflict // a member was deleted since the read
+		}
 		if err != nil {
 			return err
 		}
-		for _, a := range apps {
-			ok, err := (db.Applications{}).MarkMatched(ctx, tx, a.Key, a.Version, matchKey, now)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return errGroupConflict
-			}
+		ok, err := (db.Applications{}).MarkGroupMatched(ctx, tx, apps, matchKey, now)
+		if err != nil {
+			return err
 		}
-		nicknames := make([]string, 0, len(apps))
-		for _, id := range memberIDs {
-			mem, err := (db.Members{}).FindByID(ctx, tx, id)
-			if domain.ErrorCode(err) == domain.ENOTFOUND {
-				return errGroupConflict // deleted since the read: not matchable
-			}
-			if err != nil {
-				return err
-			}
-			nicknames = append(nicknames, mem.Nickname)
+		if !ok {
+			return errGroupConflict
+		}
+		nicknames := make([]string, 0, len(m.Members))
+		for _, mm := range m.Members {
+			nicknames = append(nicknames, mm.Nickname)
 		}
 		args := domain.NotificationArgs{
 			MatchID:  m.ID,

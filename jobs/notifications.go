@@ -53,21 +53,18 @@ func Notify(ctx context.Context, tx bun.IDB, t domain.NotificationType, args dom
 	if !t.Valid() {
 		return nil, fmt.Errorf("notify: invalid type %d", int(t))
 	}
-	var out []domain.Notification
+	var ns []domain.Notification
 	seen := make(map[string]bool, len(memberIDs))
 	for _, id := range memberIDs {
 		if seen[id] {
 			continue
 		}
 		seen[id] = true
-		n := domain.Notification{MemberID: id, Type: t, Args: args, CreatedAt: now}
-		if err := (db.Notifications{}).Create(ctx, tx, &n); err != nil {
-			if domain.ErrorCode(err) == domain.ENOTFOUND {
-				continue
-			}
-			return nil, fmt.Errorf("notify %s: %w", t, err)
-		}
-		out = append(out, n)
+		ns = append(ns, domain.Notification{MemberID: id, Type: t, Args: args, CreatedAt: now})
+	}
+	out, err := (db.Notifications{}).CreateMany(ctx, tx, ns)
+	if err != nil {
+		return nil, fmt.Errorf("notify %s: %w", t, err)
 	}
 	if len(out) == 0 {
 		return nil, nil

@@ -1,0 +1,153 @@
+// Command loadmatch measures the random matcher end to end: it stores -n
+// waiting MEAL applications with random conditions (on MOIM_DATABASE_URL
+// when set, else a temporary SQLite file), runs the matcher as a worker
+// does — lock-free read, grouping in memory, one transaction per group
+// with its match, version checks and MATCH_CONFIRMED notifications — and
+// prints applications matched per second. With -cancel it cancels that
+// share of the applications while the run is going, so some groups meet a
+// moved version and roll back.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/cmd/internal/loadenv"
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadmatch:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	n := flag.Int("n", 20000, "waiting applications")
+	cancelShare := flag.Float64("cancel", 0, "share of applications cancelled during the run (0.05 = 5%)")
+	parallel := flag.Int("parallel", 4, "group transactions committed at once")
+	flag.Parse()
+	ctx := context.Background()
+	env, err := loadenv.Open(ctx, "loadmatch")
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	bdb := env.DB
+
+	fmt.Fprintf(os.Stderr, "storing %d members and applications...\n", *n)
+	ids, err := seed(ctx, bdb, *n)
+	if err != nil {
+		return err
+	}
+	metrics := jobs.NewMatchMetrics(nil)
+	h := &jobs.MatchRunHandler{DB: bdb, Params: jobs.MatchingParams{Parallel: *parallel},
+		Metrics: metrics, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+
+	var cancelled atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	if *cancelShare > 0 {
+		victims := rand.Perm(*n)[:int(float64(*n)**cancelShare)]
+		wg.Go(func() {
+			for _, i := range victims {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				_, err := (db.Applications{}).Cancel(ctx, bdb, ids[i], domain.CategoryMeal, time.Now().UTC())
+				if err == nil {
+					cancelled.Add(1)
+				}
+			}
+		})
+	}
+	start := time.Now()
+	res, err := h.Run(ctx, domain.CategoryMeal)
+	elapsed := time.Since(start)
+	close(done)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	matched := res.Matches * 2
+	fmt.Printf("applications=%d database=%s parallel=%d run took %v: %d matches (%d applications), %.0f applications/s; conflicts=%d, cancelled during the run=%d\n",
+		*n, env.Backend, *parallel, elapsed.Round(time.Millisecond), res.Matches, matched,
+		float64(matched)/elapsed.Seconds(), res.Conflicts, cancelled.Load())
+	waiting, err := (db.Applications{}).CountWaiting(ctx, bdb, domain.CategoryMeal, time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("still waiting after the run: %d\n", waiting)
+	return nil
+}
+
+// memberRow is the part of a members row a load program fills.
+type memberRow struct {
+	bun.BaseModel `bun:"table:members"`
+
+	ID           int64     `bun:"id,pk,autoincrement"`
+	PublicID     string    `bun:"public_id"`
+	Email        string    `bun:"email"`
+	PasswordHash string    `bun:"password_hash"`
+	Nickname     string    `bun:"nickname"`
+	NicknameKey  string    `bun:"nickname_key"`
+	SMSConsent   bool      `bun:"sms_consent"`
+	NotifyMail   bool      `bun:"notify_mail"`
+	NotifySMS    bool      `bun:"notify_sms"`
+	NotifySlack  bool      `bun:"notify_slack"`
+	Role         int16     `bun:"role"`
+	CreatedAt    time.Time `bun:"created_at"`
+	UpdatedAt    time.Time `bun:"updated_at"`
+}
+
+// seed inserts n members in bulk (the stores insert one at a time, which
+// would make the setup the slow part) and gives each a waiting application.
+func seed(ctx context.Context, bdb *bun.DB, n int) ([]string, error) {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	ids := make([]string, n)
+	const chunk = 500
+	for lo := 0; lo < n; lo += chunk {
+		rows := make([]memberRow, 0, chunk)
+		for i := lo; i < min(lo+chunk, n); i++ {
+			ids[i] = db.NewPublicID()
+			nick := fmt.Sprintf("load%06d", i)
+			rows = append(rows, memberRow{PublicID: ids[i], Email: nick + "@example.com", PasswordHash: "x",
+				Nickname: nick, NicknameKey: nick, Role: int16(domain.RoleMember), CreatedAt: now, UpdatedAt: now})
+		}
+		if _, err := bdb.NewInsert().Model(&rows).Exec(ctx); err != nil {
+			return nil, fmt.Errorf("insert members: %w", err)
+		}
+	}
+	r := rand.New(rand.NewPCG(7, 11))
+	for lo := 0; lo < n; lo += chunk {
+		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+			for i := lo; i < min(lo+chunk, n); i++ {
+				a := domain.Application{MemberID: ids[i], Category: domain.CategoryMeal,
+					Conditions: domain.Conditions{Places: domain.Mask(1 + r.IntN(7)), Second: domain.Mask(1 + r.IntN(7))},
+					CreatedAt:  now.Add(time.Duration(i) * time.Millisecond), ExpiresAt: now.Add(time.Hour)}
+				if err := (db.Applications{}).Create(ctx, tx, &a); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
