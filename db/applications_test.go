@@ -878,3 +878,56 @@ func TestTranslateWaitingKey(t *testing.T) {
 		}
 	}
 }
+
+func TestApplicationsMarkGroupMatched(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		apps := db.Applications{}
+		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
+		a := mustApply(t, bdb, newApplication(alice.ID, domain.CategoryMeal, applicationEpoch))
+		b := mustApply(t, bdb, newApplication(bob.ID, domain.CategoryMeal, applicationEpoch.Add(time.Second)))
+		now := applicationEpoch.Add(time.Minute)
+		key, _ := mustRandomMatch(t, bdb, domain.CategoryMeal, now, alice.ID, bob.ID)
+
+		// Bob cancelled after the matcher read: the group's update must not
+		// count as done, and rolled back it leaves Alice waiting.
+		if _, err := apps.Cancel(ctx, bdb, bob.ID, domain.CategoryMeal, now); err != nil {
+			t.Fatal(err)
+		}
+		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+			ok, err := apps.MarkGroupMatched(ctx, tx, []domain.Application{*a, *b}, key, now)
+			if err != nil {
+				return err
+			}
+			if ok {
+				t.Error("a group with a cancelled application was marked matched")
+			}
+			return errors.New("roll back")
+		})
+		if err == nil {
+			t.Fatal("the transaction did not roll back")
+		}
+		if got := mustFindApplication(t, bdb, a.ID); got.Status != domain.ApplicationWaiting || got.Version != a.Version {
+			t.Errorf("after the rolled-back group: %+v", got)
+		}
+
+		// With both waiting at their versions it takes both, once.
+		carol := mustCreate(t, bdb, newMember("carol@example.com", "Carol"))
+		c := mustApply(t, bdb, newApplication(carol.ID, domain.CategoryMeal, applicationEpoch.Add(2*time.Second)))
+		key2, _ := mustRandomMatch(t, bdb, domain.CategoryMeal, now, alice.ID, carol.ID)
+		ok, err := apps.MarkGroupMatched(ctx, bdb, []domain.Application{*a, *c}, key2, now)
+		if err != nil || !ok {
+			t.Fatalf("MarkGroupMatched = %v, %v", ok, err)
+		}
+		for _, id := range []string{a.ID, c.ID} {
+			if got := mustFindApplication(t, bdb, id); got.Status != domain.ApplicationMatched || got.Version != 2 {
+				t.Errorf("application %s: %+v", id, got)
+			}
+		}
+		if ok, err := apps.MarkGroupMatched(ctx, bdb, []domain.Application{*a, *c}, key2, now); err != nil || ok {
+			t.Errorf("second MarkGroupMatched = %v, %v; want false", ok, err)
+		}
+	})
+}
