@@ -26,6 +26,9 @@ bench: ## benchmarks (set MOIM_TEST_POSTGRES_URL / MOIM_TEST_REDIS_URL for the r
 	$(GO) run ./cmd/moim/loadping -n 1000
 	$(GO) run ./cmd/moim/loadnotify -n 10000
 	$(GO) run ./cmd/moim/loadsse -n 1000
+	$(GO) run ./cmd/moim/loadmatch -n 20000
+	$(GO) run ./cmd/moim/loadmatch -n 20000 -cancel 0.05
+	$(GO) run ./cmd/moim/loadapply -c 64 -d 15s
 
 build:
 	@mkdir -p $(BIN)

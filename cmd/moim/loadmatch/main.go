@@ -95,43 +95,14 @@ func run() error {
 	return nil
 }
 
-// memberRow is the part of a members row a load program fills.
-type memberRow struct {
-	bun.BaseModel `bun:"table:members"`
-
-	ID           int64     `bun:"id,pk,autoincrement"`
-	PublicID     string    `bun:"public_id"`
-	Email        string    `bun:"email"`
-	PasswordHash string    `bun:"password_hash"`
-	Nickname     string    `bun:"nickname"`
-	NicknameKey  string    `bun:"nickname_key"`
-	SMSConsent   bool      `bun:"sms_consent"`
-	NotifyMail   bool      `bun:"notify_mail"`
-	NotifySMS    bool      `bun:"notify_sms"`
-	NotifySlack  bool      `bun:"notify_slack"`
-	Role         int16     `bun:"role"`
-	CreatedAt    time.Time `bun:"created_at"`
-	UpdatedAt    time.Time `bun:"updated_at"`
-}
-
-// seed inserts n members in bulk (the stores insert one at a time, which
-// would make the setup the slow part) and gives each a waiting application.
+// seed inserts n members and gives each a waiting application.
 func seed(ctx context.Context, bdb *bun.DB, n int) ([]string, error) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	ids := make([]string, n)
-	const chunk = 500
-	for lo := 0; lo < n; lo += chunk {
-		rows := make([]memberRow, 0, chunk)
-		for i := lo; i < min(lo+chunk, n); i++ {
-			ids[i] = db.NewPublicID()
-			nick := fmt.Sprintf("load%06d", i)
-			rows = append(rows, memberRow{PublicID: ids[i], Email: nick + "@example.com", PasswordHash: "x",
-				Nickname: nick, NicknameKey: nick, Role: int16(domain.RoleMember), CreatedAt: now, UpdatedAt: now})
-		}
-		if _, err := bdb.NewInsert().Model(&rows).Exec(ctx); err != nil {
-			return nil, fmt.Errorf("insert members: %w", err)
-		}
+	ids, err := loadenv.Members(ctx, bdb, n, "load")
+	if err != nil {
+		return nil, err
 	}
+	const chunk = 500
 	r := rand.New(rand.NewPCG(7, 11))
 	for lo := 0; lo < n; lo += chunk {
 		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
