@@ -264,11 +264,33 @@ func (Applications) Cancel(ctx context.Context, idb bun.IDB, memberID string, c 
 	return &a, nil
 }
 
-// waiting restricts q to c's applications waiting and unexpired at now.
+// CancelAllForMember cancels every WAITING application of the member (its
+// account is being deleted) and returns how many; run it in the deleting
+// transaction.
+func (Applications) CancelAllForMember(ctx context.Context, idb bun.IDB, memberID string, now time.Time) (int, error) {
+	res, err := idb.NewUpdate().Model((*applicationRow)(nil)).
+		Set("status = ?", int16(domain.ApplicationCancelled)).
+		Set("version = version + 1").
+		Set("waiting_key = NULL").
+		Set("updated_at = ?", dbTime(now)).
+		Where("status = ?", int16(domain.ApplicationWaiting)).
+		Where("member_id = (SELECT m.id FROM members AS m WHERE m.public_id = ?)", memberID).
+		Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("cancel applications of %s: %w", memberID, translate(err))
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// waiting restricts q to c's applications waiting and unexpired at now,
+// of members who still exist (deleting an account cancels its
+// applications; this keeps any left behind out of the pool all the same).
 func waiting(q *bun.SelectQuery, c domain.Category, now time.Time) *bun.SelectQuery {
 	return q.Where("a.category = ?", int16(c)).
 		Where("a.status = ?", int16(domain.ApplicationWaiting)).
-		Where("a.expires_at > ?", dbTime(now))
+		Where("a.expires_at > ?", dbTime(now)).
+		Where("EXISTS (SELECT 1 FROM members AS live WHERE live.id = a.member_id AND live.deleted_at IS NULL)")
 }
 
 // CountWaiting counts c's applications that are WAITING and unexpired at
@@ -396,6 +418,7 @@ func (Applications) CategoriesWaiting(ctx context.Context, idb bun.IDB, now time
 		ColumnExpr("DISTINCT a.category").
 		Where("a.status = ?", int16(domain.ApplicationWaiting)).
 		Where("a.expires_at > ?", dbTime(now)).
+		Where("EXISTS (SELECT 1 FROM members AS live WHERE live.id = a.member_id AND live.deleted_at IS NULL)").
 		OrderExpr("a.category ASC").
 		Scan(ctx, &cats)
 	if err != nil {

@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
@@ -143,7 +145,15 @@ func (s *server) handleMeUpdate(w http.ResponseWriter, r *http.Request) {
 func (s *server) handleMeDelete(w http.ResponseWriter, r *http.Request) {
 	c := mustClaims(r)
 	ctx := r.Context()
-	if err := (db.Members{}).Delete(ctx, s.db, c.MemberID, s.now().UTC().Truncate(time.Microsecond)); err != nil {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	err := db.RunInTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
+		// A deleted member leaves the random-matching pools with the account.
+		if _, err := (db.Applications{}).CancelAllForMember(ctx, tx, c.MemberID, now); err != nil {
+			return err
+		}
+		return (db.Members{}).Delete(ctx, tx, c.MemberID, now)
+	})
+	if err != nil {
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
 			err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
 		}
