@@ -287,3 +287,19 @@ func (b *logBuffer) waitFor(t *testing.T, msg, id string) map[string]any {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// getOK GETs path with token, fails unless the answer is 200, decodes it
+// strictly into dst and returns the raw body.
+func (s *testServer) getOK(t testing.TB, path, token string, dst any) []byte {
+	t.Helper()
+	resp, body := s.do(t, request{method: http.MethodGet, path: path, token: token})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status = %d, want 200 (body %s)", path, resp.StatusCode, body)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		t.Fatalf("GET %s: decode %s: %v", path, body, err)
+	}
+	return body
+}

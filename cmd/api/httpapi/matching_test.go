@@ -184,12 +184,8 @@ func (s *testServer) applyRandom(t testing.TB, token, body string) applicationBo
 // randomMine asks whether token's member waits in category.
 func (s *testServer) randomMine(t testing.TB, token, category string) mineBody {
 	t.Helper()
-	resp, b := s.do(t, request{method: http.MethodGet, path: "/v1/random-matches/mine?category=" + category, token: token})
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET mine %s: status = %d, want 200 (body %s)", category, resp.StatusCode, b)
-	}
 	var m mineBody
-	decodeStrict(t, b, &m)
+	b := s.getOK(t, "/v1/random-matches/mine?category="+category, token, &m)
 	if !m.Waiting {
 		if string(b) != "{\"waiting\":false,\"application\":null}\n" {
 			t.Errorf("not waiting answered %s", b)

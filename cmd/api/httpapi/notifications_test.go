@@ -84,12 +84,8 @@ func notifyMany(t testing.TB, bdb *bun.DB, member string, n int) []domain.Notifi
 // exactly the list's fields.
 func (s *testServer) notificationsPage(t testing.TB, token, query string) notificationListBody {
 	t.Helper()
-	resp, body := s.do(t, request{method: http.MethodGet, path: "/v1/notifications" + query, token: token})
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/notifications%s: status = %d, want 200 (body %s)", query, resp.StatusCode, body)
-	}
 	var list notificationListBody
-	decodeStrict(t, body, &list)
+	s.getOK(t, "/v1/notifications"+query, token, &list)
 	return list
 }
 
