@@ -71,36 +71,47 @@ func (p MatchingParams) groupSize(c domain.Category) int {
 // is looking at the screen.
 const runQueue = QueueCritical
 
-// enqueueRun asks for a run of c. A run already pending picks up what
-// prompted this; one already running may have read the waiting list
-// before it, so the caller learns that (errRunActive) and asks again later.
+// enqueueRun asks for a run of c. A run already pending (or waiting for
+// its retry) picks up what prompted this; one already running may have
+// read the waiting list before it, so the caller learns that
+// (errRunActive) and asks again shortly. A run that was archived after
+// failing every retry, or kept as completed, would hold the task id for
+// good, so it is deleted and the new run enqueued in its place.
 func enqueueRun(ctx context.Context, client *asynq.Client, insp *asynq.Inspector, c domain.Category) error {
 	payload, err := json.Marshal(MatchPayload{Category: c})
 	if err != nil {
 		return err
 	}
-	_, err = client.EnqueueContext(ctx, asynq.NewTask(TypeMatchRun, payload),
-		asynq.TaskID(matchRunID(c)), asynq.Queue(runQueue), asynq.MaxRetry(3))
-	if !errors.Is(err, asynq.ErrTaskIDConflict) {
+	enqueue := func() error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask(TypeMatchRun, payload),
+			asynq.TaskID(matchRunID(c)), asynq.Queue(runQueue), asynq.MaxRetry(3))
 		return err
 	}
-	info, ierr := insp.GetTaskInfo(runQueue, matchRunID(c))
-	if ierr != nil {
-		if errors.Is(ierr, asynq.ErrTaskNotFound) {
-			// Finished between the two calls: try once more.
-			_, err = client.EnqueueContext(ctx, asynq.NewTask(TypeMatchRun, payload),
-				asynq.TaskID(matchRunID(c)), asynq.Queue(runQueue), asynq.MaxRetry(3))
-			if errors.Is(err, asynq.ErrTaskIDConflict) {
-				return nil
-			}
+	for attempt := 0; attempt < 3; attempt++ {
+		err := enqueue()
+		if !errors.Is(err, asynq.ErrTaskIDConflict) {
 			return err
 		}
-		return ierr
+		info, err := insp.GetTaskInfo(runQueue, matchRunID(c))
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound):
+			continue // finished between the two calls: enqueue again
+		case err != nil:
+			return err
+		}
+		switch info.State {
+		case asynq.TaskStateActive:
+			return errRunActive
+		case asynq.TaskStateArchived, asynq.TaskStateCompleted:
+			if err := insp.DeleteTask(runQueue, matchRunID(c)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				return err
+			}
+			continue
+		default: // pending, scheduled, retry: that run will come
+			return nil
+		}
 	}
-	if info.State == asynq.TaskStateActive {
-		return errRunActive
-	}
-	return nil
+	return errRunActive // the id kept changing hands: ask again shortly
 }
 
 // errRunActive: a run is in progress and may have missed the application

@@ -269,3 +269,40 @@ func TestMatchTriggersFoldIntoFewRuns(t *testing.T) {
 		t.Errorf("%v matcher runs for %d applications, want a handful", runs, n)
 	}
 }
+
+// TestArchivedRunDoesNotBlockCategory: a run that failed every retry stays
+// archived under the category's fixed task id; the next trigger must still
+// get a run.
+func TestArchivedRunDoesNotBlockCategory(t *testing.T) {
+	t.Parallel()
+	opt := jobstest.RedisOpt(t)
+	client := asynq.NewClient(opt)
+	insp := asynq.NewInspector(opt)
+	t.Cleanup(func() { _ = client.Close(); _ = insp.Close() })
+	h := &jobs.MatchTriggerHandler{Client: client, Inspector: insp}
+	payload := []byte(`{"category":"MEAL"}`)
+	if err := h.ProcessTask(context.Background(), asynq.NewTask(jobs.TypeMatchTrigger, payload)); err != nil {
+		t.Fatal(err)
+	}
+	const id = "match:run:MEAL"
+	if err := insp.ArchiveTask(jobs.QueueCritical, id); err != nil {
+		t.Fatalf("archive the run: %v", err)
+	}
+	if err := h.ProcessTask(context.Background(), asynq.NewTask(jobs.TypeMatchTrigger, payload)); err != nil {
+		t.Fatal(err)
+	}
+	info, err := insp.GetTaskInfo(jobs.QueueCritical, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != asynq.TaskStatePending {
+		t.Errorf("run state after a trigger = %v, want pending (a fresh run)", info.State)
+	}
+	// A pending run absorbs further triggers.
+	if err := h.ProcessTask(context.Background(), asynq.NewTask(jobs.TypeMatchTrigger, payload)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := insp.GetQueueInfo(jobs.QueueCritical); err != nil || n.Pending != 1 {
+		t.Errorf("pending runs = %+v, %v; want 1", n, err)
+	}
+}
