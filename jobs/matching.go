@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +41,8 @@ type MatchPayload struct {
 // NewMatchTriggerTask returns the trigger an application writes to the
 // outbox in its own transaction.
 func NewMatchTriggerTask(c domain.Category) (Task, error) {
-	return newTask(TypeMatchTrigger, MatchPayload{Category: c}, QueueCritical, 5)
+	// Retries mostly wait out a run in progress, a second each.
+	return newTask(TypeMatchTrigger, MatchPayload{Category: c}, QueueCritical, 25)
 }
 
 // matchRunID is the asynq task id of a category's run: while one is
@@ -67,6 +67,9 @@ func (p MatchingParams) groupSize(c domain.Category) int {
 	return 2
 }
 
+// runTimeout bounds one matcher run; 20,000 applications take seconds.
+const runTimeout = 2 * time.Minute
+
 // runQueue is where matcher runs go, ahead of mail and the like: a member
 // is looking at the screen.
 const runQueue = QueueCritical
@@ -83,8 +86,10 @@ func enqueueRun(ctx context.Context, client *asynq.Client, insp *asynq.Inspector
 		return err
 	}
 	enqueue := func() error {
+		// A run that hangs (a lock wait, a dead connection) would hold the
+		// category's task id; the timeout ends it well before the sweep.
 		_, err := client.EnqueueContext(ctx, asynq.NewTask(TypeMatchRun, payload),
-			asynq.TaskID(matchRunID(c)), asynq.Queue(runQueue), asynq.MaxRetry(3))
+			asynq.TaskID(matchRunID(c)), asynq.Queue(runQueue), asynq.MaxRetry(3), asynq.Timeout(runTimeout))
 		return err
 	}
 	for attempt := 0; attempt < 3; attempt++ {
@@ -116,7 +121,7 @@ func enqueueRun(ctx context.Context, client *asynq.Client, insp *asynq.Inspector
 
 // errRunActive: a run is in progress and may have missed the application
 // that asked; the trigger is retried shortly, after that run.
-var errRunActive = notify.Temporary(errors.New("a matcher run is in progress"), time.Second)
+var errRunActive = notify.Temporary(fmt.Errorf("a matcher run is in progress: %w", ErrDeferred), time.Second)
 
 // MatchTriggerHandler processes TypeMatchTrigger.
 type MatchTriggerHandler struct {
@@ -243,7 +248,9 @@ func (h *MatchRunHandler) commitGroup(ctx context.Context, c domain.Category, ap
 		if err != nil {
 			return err
 		}
-		ok, err := (db.Applications{}).MarkGroupMatched(ctx, tx, apps, matchKey, now)
+		// The expiry is checked at commit time, not at the run's start: an
+		// application that ran out meanwhile is not matched.
+		ok, err := (db.Applications{}).MarkGroupMatched(ctx, tx, apps, matchKey, h.NowFunc().UTC())
 		if err != nil {
 			return err
 		}
@@ -254,12 +261,10 @@ func (h *MatchRunHandler) commitGroup(ctx context.Context, c domain.Category, ap
 		for _, mm := range m.Members {
 			nicknames = append(nicknames, mm.Nickname)
 		}
-		args := domain.NotificationArgs{
-			MatchID:  m.ID,
-			Category: c.String(),
-			Place:    strings.Join(domain.Places.Names(common.Places), ","),
-			Members:  nicknames,
-			Link:     "/matches/" + m.ID,
+		args := domain.NotificationArgs{MatchID: m.ID, Category: c.String(), Members: nicknames, Link: "/matches/" + m.ID}
+		// The texts name one place; members who share several choose there.
+		if places := domain.Places.Names(common.Places); len(places) == 1 {
+			args.Place = places[0]
 		}
 		_, err = Notify(ctx, tx, domain.NotifyMatchConfirmed, args, now, memberIDs...)
 		return err
@@ -358,11 +363,13 @@ func (h *MatchSweepHandler) ProcessTask(ctx context.Context, t *asynq.Task) erro
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
+	var errs []error
 	for _, c := range cats {
-		// A run in progress will be followed by the next sweep.
+		// A run in progress will be followed by the next sweep; one
+		// category's failure does not keep the others from their run.
 		if err := enqueueRun(ctx, h.Client, h.Inspector, c); err != nil && !errors.Is(err, errRunActive) {
-			return fmt.Errorf("sweep: %w", err)
+			errs = append(errs, fmt.Errorf("sweep %s: %w", c, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

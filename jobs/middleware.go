@@ -38,6 +38,10 @@ func Logging(logger *slog.Logger) asynq.MiddlewareFunc {
 				return nil
 			}
 			attrs = append(attrs, slog.Bool("will_retry", willRetry(ctx, err)), slog.Any("err", err))
+			if errors.Is(err, ErrDeferred) {
+				logger.LogAttrs(ctx, slog.LevelDebug, "task deferred", attrs...)
+				return err
+			}
 			logger.LogAttrs(ctx, slog.LevelWarn, "task failed", attrs...)
 			return err
 		})
@@ -106,7 +110,7 @@ func Instrument(m *Metrics) asynq.MiddlewareFunc {
 			typ := t.Type()
 			m.Duration.WithLabelValues(typ).Observe(time.Since(start).Seconds())
 			m.Processed.WithLabelValues(typ).Inc()
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrDeferred) {
 				m.Failed.WithLabelValues(typ).Inc()
 			}
 			return err

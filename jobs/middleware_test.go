@@ -242,3 +242,30 @@ func TestMiddlewareOnServer(t *testing.T) {
 		t.Errorf("panic task lines lack a task id: %q", got)
 	}
 }
+
+// TestDeferredIsNotAFailure: a task that only waits for another worker is
+// retried but neither logged as failed nor counted as a failure.
+func TestDeferredIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	logger, logs := newTestLogger()
+	m := jobs.NewMetrics(nil)
+	h := chain(logger, m, asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		return fmt.Errorf("waiting: %w", jobs.ErrDeferred)
+	}))
+	err := h.ProcessTask(context.Background(), asynq.NewTask("test:deferred", nil))
+	if !errors.Is(err, jobs.ErrDeferred) {
+		t.Fatalf("err = %v, want it passed on for a retry", err)
+	}
+	if got := testutil.ToFloat64(m.Failed.WithLabelValues("test:deferred")); got != 0 {
+		t.Errorf("failed metric = %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.Processed.WithLabelValues("test:deferred")); got != 1 {
+		t.Errorf("processed metric = %v, want 1", got)
+	}
+	if lines := logs.lines("task failed"); len(lines) != 0 {
+		t.Errorf("logged as failed: %v", lines)
+	}
+	if lines := logs.lines("task deferred"); len(lines) != 1 {
+		t.Errorf("deferred lines = %v, want one", lines)
+	}
+}

@@ -209,7 +209,7 @@ type NotifyDeliverHandler struct {
 
 // ErrDeliveryBusy makes asynq try again later when another worker holds a
 // fresh claim: by then it is finished, or abandoned and reported.
-var ErrDeliveryBusy = errors.New("delivery is being sent by another worker")
+var ErrDeliveryBusy = fmt.Errorf("delivery is being sent by another worker: %w", ErrDeferred)
 
 // ProcessTask sends the delivery of the payload.
 func (h *NotifyDeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {

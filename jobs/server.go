@@ -98,8 +98,14 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 // queue failure rate. asynq archives SkipRetry tasks before asking, so today
 // this only matters if that changes; it states the intent.
 func isFailure(err error) bool {
-	return err != nil && !errors.Is(err, asynq.SkipRetry)
+	return err != nil && !errors.Is(err, asynq.SkipRetry) && !errors.Is(err, ErrDeferred)
 }
+
+// ErrDeferred marks an error that only postpones a task because another
+// worker holds what it needs (a matcher run in progress, a delivery being
+// sent). It is retried like any error but is not a failure: logged at
+// debug, not counted as failed, not in the queue's failure rate.
+var ErrDeferred = errors.New("deferred")
 
 // errorLogger logs what asynq does with a failed attempt once it is final:
 // archived (no more retries) at error, revoked at warn. Each failed attempt

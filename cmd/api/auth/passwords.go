@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -69,7 +70,14 @@ type Hasher struct {
 	// dummy is verified against when an account does not exist, so that
 	// case costs what a wrong password costs.
 	dummy string
+	// derivations counts argon2 runs made by Verify.
+	derivations atomic.Uint64
 }
+
+// Verifications returns how many argon2 derivations Verify has run, the
+// dummy ones for unknown accounts included: every login costs one, which
+// is what keeps an unknown address from answering faster.
+func (h *Hasher) Verifications() uint64 { return h.derivations.Load() }
 
 // NewHasher returns a Hasher creating hashes with p. maxConcurrent bounds how
 // many hashes run at once (peak memory is Memory × maxConcurrent); zero or
@@ -126,6 +134,7 @@ func (h *Hasher) Verify(ctx context.Context, encoded, password string) (ok, need
 	if err != nil {
 		return false, false, fmt.Errorf("verify password: %w", err)
 	}
+	h.derivations.Add(1)
 	if unknown {
 		return false, false, nil
 	}

@@ -261,3 +261,25 @@ func BenchmarkVerifyDefault(b *testing.B) {
 		}
 	}
 }
+
+func TestVerificationsCountsDummyRuns(t *testing.T) {
+	t.Parallel()
+	h, err := auth.NewHasher(auth.PasswordParams{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	enc, err := h.Hash(ctx, "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.Verify(ctx, enc, "wrong"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.Verify(ctx, "", "anything"); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.Verifications(); n != 2 {
+		t.Errorf("Verifications = %d, want 2 (a real and a dummy)", n)
+	}
+}
