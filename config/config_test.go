@@ -549,7 +549,8 @@ func TestValidateRules(t *testing.T) {
 		{"sens without keys", func(c *config.Config) {
 			c.SMS.Provider, c.SMS.ServiceID, c.SMS.AccessKey, c.SMS.From = "sens", "ncp:sms:kr:1:moim", "AK", "0212345678"
 		}, "sms.secret_key: required with sms.provider sens"},
-		{"claim timeout short", func(c *config.Config) { c.Notify.ClaimTimeout = time.Second }, "notify.claim_timeout: must be at least 1m, longer than any provider call"},
+		{"claim timeout short", func(c *config.Config) { c.Notify.ClaimTimeout = time.Second }, "notify.claim_timeout: must be between 1m (longer than any provider call) and 30m"},
+		{"claim timeout long", func(c *config.Config) { c.Notify.ClaimTimeout = time.Hour }, "notify.claim_timeout: must be between 1m (longer than any provider call) and 30m"},
 		{"app url", func(c *config.Config) { c.Notify.AppURL = "app.example" }, "notify.app_url: must be an http:// or https:// URL"},
 		{"group of 3", func(c *config.Config) { c.Matching.MealGroupSize = 3 }, ""},
 		{"group of 9", func(c *config.Config) { c.Matching.StudyGroupSize = 9 }, "matching.study_group_size: must be between 2 and 8"},

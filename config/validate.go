@@ -145,8 +145,11 @@ func (c *Config) Validate() error {
 	if c.Notify.AppURL != "" && !validHTTPURL(c.Notify.AppURL, true) {
 		add("notify.app_url", "must be an http:// or https:// URL")
 	}
-	if c.Notify.ClaimTimeout < time.Minute {
-		add("notify.claim_timeout", "must be at least 1m, longer than any provider call")
+	// Above 30m a delivery task could use up its retries while a dead
+	// worker's claim still looks fresh, and the claim would never be
+	// reported.
+	if c.Notify.ClaimTimeout < time.Minute || c.Notify.ClaimTimeout > 30*time.Minute {
+		add("notify.claim_timeout", "must be between 1m (longer than any provider call) and 30m")
 	}
 	if c.Notify.MailboxSize < 1 {
 		add("notify.mailbox_size", "must be at least 1")
