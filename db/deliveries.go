@@ -264,13 +264,62 @@ func (Deliveries) Fail(ctx context.Context, idb bun.IDB, id int64, cause string,
 	})
 }
 
+// FailPending gives up a delivery nobody has claimed: a permanent failure
+// found before the claim must not overwrite another worker's claim (that
+// worker may be sending right now). Errors: ECONFLICT when it is claimed
+// or finished, ENOTFOUND for an unknown id.
+func (Deliveries) FailPending(ctx context.Context, idb bun.IDB, id int64, cause string, now time.Time) error {
+	return settleFrom(ctx, idb, id, "fail", []int16{int16(domain.DeliveryPending)}, func(q *bun.UpdateQuery) *bun.UpdateQuery {
+		return q.Set("status = ?", int16(domain.DeliveryFailed)).
+			Set("last_error = ?", cutError(cause)).
+			Set("updated_at = ?", dbTime(now))
+	})
+}
+
+// AbandonStale turns every delivery claimed before staleBefore and still
+// SENDING into UNKNOWN and returns how many per channel. It catches claims
+// whose task is gone (archived after a crash on its last attempt, or after
+// a failed MarkSent), which no retry would ever look at again.
+func (Deliveries) AbandonStale(ctx context.Context, idb bun.IDB, staleBefore, now time.Time) (map[domain.Channel]int, error) {
+	var rows []deliveryRow
+	if err := idb.NewSelect().Model(&rows).Column("d.id", "d.channel", "d.claimed_at").
+		Where("d.status = ?", int16(domain.DeliverySending)).
+		Where("d.claimed_at <= ?", dbTime(staleBefore)).
+		Scan(ctx); err != nil {
+		return nil, fmt.Errorf("find stale deliveries: %w", translate(err))
+	}
+	out := map[domain.Channel]int{}
+	for _, r := range rows {
+		res, err := idb.NewUpdate().Model((*deliveryRow)(nil)).
+			Set("status = ?", int16(domain.DeliveryUnknown)).
+			Set("last_error = ?", "claimed at "+r.ClaimedAt.UTC().Format(time.RFC3339)+" and never finished; it may have been sent").
+			Set("updated_at = ?", dbTime(now)).
+			Where("id = ?", r.ID).
+			Where("status = ?", int16(domain.DeliverySending)).
+			Where("claimed_at <= ?", dbTime(staleBefore)).
+			Exec(ctx)
+		if err != nil {
+			return out, fmt.Errorf("abandon delivery %d: %w", r.ID, translate(err))
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			out[domain.Channel(r.Channel)]++
+		}
+	}
+	return out, nil
+}
+
 // settle updates a delivery that is not finished yet. Errors: ENOTFOUND
 // for an unknown id, ECONFLICT when it already was finished (SENT, FAILED
 // or UNKNOWN).
 func settle(ctx context.Context, idb bun.IDB, id int64, what string, set func(*bun.UpdateQuery) *bun.UpdateQuery) error {
+	return settleFrom(ctx, idb, id, what, []int16{int16(domain.DeliveryPending), int16(domain.DeliverySending)}, set)
+}
+
+// settleFrom is settle for a delivery in one of the statuses from.
+func settleFrom(ctx context.Context, idb bun.IDB, id int64, what string, from []int16, set func(*bun.UpdateQuery) *bun.UpdateQuery) error {
 	res, err := set(idb.NewUpdate().Model((*deliveryRow)(nil))).
 		Where("id = ?", id).
-		Where("status IN (?)", bun.In([]int16{int16(domain.DeliveryPending), int16(domain.DeliverySending)})).
+		Where("status IN (?)", bun.In(from)).
 		Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("%s delivery %d: %w", what, id, translate(err))
@@ -291,9 +340,10 @@ func settle(ctx context.Context, idb bun.IDB, id int64, what string, set func(*b
 		Where("id = ?", id).Scan(ctx, &status); err != nil {
 		return fmt.Errorf("%s delivery %d: %w", what, id, translate(err))
 	}
-	switch domain.DeliveryStatus(status) {
-	case domain.DeliveryPending, domain.DeliverySending:
-		return nil
+	for _, f := range from {
+		if status == f {
+			return nil
+		}
 	}
 	return fmt.Errorf("%s delivery %d: %w", what, id,
 		&domain.Error{Code: domain.ECONFLICT, Message: "The delivery is already finished."})

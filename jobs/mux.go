@@ -132,6 +132,9 @@ func registerHandlers(r *registry, deps Deps) error {
 			LinkBase: deps.LinkBase, ClaimTimeout: deps.ClaimTimeout, Metrics: deps.Metrics,
 			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 
+		{TypeDeliverySweep, &DeliverySweepHandler{DB: deps.DB, ClaimTimeout: deps.ClaimTimeout,
+			Metrics: deps.Metrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+
 		// Ticks from the catalogue in ticks.go.
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 	}

@@ -107,6 +107,9 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 		m *domain.Member
 	}
 	var targets []target
+	// The group's shared delivery hangs on the first notification, whatever
+	// became of its member, so a second run finds it on the same row.
+	var anchor *domain.Notification
 	for _, id := range p.NotificationIDs {
 		n, err := (db.Notifications{}).FindByID(ctx, h.DB, id)
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
@@ -114,6 +117,9 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 		}
 		if err != nil {
 			return fmt.Errorf("fan out: %w", err)
+		}
+		if anchor == nil {
+			anchor = n
 		}
 		m, err := (db.Members{}).FindByID(ctx, h.DB, n.MemberID)
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
@@ -154,7 +160,7 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 		if len(slackGroup) > 0 {
 			// One message for the whole group, recorded on the first
 			// member's notification so a second run finds it.
-			if err := add(targets[0].n, domain.ChannelSlack, slackGroup); err != nil {
+			if err := add(*anchor, domain.ChannelSlack, slackGroup); err != nil {
 				return err
 			}
 		}
@@ -234,8 +240,8 @@ func (h *NotifyDeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) e
 	// so a claim is only ever left behind by a send.
 	send, err := h.prepare(ctx, d)
 	if err != nil {
-		if notify.IsPermanent(err) {
-			return h.fail(ctx, d, err, now)
+		if notify.IsPermanent(err) || lastAttempt(ctx) {
+			return h.failPending(ctx, d, err, now)
 		}
 		return fmt.Errorf("deliver %d: %w", d.ID, err)
 	}
@@ -247,6 +253,11 @@ func (h *NotifyDeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) e
 	case db.Finished:
 		return nil
 	case db.Busy:
+		if lastAttempt(ctx) {
+			// The stale-delivery sweep reports the claim if it never
+			// finishes; this task has nothing more to do.
+			return fmt.Errorf("deliver %d: claimed elsewhere on the last attempt: %w", d.ID, asynq.SkipRetry)
+		}
 		return fmt.Errorf("deliver %d: %w", d.ID, ErrDeliveryBusy)
 	case db.Abandoned:
 		h.count(d.Channel, "unknown")
@@ -263,7 +274,10 @@ func (h *NotifyDeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) e
 	switch {
 	case sendErr == nil:
 		if err := deliveries.MarkSent(sctx, h.DB, d.ID, providerID, int(smsType), done); err != nil {
-			// Left SENDING: it will be reported UNKNOWN, never resent.
+			// Left SENDING: the stale-delivery sweep reports it UNKNOWN
+			// after the claim timeout; it is never sent again.
+			h.Logger.ErrorContext(ctx, "delivery sent but not recorded", slog.Int64("delivery_id", d.ID),
+				slog.String("provider_id", providerID), slog.Any("err", err))
 			return fmt.Errorf("deliver %d: sent (provider id %s) but not recorded: %w: %w", d.ID, providerID, err, asynq.SkipRetry)
 		}
 		h.count(d.Channel, "sent")
@@ -283,9 +297,29 @@ func (h *NotifyDeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) e
 	}
 }
 
+// failPending records a failure found before the claim; a delivery that
+// another worker claimed meanwhile is left to that worker.
+func (h *NotifyDeliverHandler) failPending(ctx context.Context, d *domain.Delivery, cause error, now time.Time) error {
+	err := (db.Deliveries{}).FailPending(ctx, h.DB, d.ID, cause.Error(), now)
+	switch {
+	case domain.ErrorCode(err) == domain.ECONFLICT:
+		return nil
+	case err != nil:
+		return fmt.Errorf("deliver %d: record failure %v: %w", d.ID, cause, err)
+	}
+	h.count(d.Channel, "failed")
+	h.Logger.WarnContext(ctx, "delivery failed", slog.Int64("delivery_id", d.ID),
+		slog.String("channel", d.Channel.String()), slog.Any("err", cause))
+	return fmt.Errorf("deliver %d on %s: %w: %w", d.ID, d.Channel, cause, asynq.SkipRetry)
+}
+
 // fail records a permanent failure and ends the task without a retry.
 func (h *NotifyDeliverHandler) fail(ctx context.Context, d *domain.Delivery, cause error, now time.Time) error {
-	if err := (db.Deliveries{}).Fail(ctx, h.DB, d.ID, cause.Error(), now); err != nil && domain.ErrorCode(err) != domain.ECONFLICT {
+	err := (db.Deliveries{}).Fail(ctx, h.DB, d.ID, cause.Error(), now)
+	switch {
+	case domain.ErrorCode(err) == domain.ECONFLICT:
+		return nil // settled by someone else meanwhile
+	case err != nil:
 		return fmt.Errorf("deliver %d: record failure %v: %w", d.ID, cause, err)
 	}
 	h.count(d.Channel, "failed")
@@ -402,4 +436,43 @@ func (h *NotifyDeliverHandler) templateData(n *domain.Notification, m *domain.Me
 		Nickname: m.Nickname, Actor: a.Actor, Title: a.Title, Category: a.Category, Place: a.Place,
 		StartsAt: a.StartsAt, Members: a.Members, Link: link, Amount: a.Amount, Excerpt: a.Excerpt, Reason: a.Reason,
 	}
+}
+
+// TypeDeliverySweep is the tick that reports deliveries whose claim was
+// left unfinished long ago and whose task will not come back.
+const TypeDeliverySweep = "tick:delivery-sweep"
+
+// TickDeliverySweep is its catalogue name.
+const TickDeliverySweep = "delivery-sweep"
+
+// DeliverySweepHandler processes TypeDeliverySweep: every delivery still
+// SENDING past the claim timeout becomes UNKNOWN and is counted, so a
+// worker that died mid-send on its task's last attempt (or could not
+// record a send) is reported even though no retry will look at it again.
+type DeliverySweepHandler struct {
+	DB           *bun.DB
+	ClaimTimeout time.Duration
+	Metrics      *Metrics
+	Logger       *slog.Logger
+	NowFunc      func() time.Time
+}
+
+// ProcessTask sweeps once; running it twice finds nothing the second time.
+func (h *DeliverySweepHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	if _, err := decodeTickPayload(TypeDeliverySweep, t.Payload()); err != nil {
+		return err
+	}
+	now := h.NowFunc().UTC()
+	counts, err := (db.Deliveries{}).AbandonStale(ctx, h.DB, now.Add(-h.ClaimTimeout), now)
+	for c, n := range counts {
+		if h.Metrics != nil {
+			h.Metrics.Deliveries.WithLabelValues(strings.ToLower(c.String()), "unknown").Add(float64(n))
+		}
+		h.Logger.WarnContext(ctx, "deliveries found claimed and unfinished; marked UNKNOWN, not resent",
+			slog.String("channel", c.String()), slog.Int("count", n))
+	}
+	if err != nil {
+		return fmt.Errorf("sweep deliveries: %w", err)
+	}
+	return nil
 }

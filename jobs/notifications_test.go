@@ -543,3 +543,108 @@ func TestDeliverOutOfRetriesFails(t *testing.T) {
 		t.Errorf("provider called %d times, want 1", n)
 	}
 }
+
+// TestDeliverySweepReportsOrphanedClaims: a claim whose task is gone (the
+// worker died on its last attempt) is reported by the sweep tick; a fresh
+// claim is left alone.
+func TestDeliverySweepReportsOrphanedClaims(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		b := newDeliverBundle(t, bdb, newSENSPeer(t, 0).client(t))
+		old, _ := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
+		fresh, _ := b.delivery(t, domain.NotifyRunEnded, domain.ChannelSMS)
+		pending, _ := b.delivery(t, domain.NotifyRunDDay, domain.ChannelSMS)
+		now := time.Now()
+		for _, c := range []struct {
+			id int64
+			at time.Time
+		}{{old, now.Add(-time.Hour)}, {fresh, now}} {
+			if res, err := (db.Deliveries{}).Claim(ctx, bdb, c.id, c.at, c.at.Add(-time.Minute)); err != nil || res != db.Claimed {
+				t.Fatalf("claim %d: %v %v", c.id, res, err)
+			}
+		}
+		h := &jobs.DeliverySweepHandler{DB: bdb, ClaimTimeout: 5 * time.Minute, Metrics: b.metrics,
+			Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+		tick := asynq.NewTask(jobs.TypeDeliverySweep, []byte(`{"slot":"2026-11-26T00:00:00Z"}`))
+		for range 2 {
+			if err := h.ProcessTask(ctx, tick); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := map[int64]domain.DeliveryStatus{old: domain.DeliveryUnknown, fresh: domain.DeliverySending, pending: domain.DeliveryPending}
+		for id, st := range want {
+			if got := b.status(t, id).Status; got != st {
+				t.Errorf("delivery %d: %v, want %v", id, got, st)
+			}
+		}
+		if got := testutil.ToFloat64(b.metrics.Deliveries.WithLabelValues("sms", "unknown")); got != 1 {
+			t.Errorf("unknown metric = %v, want 1 (counted once over two sweeps)", got)
+		}
+	})
+}
+
+// TestDeliverPermanentFailureLeavesAClaimAlone: a failure found before the
+// claim (the member was deleted) does not overwrite another worker's claim.
+func TestDeliverPermanentFailureLeavesAClaimAlone(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		peer := newSENSPeer(t, 0)
+		b := newDeliverBundle(t, bdb, peer.client(t))
+		id, task := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
+		if res, err := (db.Deliveries{}).Claim(ctx, bdb, id, time.Now(), time.Now().Add(-time.Minute)); err != nil || res != db.Claimed {
+			t.Fatalf("claim: %v %v", res, err)
+		}
+		if err := (db.Members{}).Delete(ctx, bdb, b.member.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.h.ProcessTask(ctx, task); err != nil {
+			t.Fatalf("ProcessTask: %v", err)
+		}
+		if got := b.status(t, id).Status; got != domain.DeliverySending {
+			t.Errorf("status = %v, want SENDING: the claimer decides", got)
+		}
+		if got := testutil.ToFloat64(b.metrics.Deliveries.WithLabelValues("sms", "failed")); got != 0 {
+			t.Errorf("failed metric = %v, want 0", got)
+		}
+	})
+}
+
+// TestFanoutGroupAnchorIsStable: a fan-out retried after the first member
+// deleted their account must not create a second Slack group delivery.
+func TestFanoutGroupAnchorIsStable(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		slackOn := func(m *domain.Member) { m.SlackEmail = m.Nickname + "@slack.example" }
+		a := newMember(t, bdb, "anna", slackOn)
+		bm := newMember(t, bdb, "bora", slackOn)
+		c := newMember(t, bdb, "cora", slackOn)
+		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+			_, err := jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, domain.NotificationArgs{}, time.Now(), a.ID, bm.ID, c.ID)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &jobs.NotifyFanoutHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+		task := notifyTask(t, jobs.TypeNotifyFanout, outboxTasks(t, bdb, jobs.TypeNotifyFanout)[0])
+		if err := h.ProcessTask(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		if err := (db.Members{}).Delete(ctx, bdb, a.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.ProcessTask(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		n, err := bdb.NewSelect().Table("deliveries").Where("channel = ?", int(domain.ChannelSlack)).Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("%d Slack deliveries, want the one group message", n)
+		}
+	})
+}

@@ -86,6 +86,15 @@ func Ticks() []Tick {
 			},
 		},
 		{
+			Name:  TickDeliverySweep,
+			Spec:  "*/5 * * * *",
+			Queue: QueueLow,
+			Build: func(slot time.Time) (Task, error) {
+				// The next slot finds whatever this one missed.
+				return newTickTask(TypeDeliverySweep, slot, QueueLow, 1)
+			},
+		},
+		{
 			Name: TickMatchSweep,
 			// Every 30 seconds: the seconds field keeps slots on the
 			// wall clock, so every scheduler names the same slots.
