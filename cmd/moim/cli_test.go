@@ -122,7 +122,6 @@ func TestProcessOpsPorts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.role, func(t *testing.T) {
-			t.Parallel()
 			addr := freeAddr(t)
 			vars := map[string]string{
 				"MOIM_DATABASE_URL": dbURL,

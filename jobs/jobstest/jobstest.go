@@ -61,6 +61,10 @@ func Backend() string {
 // (waiting up to a minute if all are taken) and fails t if the server cannot
 // be reached; otherwise it starts an in-memory server. Everything is released
 // in t.Cleanup.
+//
+// A test holding a database must not run parallel subtests (t.Parallel in
+// t.Run): those wait for a free parallel slot while it keeps the database,
+// and the tests in the slots may be waiting for a database themselves.
 func RedisURL(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(EnvRedisURL)

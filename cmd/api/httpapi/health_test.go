@@ -57,7 +57,6 @@ func TestReadyz(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			srv, rdb := startRedis(t)
 			bdb := openSQLite(t)
 			s := newServer(t, e, func(d *httpapi.Deps) {

@@ -490,7 +490,6 @@ func TestRandomApplyRejects(t *testing.T) {
 		t.Run("cases", func(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					t.Parallel()
 					resp, body := s.do(t, request{method: http.MethodPost, path: "/v1/random-matches",
 						token: tt.token, body: tt.body, contentType: "application/json"})
 					checkError(t, resp, body, tt.wantStatus, tt.wantCode, tt.wantField)

@@ -35,7 +35,6 @@ func TestRouting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			resp, body := s.do(t, request{method: tt.method, path: tt.path, auth: authAdmin})
 			checkError(t, resp, body, tt.wantStatus, tt.wantCode, "")
 			if got := resp.Header.Get("Allow"); got != tt.wantAllow {
@@ -64,7 +63,6 @@ func TestRequestID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			req := request{method: http.MethodGet, path: "/healthz"}
 			if tt.incoming != "" {
 				req.header = map[string]string{"X-Request-ID": tt.incoming}
@@ -106,7 +104,6 @@ func TestRealIP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			s := newServer(t, e, func(d *httpapi.Deps) { d.TrustedProxies = tt.trusted }, nil)
 			req := request{method: http.MethodGet, path: "/healthz"}
 			if tt.xff != "" {
@@ -198,7 +195,6 @@ func TestCORS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			resp, _ := tt.srv.do(t, request{method: http.MethodOptions, path: "/v1/admin/pings", header: map[string]string{
 				"Origin":                         tt.origin,
 				"Access-Control-Request-Method":  http.MethodPost,
@@ -231,7 +227,6 @@ func TestNewRejectsMisconfiguration(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			d := e.deps(&logBuffer{}, prometheus.NewRegistry())
 			tt.mutate(&d)
 			h, cleanup, err := httpapi.New(d)
@@ -246,7 +241,6 @@ func TestNewRejectsMisconfiguration(t *testing.T) {
 	}
 
 	t.Run("metrics registered twice", func(t *testing.T) {
-		t.Parallel()
 		d := e.deps(&logBuffer{}, prometheus.NewRegistry())
 		_, cleanup, err := httpapi.New(d)
 		if err != nil {

@@ -75,7 +75,6 @@ func TestPingCreateRejects(t *testing.T) {
 		t.Run("cases", func(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					t.Parallel()
 					resp, body := s.do(t, request{method: tt.method, path: tt.path, auth: tt.auth,
 						contentType: tt.contentType, body: tt.body})
 					checkError(t, resp, body, tt.wantStatus, tt.wantCode, tt.wantField)

@@ -29,7 +29,6 @@ func TestQueueUI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			resp, body := s.do(t, request{method: http.MethodGet, path: tt.path, auth: tt.auth})
 			if tt.wantStatus == http.StatusUnauthorized {
 				checkError(t, resp, body, http.StatusUnauthorized, "unauthorized", "")

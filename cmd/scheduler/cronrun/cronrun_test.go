@@ -462,7 +462,6 @@ func TestOverrides(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			r, _ := newRunner(t, cronrun.Params{Redis: opt, Ticks: jobs.Ticks(), Overrides: tt.overrides})
 			got, ok := r.Next(jobs.TickOutboxPrune, now)
 			if !ok || !got.Equal(tt.want) {
@@ -546,7 +545,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			_, err := cronrun.New(tt.params)
 			if err == nil {
 				t.Fatalf("New succeeded, want %q", tt.wantLines)
