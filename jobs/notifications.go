@@ -300,27 +300,23 @@ func (h *NotifyDeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) e
 // failPending records a failure found before the claim; a delivery that
 // another worker claimed meanwhile is left to that worker.
 func (h *NotifyDeliverHandler) failPending(ctx context.Context, d *domain.Delivery, cause error, now time.Time) error {
-	err := (db.Deliveries{}).FailPending(ctx, h.DB, d.ID, cause.Error(), now)
-	switch {
-	case domain.ErrorCode(err) == domain.ECONFLICT:
-		return nil
-	case err != nil:
-		return fmt.Errorf("deliver %d: record failure %v: %w", d.ID, cause, err)
-	}
-	h.count(d.Channel, "failed")
-	h.Logger.WarnContext(ctx, "delivery failed", slog.Int64("delivery_id", d.ID),
-		slog.String("channel", d.Channel.String()), slog.Any("err", cause))
-	return fmt.Errorf("deliver %d on %s: %w: %w", d.ID, d.Channel, cause, asynq.SkipRetry)
+	return h.recordFailure(ctx, d, cause, (db.Deliveries{}).FailPending(ctx, h.DB, d.ID, cause.Error(), now))
 }
 
 // fail records a permanent failure and ends the task without a retry.
 func (h *NotifyDeliverHandler) fail(ctx context.Context, d *domain.Delivery, cause error, now time.Time) error {
-	err := (db.Deliveries{}).Fail(ctx, h.DB, d.ID, cause.Error(), now)
+	return h.recordFailure(ctx, d, cause, (db.Deliveries{}).Fail(ctx, h.DB, d.ID, cause.Error(), now))
+}
+
+// recordFailure finishes a failed delivery's task given how storing the
+// failure went (stored is the store's error): counted and logged once,
+// not retried; a row settled by someone else meanwhile is theirs.
+func (h *NotifyDeliverHandler) recordFailure(ctx context.Context, d *domain.Delivery, cause, stored error) error {
 	switch {
-	case domain.ErrorCode(err) == domain.ECONFLICT:
-		return nil // settled by someone else meanwhile
-	case err != nil:
-		return fmt.Errorf("deliver %d: record failure %v: %w", d.ID, cause, err)
+	case domain.ErrorCode(stored) == domain.ECONFLICT:
+		return nil
+	case stored != nil:
+		return fmt.Errorf("deliver %d: record failure %v: %w", d.ID, cause, stored)
 	}
 	h.count(d.Channel, "failed")
 	h.Logger.WarnContext(ctx, "delivery failed", slog.Int64("delivery_id", d.ID),
