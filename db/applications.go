@@ -145,7 +145,7 @@ func expireStale(ctx context.Context, idb bun.IDB, key string, now time.Time) er
 	}
 	for _, r := range rows {
 		// Losing the version race is fine: whoever won took the key too.
-		if _, err := leaveWaiting(ctx, idb, r.ID, r.Version, domain.ApplicationExpired, 0, now, nil); err != nil {
+		if _, err := leaveWaiting(ctx, idb, r.ID, r.Version, domain.ApplicationExpired, now); err != nil {
 			return err
 		}
 	}
@@ -155,24 +155,16 @@ func expireStale(ctx context.Context, idb bun.IDB, key string, now time.Time) er
 // leaveWaiting moves the application with row id key from WAITING to
 // status, if it is still WAITING at version, and reports whether it did.
 // Every such change alters status, so the rows affected are 1 on MySQL too.
-func leaveWaiting(ctx context.Context, idb bun.IDB, key, version int64, status domain.ApplicationStatus,
-	matchKey int64, now time.Time, where func(*bun.UpdateQuery) *bun.UpdateQuery,
-) (bool, error) {
-	q := idb.NewUpdate().Model((*applicationRow)(nil)).
+func leaveWaiting(ctx context.Context, idb bun.IDB, key, version int64, status domain.ApplicationStatus, now time.Time) (bool, error) {
+	res, err := idb.NewUpdate().Model((*applicationRow)(nil)).
 		Set("status = ?", int16(status)).
 		Set("version = version + 1").
 		Set("waiting_key = NULL").
 		Set("updated_at = ?", dbTime(now)).
 		Where("id = ?", key).
 		Where("version = ?", version).
-		Where("status = ?", int16(domain.ApplicationWaiting))
-	if matchKey != 0 {
-		q = q.Set("match_id = ?", matchKey)
-	}
-	if where != nil {
-		q = where(q)
-	}
-	res, err := q.Exec(ctx)
+		Where("status = ?", int16(domain.ApplicationWaiting)).
+		Exec(ctx)
 	if err != nil {
 		return false, fmt.Errorf("application %d to %v: %w", key, status, translate(err))
 	}
@@ -252,7 +244,7 @@ func (Applications) Cancel(ctx context.Context, idb bun.IDB, memberID string, c 
 	if err != nil {
 		return nil, fmt.Errorf("cancel application of %s in %v: %w", memberID, c, err)
 	}
-	done, err := leaveWaiting(ctx, idb, row.ID, row.Version, domain.ApplicationCancelled, 0, now, nil)
+	done, err := leaveWaiting(ctx, idb, row.ID, row.Version, domain.ApplicationCancelled, now)
 	if err != nil {
 		return nil, fmt.Errorf("cancel application of %s in %v: %w", memberID, c, err)
 	}
@@ -305,7 +297,7 @@ func (Applications) CountWaiting(ctx context.Context, idb bun.IDB, c domain.Cate
 
 // ListWaiting returns c's applications that are WAITING and unexpired at
 // now, oldest first (created_at, then id): the matcher's read, without
-// locks. Each has its Key and Version for MarkMatched.
+// locks. Each has its Key and Version for MarkGroupMatched.
 func (Applications) ListWaiting(ctx context.Context, idb bun.IDB, c domain.Category, now time.Time) ([]domain.Application, error) {
 	var rows []applicationRow
 	err := waiting(selectApplications(idb, &rows), c, now).
@@ -321,29 +313,10 @@ func (Applications) ListWaiting(ctx context.Context, idb bun.IDB, c domain.Categ
 	return out, nil
 }
 
-// MarkMatched turns the application with row id key MATCHED in the match
-// with row id matchKey, if it is still WAITING at version and unexpired at
-// now, and reports whether it did. false means it changed since the
-// matcher read it (cancelled, expired or matched elsewhere) or its time ran
-// out: the caller rolls its group back. Errors: EINVALID for an unknown
-// matchKey.
-func (Applications) MarkMatched(ctx context.Context, idb bun.IDB, key, version, matchKey int64, now time.Time) (bool, error) {
-	if matchKey <= 0 {
-		return false, fmt.Errorf("mark application %d matched: invalid match key %d", key, matchKey)
-	}
-	// The expiry is checked too, so that an application never counts as
-	// both matched and overdue, whichever of matcher and sweep runs first.
-	ok, err := leaveWaiting(ctx, idb, key, version, domain.ApplicationMatched, matchKey, now,
-		func(q *bun.UpdateQuery) *bun.UpdateQuery { return q.Where("expires_at > ?", dbTime(now)) })
-	if err != nil {
-		return false, fmt.Errorf("mark matched: %w", err)
-	}
-	return ok, nil
-}
-
-// MarkGroupMatched is MarkMatched for all the applications of one group in
-// a single UPDATE: it reports true only if every one of them was still
-// WAITING, unexpired, at its version. On false the caller rolls the
+// MarkGroupMatched flips all the applications of one group to MATCHED in
+// the match with row id matchKey, in a single UPDATE: it reports true only
+// if every one of them was still WAITING, unexpired at now, at its version
+// (Key and Version as ListWaiting read them). On false the caller rolls the
 // transaction back, undoing the rows that did change.
 func (Applications) MarkGroupMatched(ctx context.Context, idb bun.IDB, apps []domain.Application, matchKey int64, now time.Time) (bool, error) {
 	if matchKey <= 0 || len(apps) == 0 {
@@ -396,7 +369,7 @@ func (Applications) Expire(ctx context.Context, idb bun.IDB, now time.Time, limi
 	}
 	out := make([]domain.Application, 0, len(rows))
 	for i := range rows {
-		done, err := leaveWaiting(ctx, idb, rows[i].ID, rows[i].Version, domain.ApplicationExpired, 0, now, nil)
+		done, err := leaveWaiting(ctx, idb, rows[i].ID, rows[i].Version, domain.ApplicationExpired, now)
 		if err != nil {
 			return nil, fmt.Errorf("expire applications: %w", err)
 		}
@@ -429,18 +402,4 @@ func (Applications) CategoriesWaiting(ctx context.Context, idb bun.IDB, now time
 		out[i] = domain.Category(c)
 	}
 	return out, nil
-}
-
-// WaitingSince reports whether c has a WAITING application created at or
-// after since, expired or not.
-func (Applications) WaitingSince(ctx context.Context, idb bun.IDB, c domain.Category, since time.Time) (bool, error) {
-	ok, err := idb.NewSelect().Model((*applicationRow)(nil)).
-		Where("a.category = ?", int16(c)).
-		Where("a.status = ?", int16(domain.ApplicationWaiting)).
-		Where("a.created_at >= ?", dbTime(since)).
-		Exists(ctx)
-	if err != nil {
-		return false, fmt.Errorf("applications waiting in %v since %v: %w", c, since, translate(err))
-	}
-	return ok, nil
 }

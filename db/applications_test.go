@@ -256,8 +256,8 @@ func TestApplicationsAlreadyWaiting(t *testing.T) {
 		// Matched: free again.
 		at = at.Add(time.Minute)
 		mkey, _ := mustRandomMatch(t, bdb, domain.CategoryMeal, at, alice.ID, bob.ID)
-		if ok, err := apps.MarkMatched(ctx, bdb, second.Key, second.Version, mkey, at); err != nil || !ok {
-			t.Fatalf("MarkMatched = %v, %v; want true", ok, err)
+		if ok, err := markMatched(ctx, bdb, *second, mkey, at); err != nil || !ok {
+			t.Fatalf("markMatched = %v, %v; want true", ok, err)
 		}
 		third := mustApply(t, bdb, newApplication(alice.ID, domain.CategoryMeal, at))
 		alreadyWaiting(alice.ID, domain.CategoryMeal)
@@ -421,8 +421,8 @@ func TestApplicationsCancel(t *testing.T) {
 		}
 		// A matched application cannot be cancelled.
 		mkey, _ := mustRandomMatch(t, bdb, domain.CategoryMeal, now, alice.ID, bob.ID)
-		if ok, err := apps.MarkMatched(ctx, bdb, bobs.Key, bobs.Version, mkey, now); err != nil || !ok {
-			t.Fatalf("MarkMatched = %v, %v", ok, err)
+		if ok, err := markMatched(ctx, bdb, *bobs, mkey, now); err != nil || !ok {
+			t.Fatalf("markMatched = %v, %v", ok, err)
 		}
 		_, err = apps.Cancel(ctx, bdb, bob.ID, domain.CategoryMeal, now)
 		checkCode(t, err, domain.ENOTFOUND, "")
@@ -517,38 +517,10 @@ func TestApplicationsWaitingPool(t *testing.T) {
 			}
 		}
 
-		since := []struct {
-			c     domain.Category
-			since time.Time
-			want  bool
-		}{
-			{domain.CategoryMeal, late.CreatedAt, true},
-			{domain.CategoryMeal, late.CreatedAt.Add(time.Microsecond), false},
-			{domain.CategoryMeal, t0, true},
-			{domain.CategoryStudy, t0, true},
-			{domain.CategoryStudy, t0.Add(time.Microsecond), false},
-			{domain.CategoryRun, t0, false},
-		}
-		for _, tt := range since {
-			got, err := apps.WaitingSince(ctx, bdb, tt.c, tt.since)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("WaitingSince(%v, %v) = %v, want %v", tt.c, tt.since, got, tt.want)
-			}
-		}
-		// A cancelled application is not waiting, however recent.
-		if _, err := apps.Cancel(ctx, bdb, members[0].ID, domain.CategoryMeal, now); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := apps.WaitingSince(ctx, bdb, domain.CategoryMeal, late.CreatedAt); err != nil || got {
-			t.Errorf("WaitingSince after cancelling the latest = %v, %v; want false", got, err)
-		}
 	})
 }
 
-func TestApplicationsMarkMatched(t *testing.T) {
+func TestApplicationsMarkMatchedOne(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
@@ -564,12 +536,12 @@ func TestApplicationsMarkMatched(t *testing.T) {
 
 		mark := func(app *domain.Application, version int64, at time.Time, want bool) {
 			t.Helper()
-			got, err := apps.MarkMatched(ctx, bdb, app.Key, version, mkey, at)
+			got, err := markMatched(ctx, bdb, domain.Application{Key: app.Key, Version: version}, mkey, at)
 			if err != nil {
-				t.Fatalf("MarkMatched: %v", err)
+				t.Fatalf("markMatched: %v", err)
 			}
 			if got != want {
-				t.Errorf("MarkMatched(%s, version %d) = %v, want %v", app.ID, version, got, want)
+				t.Errorf("markMatched(%s, version %d) = %v, want %v", app.ID, version, got, want)
 			}
 		}
 		mark(a, 0, now, false) // a version it never had
@@ -603,7 +575,7 @@ func TestApplicationsMarkMatched(t *testing.T) {
 
 		// An unknown match is refused by its foreign key.
 		d := mustApply(t, bdb, newApplication(alice.ID, domain.CategoryStudy, applicationEpoch))
-		_, err := apps.MarkMatched(ctx, bdb, d.Key, d.Version, mkey+1000, now)
+		_, err := markMatched(ctx, bdb, *d, mkey+1000, now)
 		checkCode(t, err, domain.EINVALID, "")
 		if got := mustFindApplication(t, bdb, d.ID); got.Status != domain.ApplicationWaiting {
 			t.Errorf("after a refused MarkMatched = %v, want WAITING", got.Status)
@@ -636,7 +608,7 @@ func TestApplicationsMarkMatchedRace(t *testing.T) {
 					<-start
 					errs[i] = db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 						var err error
-						won[i], err = db.Applications{}.MarkMatched(ctx, tx, a.Key, a.Version, mkey, at)
+						won[i], err = markMatched(ctx, tx, *a, mkey, at)
 						return err
 					})
 				})
@@ -696,8 +668,8 @@ func TestApplicationsExpire(t *testing.T) {
 		matched := apply(4, domain.CategoryMeal, time.Minute)
 		cancelled := apply(5, domain.CategoryMeal, time.Minute)
 		mkey, _ := mustRandomMatch(t, bdb, domain.CategoryMeal, t0, members[4].ID, members[3].ID)
-		if ok, err := apps.MarkMatched(ctx, bdb, matched.Key, matched.Version, mkey, t0); err != nil || !ok {
-			t.Fatalf("MarkMatched = %v, %v", ok, err)
+		if ok, err := markMatched(ctx, bdb, *matched, mkey, t0); err != nil || !ok {
+			t.Fatalf("markMatched = %v, %v", ok, err)
 		}
 		if _, err := apps.Cancel(ctx, bdb, members[5].ID, domain.CategoryMeal, t0); err != nil {
 			t.Fatal(err)
@@ -836,9 +808,9 @@ func TestApplicationsExpireRace(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			for i := count - 1; i >= 0; i-- {
-				ok, err := db.Applications{}.MarkMatched(ctx, bdb, apps[i].Key, apps[i].Version, mkey, matchAt)
+				ok, err := markMatched(ctx, bdb, *apps[i], mkey, matchAt)
 				if err != nil {
-					t.Errorf("MarkMatched: %v", err)
+					t.Errorf("markMatched: %v", err)
 				}
 				matched[i] = ok
 			}
@@ -930,4 +902,9 @@ func TestApplicationsMarkGroupMatched(t *testing.T) {
 			t.Errorf("second MarkGroupMatched = %v, %v; want false", ok, err)
 		}
 	})
+}
+
+// markMatched flips one application through the matcher's group update.
+func markMatched(ctx context.Context, idb bun.IDB, a domain.Application, matchKey int64, now time.Time) (bool, error) {
+	return db.Applications{}.MarkGroupMatched(ctx, idb, []domain.Application{a}, matchKey, now)
 }

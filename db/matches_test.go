@@ -88,7 +88,7 @@ func TestMatchesCreateAndFind(t *testing.T) {
 
 		// The row id is the one MarkMatched refers to.
 		a := mustApply(t, bdb, newApplication(alice.ID, domain.CategoryMeal, matchEpoch))
-		if ok, err := (db.Applications{}).MarkMatched(ctx, bdb, a.Key, a.Version, key, matchEpoch); err != nil || !ok {
+		if ok, err := markMatched(ctx, bdb, *a, key, matchEpoch); err != nil || !ok {
 			t.Fatalf("MarkMatched = %v, %v", ok, err)
 		}
 		if got := mustFindApplication(t, bdb, a.ID); got.MatchID != m.ID {
