@@ -6,17 +6,24 @@ package loadenv
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
+	"github.com/moim/moim/cmd/api/auth"
+	"github.com/moim/moim/cmd/api/httpapi"
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/memredis"
 )
 
@@ -115,11 +122,77 @@ func Members(ctx context.Context, bdb *bun.DB, n int, prefix string) ([]string, 
 			ids[i] = db.NewPublicID()
 			nick := fmt.Sprintf("%s%06d", prefix, i)
 			rows = append(rows, memberRow{PublicID: ids[i], Email: nick + "@example.com", PasswordHash: "x",
-				Nickname: nick, NicknameKey: nick, Role: int16(domain.RoleMember), CreatedAt: now, UpdatedAt: now})
+				Nickname: nick, NicknameKey: nick, Role: int16(domain.RoleMember), CreatedAt: now, UpdatedAt: now,
+				// The defaults of a sign-up: every channel on.
+				NotifyMail: true, NotifySMS: true, NotifySlack: true})
 		}
 		if _, err := bdb.NewInsert().Model(&rows).Exec(ctx); err != nil {
 			return nil, fmt.Errorf("insert members: %w", err)
 		}
 	}
 	return ids, nil
+}
+
+// API is one API instance serving on a loopback port.
+type API struct {
+	URL      string // http://127.0.0.1:port
+	Relay    *jobs.Relay
+	Tokens   *auth.Tokens
+	Sessions *auth.Sessions
+}
+
+// StartAPI serves the API over e until Close: the relay is built but not
+// run, so only the API itself is measured.
+func (e *Env) StartAPI() (*API, error) {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	tokens, err := auth.NewTokens(auth.TokenParams{Key: []byte(strings.Repeat("k", 32)), TTL: time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := auth.NewSessions(auth.SessionParams{Redis: e.Redis, TTL: 2 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	hasher, err := auth.NewHasher(auth.DefaultPasswordParams(), 0)
+	if err != nil {
+		return nil, err
+	}
+	relay, err := jobs.NewRelay(e.DB, jobs.RelayParams{Redis: e.RedisOpt})
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, func() { _ = relay.Close() })
+	h, cleanup, err := httpapi.New(httpapi.Deps{
+		Logger: logger, DB: e.DB, Redis: e.Redis, RedisConnOpt: e.RedisOpt, Relay: relay,
+		Registry: prometheus.NewRegistry(), AdminUser: "admin", AdminPassword: "load",
+		Passwords: hasher, Tokens: tokens, Sessions: sessions,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, cleanup)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	e.closers = append(e.closers, func() { _ = srv.Close() })
+	return &API{URL: "http://" + ln.Addr().String(), Relay: relay, Tokens: tokens, Sessions: sessions}, nil
+}
+
+// Logins opens a session for each member and returns an access token each,
+// straight in the stores: logging in through the API would measure argon2.
+func (a *API) Logins(ctx context.Context, memberIDs []string) ([]string, error) {
+	access := make([]string, len(memberIDs))
+	for i, id := range memberIDs {
+		s, _, err := a.Sessions.Create(ctx, id, "load", "127.0.0.1")
+		if err != nil {
+			return nil, err
+		}
+		if access[i], _, err = a.Tokens.Issue(id, domain.RoleMember, s.ID); err != nil {
+			return nil, err
+		}
+	}
+	return access, nil
 }

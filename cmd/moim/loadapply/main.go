@@ -13,21 +13,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
 
-	"github.com/moim/moim/cmd/api/auth"
-	"github.com/moim/moim/cmd/api/httpapi"
 	"github.com/moim/moim/cmd/internal/loadenv"
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
@@ -52,43 +46,13 @@ func run() error {
 		return err
 	}
 	defer env.Close()
-	bdb, rdb := env.DB, env.Redis
+	bdb := env.DB
 
-	tokens, err := auth.NewTokens(auth.TokenParams{Key: []byte(strings.Repeat("k", 32)), TTL: time.Hour})
+	api, err := env.StartAPI()
 	if err != nil {
 		return err
 	}
-	sessions, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: 2 * time.Hour})
-	if err != nil {
-		return err
-	}
-	hasher, err := auth.NewHasher(auth.DefaultPasswordParams(), 0)
-	if err != nil {
-		return err
-	}
-	relay, err := jobs.NewRelay(bdb, jobs.RelayParams{Redis: env.RedisOpt})
-	if err != nil {
-		return err
-	}
-	defer relay.Close()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	h, cleanup, err := httpapi.New(httpapi.Deps{
-		Logger: logger, DB: bdb, Redis: rdb, RedisConnOpt: env.RedisOpt, Relay: relay,
-		Registry: prometheus.NewRegistry(), AdminUser: "admin", AdminPassword: "load",
-		Passwords: hasher, Tokens: tokens, Sessions: sessions,
-	})
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/v1/random-matches"
+	url := api.URL + "/v1/random-matches"
 
 	n := *clients * *perClient
 	fmt.Fprintf(os.Stderr, "creating %d members with sessions...\n", 2*n)
@@ -100,15 +64,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	access := make([]string, n)
-	for i, id := range apiMembers {
-		s, _, err := sessions.Create(ctx, id, "loadapply", "127.0.0.1")
-		if err != nil {
-			return err
-		}
-		if access[i], _, err = tokens.Issue(id, domain.RoleMember, s.ID); err != nil {
-			return err
-		}
+	access, err := api.Logins(ctx, apiMembers)
+	if err != nil {
+		return err
 	}
 
 	transport := &http.Transport{MaxIdleConnsPerHost: *clients}

@@ -24,7 +24,6 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/cmd/internal/loadenv"
-	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/notify/mail"
@@ -91,7 +90,7 @@ func run() error {
 	}
 	defer worker.Shutdown()
 
-	ids, err := makeMembers(ctx, bdb, *members)
+	ids, err := loadenv.Members(ctx, bdb, *members, "load")
 	if err != nil {
 		return err
 	}
@@ -144,20 +143,6 @@ func run() error {
 func countDeliveries(ctx context.Context, bdb *bun.DB, s domain.DeliveryStatus) (int, error) {
 	n, err := bdb.NewSelect().Table("deliveries").Where("status = ?", int(s)).Count(ctx)
 	return int(n), err
-}
-
-func makeMembers(ctx context.Context, bdb *bun.DB, n int) ([]string, error) {
-	now := time.Now().UTC()
-	ids := make([]string, 0, n)
-	for i := range n {
-		m := domain.Member{Email: fmt.Sprintf("load%d@example.com", i), PasswordHash: "x", Nickname: fmt.Sprintf("load%d", i),
-			Prefs: domain.DefaultNotificationPrefs(), Role: domain.RoleMember, CreatedAt: now, UpdatedAt: now}
-		if err := (db.Members{}).Create(ctx, bdb, &m); err != nil {
-			return nil, err
-		}
-		ids = append(ids, m.ID)
-	}
-	return ids, nil
 }
 
 // sink is an SMTP server that accepts and counts every message.

@@ -13,8 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -23,11 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/uptrace/bun"
-
-	"github.com/moim/moim/cmd/api/auth"
-	"github.com/moim/moim/cmd/api/httpapi"
 	"github.com/moim/moim/cmd/internal/loadenv"
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
@@ -45,52 +38,25 @@ func run() error {
 	n := flag.Int("n", 1000, "concurrent event streams (one member each)")
 	flag.Parse()
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	env, err := loadenv.Open(ctx, "loadsse")
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	bdb, redisOpt, rdb := env.DB, env.RedisOpt, env.Redis
+	rdb := env.Redis
 
-	key := []byte(strings.Repeat("k", 32))
-	tokens, err := auth.NewTokens(auth.TokenParams{Key: key, TTL: time.Hour})
+	api, err := env.StartAPI()
 	if err != nil {
 		return err
 	}
-	sessions, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: 2 * time.Hour})
-	if err != nil {
-		return err
-	}
-	hasher, err := auth.NewHasher(auth.DefaultPasswordParams(), 0)
-	if err != nil {
-		return err
-	}
-	relay, err := jobs.NewRelay(bdb, jobs.RelayParams{Redis: redisOpt})
-	if err != nil {
-		return err
-	}
-	defer relay.Close()
-	h, cleanup, err := httpapi.New(httpapi.Deps{
-		Logger: logger, DB: bdb, Redis: rdb, RedisConnOpt: redisOpt, Relay: relay,
-		Registry: prometheus.NewRegistry(), AdminUser: "admin", AdminPassword: "load",
-		Passwords: hasher, Tokens: tokens, Sessions: sessions,
-	})
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	defer srv.Close()
-	base := "http://" + ln.Addr().String()
+	base := api.URL
 
-	members, access, err := makeMembers(ctx, bdb, tokens, sessions, *n)
+	members, err := loadenv.Members(ctx, env.DB, *n, "sse")
+	if err != nil {
+		return err
+	}
+	access, err := api.Logins(ctx, members)
 	if err != nil {
 		return err
 	}
@@ -195,30 +161,4 @@ func run() error {
 	fmt.Printf("memory per open stream (server and client ends, one process): %.1f KiB, %.1f goroutines\n",
 		perStream/1024, goroutinesPer)
 	return nil
-}
-
-// makeMembers creates n members with a session and an access token each,
-// straight in the stores (signing up through the API would measure argon2).
-func makeMembers(ctx context.Context, bdb *bun.DB, tokens *auth.Tokens, sessions *auth.Sessions, n int) ([]string, []string, error) {
-	ids := make([]string, 0, n)
-	access := make([]string, 0, n)
-	now := time.Now().UTC()
-	for i := range n {
-		m := domain.Member{Email: fmt.Sprintf("sse%d@example.com", i), PasswordHash: "x", Nickname: fmt.Sprintf("sse%d", i),
-			Prefs: domain.DefaultNotificationPrefs(), Role: domain.RoleMember, CreatedAt: now, UpdatedAt: now}
-		if err := (db.Members{}).Create(ctx, bdb, &m); err != nil {
-			return nil, nil, err
-		}
-		s, _, err := sessions.Create(ctx, m.ID, "loadsse", "127.0.0.1")
-		if err != nil {
-			return nil, nil, err
-		}
-		tok, _, err := tokens.Issue(m.ID, m.Role, s.ID)
-		if err != nil {
-			return nil, nil, err
-		}
-		ids = append(ids, m.ID)
-		access = append(access, tok)
-	}
-	return ids, access, nil
 }
