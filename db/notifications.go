@@ -66,30 +66,33 @@ func memberKey(ctx context.Context, idb bun.IDB, publicID string) (int64, error)
 // the microsecond and written back so. Errors: ENOTFOUND when the member is
 // unknown or deleted.
 func (Notifications) Create(ctx context.Context, idb bun.IDB, n *domain.Notification) error {
-	if !n.Type.Valid() {
-		return fmt.Errorf("create notification: invalid type %d", int(n.Type))
-	}
-	member, err := memberKey(ctx, idb, n.MemberID)
+	created, err := Notifications{}.CreateMany(ctx, idb, []domain.Notification{*n})
 	if err != nil {
-		return fmt.Errorf("create notification for %s: %w", n.MemberID, err)
+		return err
 	}
+	if len(created) == 0 {
+		return fmt.Errorf("create notification for %s: %w", n.MemberID, errMemberNotFound())
+	}
+	*n = created[0]
+	return nil
+}
+
+// newNotificationRow fills n's ID and stored times and returns its row.
+func newNotificationRow(n *domain.Notification, member int64) (notificationRow, error) {
 	args, err := json.Marshal(n.Args)
 	if err != nil {
-		return fmt.Errorf("encode notification args: %w", err)
+		return notificationRow{}, fmt.Errorf("encode notification args: %w", err)
 	}
 	n.ID = NewPublicID()
 	n.CreatedAt = dbTime(n.CreatedAt)
 	row := notificationRow{PublicID: n.ID, MemberID: member, Type: int16(n.Type), Args: string(args), CreatedAt: n.CreatedAt}
 	if n.ReadAt != nil {
-		// Stored like any other field, so what Create returns is what
+		// Stored like any other field, so what is returned is what
 		// FindByID later reads.
 		at := dbTime(*n.ReadAt)
 		n.ReadAt, row.ReadAt = &at, at
 	}
-	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
-		return fmt.Errorf("create notification: %w", translate(err))
-	}
-	return nil
+	return row, nil
 }
 
 // CreateMany inserts one notification per element of ns in one statement
@@ -122,13 +125,11 @@ func (Notifications) CreateMany(ctx context.Context, idb bun.IDB, ns []domain.No
 		if !ok {
 			continue
 		}
-		args, err := json.Marshal(n.Args)
+		row, err := newNotificationRow(&n, key)
 		if err != nil {
-			return nil, fmt.Errorf("encode notification args: %w", err)
+			return nil, err
 		}
-		n.ID = NewPublicID()
-		n.CreatedAt = dbTime(n.CreatedAt)
-		rows = append(rows, notificationRow{PublicID: n.ID, MemberID: key, Type: int16(n.Type), Args: string(args), CreatedAt: n.CreatedAt})
+		rows = append(rows, row)
 		out = append(out, n)
 	}
 	if len(rows) == 0 {
