@@ -648,3 +648,38 @@ func TestFanoutGroupAnchorIsStable(t *testing.T) {
 		}
 	})
 }
+
+// TestDeliverBusyOnLastAttemptEnds: a delivery still claimed elsewhere when
+// its task has no retries left ends the task (archived, no endless wait);
+// the claim is left for its owner or the stale-delivery sweep.
+func TestDeliverBusyOnLastAttemptEnds(t *testing.T) {
+	t.Parallel()
+	bdb := dbtest.Open(t, "sqlite")
+	peer := newSENSPeer(t, 0)
+	b := newDeliverBundle(t, bdb, peer.client(t))
+	id, task := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
+	if res, err := (db.Deliveries{}).Claim(context.Background(), bdb, id, time.Now(), time.Now().Add(-time.Minute)); err != nil || res != db.Claimed {
+		t.Fatalf("claim: %v %v", res, err)
+	}
+	mux := asynq.NewServeMux()
+	mux.Handle(jobs.TypeNotifyDeliver, b.h)
+	logger, _ := newTestLogger()
+	opt := jobstest.RedisOpt(t)
+	cl := startServer(t, opt, mux, 1, logger)
+	info, err := cl.Enqueue(task, asynq.MaxRetry(0), asynq.Queue(jobs.QueueDefault))
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspector(opt)
+	t.Cleanup(func() { _ = insp.Close() })
+	eventually(t, 10*time.Second, "task archived", func() bool {
+		ti, err := insp.GetTaskInfo(jobs.QueueDefault, info.ID)
+		return err == nil && ti.State == asynq.TaskStateArchived
+	})
+	if d := b.status(t, id); d.Status != domain.DeliverySending {
+		t.Errorf("status = %v, want SENDING (left to its claimer)", d.Status)
+	}
+	if n := peer.calls.Load(); n != 0 {
+		t.Errorf("provider called %d times, want 0", n)
+	}
+}
