@@ -33,6 +33,7 @@ type Config struct {
 	Admin     AdminConfig     `mapstructure:"admin"`
 	RateLimit RateLimitConfig `mapstructure:"rate_limit"`
 	Matching  MatchingConfig  `mapstructure:"matching"`
+	Rooms     RoomsConfig     `mapstructure:"rooms"`
 	Notify    NotifyConfig    `mapstructure:"notify"`
 	Mail      MailConfig      `mapstructure:"mail"`
 	SMS       SMSConfig       `mapstructure:"sms"`
@@ -120,6 +121,16 @@ type MatchingConfig struct {
 	// Parallel group transactions stay independent: each flips only its
 	// own applications.
 	Parallel int `mapstructure:"parallel" usage:"group transactions a matcher run commits at once"`
+}
+
+// RoomsConfig tunes rooms.
+type RoomsConfig struct {
+	RunLead time.Duration `mapstructure:"run_lead" usage:"how far ahead a RUN room must start when it is opened"`
+	// Joins that lose the optimistic race are tried again in the same task
+	// this many times before the task's own retry takes over.
+	AdmissionRetries   int           `mapstructure:"admission_retries" usage:"retries of a join or leave that lost the race for the room"`
+	AdmissionRetryWait time.Duration `mapstructure:"admission_retry_wait" usage:"mean jittered pause before such a retry"`
+	ListCacheTTL       time.Duration `mapstructure:"list_cache_ttl" usage:"how long a page of the room list is cached in Redis (0 = no cache)"`
 }
 
 // NotifyConfig configures notifications across channels.
@@ -228,7 +239,9 @@ func Default() *Config {
 			PasswordParallelism: 1,
 		},
 		Matching: MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
-		Notify:   NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
+		// ErunJrun's 6-hour lead; 42Partner's 3 retries 100 ms apart and 5 s list cache.
+		Rooms:  RoomsConfig{RunLead: 6 * time.Hour, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second},
+		Notify: NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
 		Mail: MailConfig{
 			Provider: ProviderLog,
 			Port:     587,

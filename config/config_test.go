@@ -73,6 +73,7 @@ func TestLoadDefaults(t *testing.T) {
 		RateLimit: config.RateLimitConfig{SignupPerIP: "10/1h", LoginPerIP: "30/1m",
 			LoginPerEmail: "10/15m", RefreshPerIP: "60/1m"},
 		Matching: config.MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
+		Rooms:    config.RoomsConfig{RunLead: 6 * time.Hour, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second},
 		Notify:   config.NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
 		Mail: config.MailConfig{Provider: "log", Port: 587, TLS: "mandatory",
 			From: "moim <no-reply@moim.localhost>", Timeout: 15 * time.Second},
@@ -555,6 +556,10 @@ func TestValidateRules(t *testing.T) {
 		{"group of 3", func(c *config.Config) { c.Matching.MealGroupSize = 3 }, ""},
 		{"group of 9", func(c *config.Config) { c.Matching.StudyGroupSize = 9 }, "matching.study_group_size: must be between 2 and 8"},
 		{"wait limit short", func(c *config.Config) { c.Matching.WaitLimit = time.Second }, "matching.wait_limit: must be at least 1m"},
+		{"run lead negative", func(c *config.Config) { c.Rooms.RunLead = -time.Hour }, "rooms.run_lead: must be between 0 and 168h"},
+		{"admission retries", func(c *config.Config) { c.Rooms.AdmissionRetries = 21 }, "rooms.admission_retries: must be between 0 and 20"},
+		{"admission wait", func(c *config.Config) { c.Rooms.AdmissionRetryWait = time.Minute }, "rooms.admission_retry_wait: must be between 0 and 5s"},
+		{"list cache long", func(c *config.Config) { c.Rooms.ListCacheTTL = time.Hour }, "rooms.list_cache_ttl: must be between 0 and 1m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

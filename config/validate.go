@@ -142,6 +142,18 @@ func (c *Config) Validate() error {
 	if c.Matching.Parallel < 1 || c.Matching.Parallel > 64 {
 		add("matching.parallel", "must be between 1 and 64")
 	}
+	if c.Rooms.RunLead < 0 || c.Rooms.RunLead > 7*24*time.Hour {
+		add("rooms.run_lead", "must be between 0 and 168h")
+	}
+	if c.Rooms.AdmissionRetries < 0 || c.Rooms.AdmissionRetries > 20 {
+		add("rooms.admission_retries", "must be between 0 and 20")
+	}
+	if c.Rooms.AdmissionRetryWait < 0 || c.Rooms.AdmissionRetryWait > 5*time.Second {
+		add("rooms.admission_retry_wait", "must be between 0 and 5s")
+	}
+	if c.Rooms.ListCacheTTL < 0 || c.Rooms.ListCacheTTL > time.Minute {
+		add("rooms.list_cache_ttl", "must be between 0 and 1m")
+	}
 	if c.Notify.AppURL != "" && !validHTTPURL(c.Notify.AppURL, true) {
 		add("notify.app_url", "must be an http:// or https:// URL")
 	}

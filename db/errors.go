@@ -78,6 +78,10 @@ func uniqueError(name string) *domain.Error {
 		return &domain.Error{Code: domain.ENICKNAMETAKEN, Field: "nickname", Message: "That nickname is taken."}
 	case "random_applications_waiting_key", "random_applications.waiting_key":
 		return &domain.Error{Code: domain.EALREADYWAITING, Field: "category", Message: "You are already waiting for a match in this category."}
+	case "room_participations_pending_key", "room_participations.pending_key":
+		return &domain.Error{Code: domain.EREQUESTPENDING, Message: "A request of yours for this room is still being processed."}
+	case "room_participants_room_id_member_id_key", "room_participants.room_id, room_participants.member_id":
+		return &domain.Error{Code: domain.EALREADYJOINED, Message: "You are already in this room."}
 	}
 	return nil
 }

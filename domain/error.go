@@ -28,6 +28,17 @@ const (
 	// where they are already waiting.
 	EALREADYWAITING = "already_waiting"
 
+	// Room conflicts: the room no longer takes joins, leaves or changes
+	// (cancelled, completed, started); the capacity asked for is below the
+	// members already in; the member is already in, not in, or the host
+	// (who cannot leave); a request of theirs for the room is still pending.
+	EROOMCLOSED         = "room_closed"
+	ECAPACITYBELOWCOUNT = "capacity_below_count"
+	EALREADYJOINED      = "already_joined"
+	ENOTPARTICIPATING   = "not_participating"
+	EHOSTCANNOTLEAVE    = "host_cannot_leave"
+	EREQUESTPENDING     = "request_pending"
+
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
 	ETOKENEXPIRED = "token_expired"

@@ -60,6 +60,10 @@ type Deps struct {
 	Matching MatchingParams
 	// MatchMetrics receives matcher counts; nil keeps them unregistered.
 	MatchMetrics *MatchMetrics
+	// Admission bounds the optimistic retries of room requests.
+	Admission AdmissionParams
+	// RoomMetrics receives room counts; nil keeps them unregistered.
+	RoomMetrics *RoomMetrics
 }
 
 // DefaultClaimTimeout is well beyond any provider's timeout: a claim older
@@ -106,6 +110,9 @@ func NewMux(deps Deps) (*asynq.ServeMux, error) {
 	if deps.MatchMetrics == nil {
 		deps.MatchMetrics = NewMatchMetrics(nil)
 	}
+	if deps.RoomMetrics == nil {
+		deps.RoomMetrics = NewRoomMetrics(nil)
+	}
 
 	mux := asynq.NewServeMux()
 	mux.Use(Logging(deps.Logger), Instrument(deps.Metrics), Recover(deps.Logger))
@@ -135,6 +142,9 @@ func registerHandlers(r *registry, deps Deps) error {
 		{TypeDeliverySweep, &DeliverySweepHandler{DB: deps.DB, ClaimTimeout: deps.ClaimTimeout,
 			Metrics: deps.Metrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 
+		{TypeRoomParticipation, &RoomParticipationHandler{DB: deps.DB, Relay: deps.Relay, Params: deps.Admission,
+			Metrics: deps.RoomMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+
 		// Ticks from the catalogue in ticks.go.
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 	}
@@ -148,6 +158,8 @@ func registerHandlers(r *registry, deps Deps) error {
 				Metrics: deps.MatchMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 			{TypeMatchSweep, &MatchSweepHandler{DB: deps.DB, Relay: deps.Relay, Client: deps.Client,
 				Inspector: deps.Inspector, Metrics: deps.MatchMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+			{TypeParticipationSweep, &ParticipationSweepHandler{DB: deps.DB, Client: deps.Client,
+				Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		}...)
 	}
 	for _, e := range handlers {

@@ -105,6 +105,15 @@ func Ticks() []Tick {
 				return newTickTask(TypeMatchSweep, slot, QueueCritical, 1)
 			},
 		},
+		{
+			Name:  TickParticipationSweep,
+			Spec:  "* * * * *",
+			Queue: QueueCritical,
+			Build: func(slot time.Time) (Task, error) {
+				// The next slot finds whatever this one missed.
+				return newTickTask(TypeParticipationSweep, slot, QueueCritical, 1)
+			},
+		},
 	}
 }
 

@@ -18,6 +18,7 @@ func All() *migrate.Migrations {
 	add(ms, "20261125000002", "members", membersUp, membersDown)
 	add(ms, "20261125000003", "notifications", notificationsUp, notificationsDown)
 	add(ms, "20261125000004", "matching", matchingUp, matchingDown)
+	add(ms, "20261126000005", "rooms", roomsUp, roomsDown)
 	return ms
 }
 

@@ -374,6 +374,8 @@ func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb r
 			Parallel:  cfg.Matching.Parallel,
 		},
 		MatchMetrics:  jobs.NewMatchMetrics(reg),
+		Admission:     jobs.AdmissionParams{Retries: cfg.Rooms.AdmissionRetries, RetryWait: cfg.Rooms.AdmissionRetryWait},
+		RoomMetrics:   jobs.NewRoomMetrics(reg),
 		DB:            bdb,
 		Logger:        wlog,
 		Metrics:       jobs.NewMetrics(reg),
