@@ -131,6 +131,17 @@ type RoomsConfig struct {
 	AdmissionRetries   int           `mapstructure:"admission_retries" usage:"retries of a join or leave that lost the race for the room"`
 	AdmissionRetryWait time.Duration `mapstructure:"admission_retry_wait" usage:"mean jittered pause before such a retry"`
 	ListCacheTTL       time.Duration `mapstructure:"list_cache_ttl" usage:"how long a page of the room list is cached in Redis (0 = no cache)"`
+	// Group-run reminders and evaluation (ErunJrun), read in
+	// scheduler.timezone.
+	DDayTime             string        `mapstructure:"dday_time" usage:"time of day (HH:MM) of the D-day reminder"`
+	StartsSoonBefore     time.Duration `mapstructure:"starts_soon_before" usage:"the starts-soon reminder goes out, and attendance opens, this long before the start"`
+	EndedAfter           time.Duration `mapstructure:"ended_after" usage:"a room counts as over this long after its start: the ended reminder, then evaluations"`
+	ReminderGrace        time.Duration `mapstructure:"reminder_grace" usage:"how late a reminder may still go out after it was due"`
+	DDayCategories       []string      `mapstructure:"dday_categories" usage:"room categories that get the D-day reminder"`
+	StartsSoonCategories []string      `mapstructure:"starts_soon_categories" usage:"room categories that get the starts-soon reminder"`
+	EndedCategories      []string      `mapstructure:"ended_categories" usage:"room categories that get the ended reminder"`
+	EvaluationMin        int           `mapstructure:"evaluation_min" usage:"lowest manner-point change one evaluation of a host may give"`
+	EvaluationMax        int           `mapstructure:"evaluation_max" usage:"highest manner-point change one evaluation of a host may give"`
 }
 
 // NotifyConfig configures notifications across channels.
@@ -240,7 +251,10 @@ func Default() *Config {
 		},
 		Matching: MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
 		// ErunJrun's 6-hour lead; 42Partner's 3 retries 100 ms apart and 5 s list cache.
-		Rooms:  RoomsConfig{RunLead: 6 * time.Hour, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second},
+		Rooms: RoomsConfig{RunLead: 6 * time.Hour, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second,
+			DDayTime: "08:00", StartsSoonBefore: 30 * time.Minute, EndedAfter: time.Hour, ReminderGrace: 15 * time.Minute,
+			DDayCategories: []string{"RUN"}, StartsSoonCategories: []string{"RUN"}, EndedCategories: []string{"RUN"},
+			EvaluationMin: -5, EvaluationMax: 5},
 		Notify: NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
 		Mail: MailConfig{
 			Provider: ProviderLog,

@@ -73,8 +73,11 @@ func TestLoadDefaults(t *testing.T) {
 		RateLimit: config.RateLimitConfig{SignupPerIP: "10/1h", LoginPerIP: "30/1m",
 			LoginPerEmail: "10/15m", RefreshPerIP: "60/1m"},
 		Matching: config.MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
-		Rooms:    config.RoomsConfig{RunLead: 6 * time.Hour, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second},
-		Notify:   config.NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
+		Rooms: config.RoomsConfig{RunLead: 6 * time.Hour, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second,
+			DDayTime: "08:00", StartsSoonBefore: 30 * time.Minute, EndedAfter: time.Hour, ReminderGrace: 15 * time.Minute,
+			DDayCategories: []string{"RUN"}, StartsSoonCategories: []string{"RUN"}, EndedCategories: []string{"RUN"},
+			EvaluationMin: -5, EvaluationMax: 5},
+		Notify: config.NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
 		Mail: config.MailConfig{Provider: "log", Port: 587, TLS: "mandatory",
 			From: "moim <no-reply@moim.localhost>", Timeout: 15 * time.Second},
 		SMS:   config.SMSConfig{Provider: "log", BaseURL: "https://sens.apigw.ntruss.com", Timeout: 10 * time.Second},
@@ -560,6 +563,10 @@ func TestValidateRules(t *testing.T) {
 		{"admission retries", func(c *config.Config) { c.Rooms.AdmissionRetries = 21 }, "rooms.admission_retries: must be between 0 and 20"},
 		{"admission wait", func(c *config.Config) { c.Rooms.AdmissionRetryWait = time.Minute }, "rooms.admission_retry_wait: must be between 0 and 5s"},
 		{"list cache long", func(c *config.Config) { c.Rooms.ListCacheTTL = time.Hour }, "rooms.list_cache_ttl: must be between 0 and 1m"},
+		{"dday time", func(c *config.Config) { c.Rooms.DDayTime = "8am" }, `rooms.dday_time: "8am" is not a time of day HH:MM`},
+		{"grace zero", func(c *config.Config) { c.Rooms.ReminderGrace = 0 }, "rooms.reminder_grace: must be between 1m0s and 6h0m0s"},
+		{"reminder category", func(c *config.Config) { c.Rooms.EndedCategories = []string{"SWIM"} }, `rooms.ended_categories: "SWIM" is not a category (MEAL, STUDY or RUN)`},
+		{"evaluation range", func(c *config.Config) { c.Rooms.EvaluationMin = 1 }, "rooms.evaluation_min: evaluation_min..evaluation_max must be a range around 0 within -50..50"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

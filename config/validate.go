@@ -154,6 +154,40 @@ func (c *Config) Validate() error {
 	if c.Rooms.ListCacheTTL < 0 || c.Rooms.ListCacheTTL > time.Minute {
 		add("rooms.list_cache_ttl", "must be between 0 and 1m")
 	}
+	if _, err := ParseClock(c.Rooms.DDayTime); err != nil {
+		add("rooms.dday_time", "%v", err)
+	}
+	for _, d := range []struct {
+		key      string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"rooms.starts_soon_before", c.Rooms.StartsSoonBefore, 0, 24 * time.Hour},
+		{"rooms.ended_after", c.Rooms.EndedAfter, 0, 24 * time.Hour},
+		{"rooms.reminder_grace", c.Rooms.ReminderGrace, time.Minute, 6 * time.Hour},
+	} {
+		if d.v < d.min || d.v > d.max {
+			add(d.key, "must be between %v and %v", d.min, d.max)
+		}
+	}
+	for _, l := range []struct {
+		key  string
+		cats []string
+	}{
+		{"rooms.dday_categories", c.Rooms.DDayCategories},
+		{"rooms.starts_soon_categories", c.Rooms.StartsSoonCategories},
+		{"rooms.ended_categories", c.Rooms.EndedCategories},
+	} {
+		for _, name := range l.cats {
+			if name != "MEAL" && name != "STUDY" && name != "RUN" {
+				add(l.key, "%q is not a category (MEAL, STUDY or RUN)", name)
+			}
+		}
+	}
+	if c.Rooms.EvaluationMin < -50 || c.Rooms.EvaluationMax > 50 || c.Rooms.EvaluationMin >= c.Rooms.EvaluationMax ||
+		c.Rooms.EvaluationMin > 0 || c.Rooms.EvaluationMax < 0 {
+		add("rooms.evaluation_min", "evaluation_min..evaluation_max must be a range around 0 within -50..50")
+	}
 	if c.Notify.AppURL != "" && !validHTTPURL(c.Notify.AppURL, true) {
 		add("notify.app_url", "must be an http:// or https:// URL")
 	}
@@ -399,4 +433,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// ParseClock reads a time of day "HH:MM" as the time since midnight.
+func ParseClock(s string) (time.Duration, error) {
+	t, err := time.Parse("15:04", s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a time of day HH:MM", s)
+	}
+	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
 }

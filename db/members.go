@@ -326,3 +326,19 @@ func nullIfEmpty(s string) any {
 	}
 	return s
 }
+
+// MannerPoints returns the live member's manner points (ErunJrun: 50 to
+// start, +1 per attended group run, plus the evaluations of the runs they
+// hosted). Errors: ENOTFOUND.
+func (Members) MannerPoints(ctx context.Context, idb bun.IDB, id string) (int, error) {
+	var points []int
+	err := idb.NewSelect().Model((*memberRow)(nil)).Column("manner_points").
+		Where("public_id = ?", id).Where("deleted_at IS NULL").Scan(ctx, &points)
+	if err != nil {
+		return 0, fmt.Errorf("manner points of %s: %w", id, translate(err))
+	}
+	if len(points) == 0 {
+		return 0, fmt.Errorf("manner points of %s: %w", id, errMemberNotFound())
+	}
+	return points[0], nil
+}

@@ -94,6 +94,10 @@ type participantRow struct {
 	MemberID int64     `bun:"member_id,notnull"`
 	Host     bool      `bun:"host,notnull"`
 	JoinedAt time.Time `bun:"joined_at,notnull"`
+	Attended bool      `bun:"attended,notnull"`
+	// Evaluated is the manner-point change a guest gave the host; 0 until
+	// they evaluate (an evaluation of 0 is not allowed).
+	Evaluated int16 `bun:"evaluated,notnull"`
 
 	MemberPublicID string `bun:"member_public_id,scanonly"`
 	Nickname       string `bun:"nickname,scanonly"`
@@ -209,7 +213,8 @@ func findRoom(ctx context.Context, idb bun.IDB, where string, arg any) (*domain.
 	}
 	r.Participants = make([]domain.Participant, len(ps))
 	for i, p := range ps {
-		r.Participants[i] = domain.Participant{MemberID: p.MemberPublicID, Nickname: p.Nickname, Host: p.Host, JoinedAt: p.JoinedAt.UTC()}
+		r.Participants[i] = domain.Participant{MemberID: p.MemberPublicID, Nickname: p.Nickname, Host: p.Host,
+			JoinedAt: p.JoinedAt.UTC(), Attended: p.Attended, Evaluation: int(p.Evaluated)}
 	}
 	return &r, nil
 }
@@ -624,4 +629,94 @@ func (Participations) Pending(ctx context.Context, idb bun.IDB, before time.Time
 		out[i] = rows[i].toDomain()
 	}
 	return out, nil
+}
+
+// MarkAttendance records that the guests (public ids) of room r came, as
+// its host says, and gives each one newly marked a manner point, all in
+// idb (a transaction). It returns the ids newly marked; guests already
+// marked are passed over. Errors: ENOTPARTICIPATING (field "member_ids")
+// when one of them is not a guest of r.
+func (Rooms) MarkAttendance(ctx context.Context, idb bun.IDB, r *domain.Room, memberIDs []string) ([]string, error) {
+	guest := make(map[string]domain.Participant, len(r.Participants))
+	for _, p := range r.Participants {
+		if !p.Host {
+			guest[p.MemberID] = p
+		}
+	}
+	var fresh []string
+	seen := make(map[string]bool, len(memberIDs))
+	for _, id := range memberIDs {
+		p, ok := guest[id]
+		if !ok {
+			return nil, domain.FieldErrorf(domain.ENOTPARTICIPATING, "member_ids", "Member %s is not a guest of this room.", id)
+		}
+		if !p.Attended && !seen[id] {
+			fresh = append(fresh, id)
+		}
+		seen[id] = true
+	}
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	members := idb.NewSelect().Model((*memberRow)(nil)).Column("id").Where("public_id IN (?)", bun.In(fresh))
+	// The flag flips once: a concurrent marking of the same guest finds it
+	// set and gives no second point.
+	res, err := idb.NewUpdate().Model((*participantRow)(nil)).
+		Set("attended = ?", true).
+		Where("room_id = ?", r.Key).
+		Where("attended = ?", false).
+		Where("member_id IN (?)", members).
+		Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("mark attendance in %s: %w", r.ID, translate(err))
+	}
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(fresh)) {
+		return nil, fmt.Errorf("mark attendance in %s: %d of %d rows: %v: %w", r.ID, n, len(fresh), err, ErrStale)
+	}
+	if _, err := idb.NewUpdate().Model((*memberRow)(nil)).
+		Set("manner_points = manner_points + 1").
+		Where("public_id IN (?)", bun.In(fresh)).
+		Exec(ctx); err != nil {
+		return nil, fmt.Errorf("mark attendance in %s: manner points: %w", r.ID, translate(err))
+	}
+	return fresh, nil
+}
+
+// Evaluate records guest memberID's evaluation of room r's host, a
+// manner-point change of points (not 0), and applies it to the host, in
+// idb (a transaction). Errors: ENOTPARTICIPATING when memberID is not a
+// guest of r; EALREADYEVALUATED when they have evaluated this room.
+func (Rooms) Evaluate(ctx context.Context, idb bun.IDB, r *domain.Room, memberID string, points int) error {
+	if points == 0 {
+		return fmt.Errorf("evaluate room %s: an evaluation changes the points", r.ID)
+	}
+	var guest *domain.Participant
+	for i, p := range r.Participants {
+		if p.MemberID == memberID && !p.Host {
+			guest = &r.Participants[i]
+		}
+	}
+	if guest == nil {
+		return domain.Errorf(domain.ENOTPARTICIPATING, "Only the room's guests evaluate its host.")
+	}
+	res, err := idb.NewUpdate().Model((*participantRow)(nil)).
+		Set("evaluated = ?", int16(points)).
+		Where("room_id = ?", r.Key).
+		Where("evaluated = 0").
+		Where("member_id = (SELECT m.id FROM members AS m WHERE m.public_id = ?)", memberID).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("evaluate room %s: %w", r.ID, translate(err))
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return &domain.Error{Code: domain.EALREADYEVALUATED, Message: "You have already evaluated this room's host.", Err: err}
+	}
+	if _, err := idb.NewUpdate().Model((*memberRow)(nil)).
+		Set("manner_points = manner_points + ?", points).
+		Where("public_id = ?", r.HostID).
+		Exec(ctx); err != nil {
+		return fmt.Errorf("evaluate room %s: manner points: %w", r.ID, translate(err))
+	}
+	guest.Evaluation = points
+	return nil
 }

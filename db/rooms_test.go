@@ -216,3 +216,94 @@ func TestComments(t *testing.T) {
 		}
 	})
 }
+
+// joinDirect admits member to r the way the worker does, for store tests.
+func joinDirect(t *testing.T, bdb *bun.DB, r *domain.Room, member string) {
+	t.Helper()
+	ctx := context.Background()
+	p := &domain.Participation{MemberID: member, Kind: domain.ParticipationJoin, CreatedAt: roomTime}
+	if err := (db.Participations{}).Create(ctx, bdb, r, p); err != nil {
+		t.Fatal(err)
+	}
+	err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+		adm, err := (db.Participations{}).Admit(ctx, tx, p.Key, roomTime)
+		if err == nil && adm.Request.Status != domain.ParticipationJoined {
+			t.Errorf("join of %s: %v", member, adm.Request.Status)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAttendanceAndEvaluation(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		host := mustCreate(t, bdb, newMember("host@example.com", "호스트"))
+		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
+		carol := mustCreate(t, bdb, newMember("carol@example.com", "Carol"))
+		r := mustOpenRoom(t, bdb, host.ID, domain.CategoryRun, roomTime, 0)
+		joinDirect(t, bdb, r, alice.ID)
+		joinDirect(t, bdb, r, bob.ID)
+		points := func(id string) int {
+			t.Helper()
+			n, err := (db.Members{}).MannerPoints(ctx, bdb, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		room := func() *domain.Room {
+			t.Helper()
+			cur, err := (db.Rooms{}).FindByID(ctx, bdb, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cur
+		}
+		if points(alice.ID) != 50 {
+			t.Fatalf("a new member has %d manner points, want 50", points(alice.ID))
+		}
+		marked, err := (db.Rooms{}).MarkAttendance(ctx, bdb, room(), []string{alice.ID, alice.ID})
+		if err != nil || len(marked) != 1 {
+			t.Fatalf("mark = %v, %v", marked, err)
+		}
+		// Marking again gives no second point; a stranger or the host is refused.
+		if marked, err := (db.Rooms{}).MarkAttendance(ctx, bdb, room(), []string{alice.ID, bob.ID}); err != nil || len(marked) != 1 || marked[0] != bob.ID {
+			t.Errorf("second marking = %v, %v", marked, err)
+		}
+		for _, id := range []string{carol.ID, host.ID} {
+			if _, err := (db.Rooms{}).MarkAttendance(ctx, bdb, room(), []string{id}); domain.ErrorCode(err) != domain.ENOTPARTICIPATING {
+				t.Errorf("marking %s: %v", id, err)
+			}
+		}
+		if points(alice.ID) != 51 || points(bob.ID) != 51 || points(host.ID) != 50 {
+			t.Errorf("points alice %d bob %d host %d", points(alice.ID), points(bob.ID), points(host.ID))
+		}
+		cur := room()
+		if !cur.Participants[1].Attended || !cur.Participants[2].Attended {
+			t.Errorf("participants %+v", cur.Participants)
+		}
+
+		if err := (db.Rooms{}).Evaluate(ctx, bdb, cur, alice.ID, 3); err != nil {
+			t.Fatal(err)
+		}
+		if err := (db.Rooms{}).Evaluate(ctx, bdb, room(), alice.ID, 3); domain.ErrorCode(err) != domain.EALREADYEVALUATED {
+			t.Errorf("evaluating twice: %v", err)
+		}
+		if err := (db.Rooms{}).Evaluate(ctx, bdb, room(), bob.ID, -2); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{carol.ID, host.ID} {
+			if err := (db.Rooms{}).Evaluate(ctx, bdb, room(), id, 1); domain.ErrorCode(err) != domain.ENOTPARTICIPATING {
+				t.Errorf("evaluation by %s: %v", id, err)
+			}
+		}
+		if got := points(host.ID); got != 51 {
+			t.Errorf("host has %d points, want 50 + 3 - 2", got)
+		}
+	})
+}

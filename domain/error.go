@@ -38,6 +38,11 @@ const (
 	ENOTPARTICIPATING   = "not_participating"
 	EHOSTCANNOTLEAVE    = "host_cannot_leave"
 	EREQUESTPENDING     = "request_pending"
+	// EALREADYEVALUATED: a guest evaluates a room's host once.
+	EALREADYEVALUATED = "already_evaluated"
+	// ENOTOPENYET: attendance or evaluation of a room is asked for before
+	// its time.
+	ENOTOPENYET = "not_open_yet"
 
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.

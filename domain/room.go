@@ -91,6 +91,10 @@ type Participant struct {
 	Nickname string
 	Host     bool
 	JoinedAt time.Time
+	Attended bool // the host marked them present
+	// Evaluation is the manner-point change this guest gave the host; 0
+	// until they evaluate.
+	Evaluation int
 }
 
 // Completed reports whether the host completed the room into a match.

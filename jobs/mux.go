@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
+	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs/notify"
 	"github.com/moim/moim/templates"
 )
@@ -64,6 +65,8 @@ type Deps struct {
 	Admission AdmissionParams
 	// RoomMetrics receives room counts; nil keeps them unregistered.
 	RoomMetrics *RoomMetrics
+	// Reminders say when group-run reminders go out.
+	Reminders domain.ReminderRules
 }
 
 // DefaultClaimTimeout is well beyond any provider's timeout: a claim older
@@ -146,6 +149,8 @@ func registerHandlers(r *registry, deps Deps) error {
 			Metrics: deps.RoomMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 
 		// Ticks from the catalogue in ticks.go.
+		{TypeRoomReminders, &RoomRemindersHandler{DB: deps.DB, Relay: deps.Relay, Rules: deps.Reminders,
+			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 	}
 	if deps.Client != nil && deps.Inspector != nil {

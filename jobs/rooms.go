@@ -167,8 +167,8 @@ func (h *RoomParticipationHandler) decideOnce(ctx context.Context, key int64) (*
 	return adm, db.RunInTx(ctx, h.DB, run)
 }
 
-// roomArgs are the notification arguments naming room r.
-func roomArgs(r *domain.Room) domain.NotificationArgs {
+// RoomArgs are the notification arguments naming room r.
+func RoomArgs(r *domain.Room) domain.NotificationArgs {
 	return domain.NotificationArgs{
 		RoomID: r.ID, Title: r.Title, Category: r.Category.String(), Place: r.Place,
 		StartsAt: r.StartsAt, Link: "/rooms/" + r.ID,
@@ -179,7 +179,7 @@ func roomArgs(r *domain.Room) domain.NotificationArgs {
 // about the result of a join.
 func notifyDecision(ctx context.Context, tx bun.IDB, adm *db.Admission, now time.Time) error {
 	r, req := &adm.Room, &adm.Request
-	args := roomArgs(r)
+	args := RoomArgs(r)
 	actor := args
 	actor.ActorID, actor.Actor = req.MemberID, adm.Nickname
 	var err error

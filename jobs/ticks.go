@@ -114,6 +114,16 @@ func Ticks() []Tick {
 				return newTickTask(TypeParticipationSweep, slot, QueueCritical, 1)
 			},
 		},
+		{
+			Name:  TickRoomReminders,
+			Spec:  "* * * * *",
+			Queue: QueueDefault,
+			Build: func(slot time.Time) (Task, error) {
+				// Reminders are sent against the time the tick runs, with
+				// a grace window, so a retry or the next slot catches up.
+				return newTickTask(TypeRoomReminders, slot, QueueDefault, 3)
+			},
+		},
 	}
 }
 

@@ -20,6 +20,7 @@ func All() *migrate.Migrations {
 	add(ms, "20261125000004", "matching", matchingUp, matchingDown)
 	add(ms, "20261126000005", "rooms", roomsUp, roomsDown)
 	add(ms, "20261126000006", "comments", commentsUp, commentsDown)
+	add(ms, "20261126000007", "group_runs", groupRunsUp, groupRunsDown)
 	return ms
 }
 

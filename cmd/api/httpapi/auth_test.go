@@ -655,11 +655,12 @@ func TestMemberPublicProfile(t *testing.T) {
 		t.Fatalf("status = %d (body %s)", resp.StatusCode, body)
 	}
 	var pub struct {
-		ID       string `json:"id"`
-		Nickname string `json:"nickname"`
+		ID           string `json:"id"`
+		Nickname     string `json:"nickname"`
+		MannerPoints int    `json:"manner_points"`
 	}
-	decodeStrict(t, body, &pub) // nothing but id and nickname
-	if pub.ID != m.ID || pub.Nickname != "mina" {
+	decodeStrict(t, body, &pub) // nothing but id, nickname and manner points
+	if pub.ID != m.ID || pub.Nickname != "mina" || pub.MannerPoints != 50 {
 		t.Errorf("profile = %+v", pub)
 	}
 	resp, body = s.do(t, request{method: http.MethodGet, path: "/v1/members/nope", token: joon.AccessToken})

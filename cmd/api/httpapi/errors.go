@@ -36,7 +36,7 @@ func statusOf(code string) int {
 		return http.StatusMethodNotAllowed
 	case domain.ECONFLICT, domain.EEMAILTAKEN, domain.ENICKNAMETAKEN, domain.EALREADYWAITING,
 		domain.EROOMCLOSED, domain.ECAPACITYBELOWCOUNT, domain.EALREADYJOINED, domain.ENOTPARTICIPATING,
-		domain.EHOSTCANNOTLEAVE, domain.EREQUESTPENDING:
+		domain.EHOSTCANNOTLEAVE, domain.EREQUESTPENDING, domain.EALREADYEVALUATED, domain.ENOTOPENYET:
 		return http.StatusConflict
 	case domain.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge

@@ -222,15 +222,23 @@ func (s *server) handleSessionDelete(w http.ResponseWriter, r *http.Request) {
 
 // publicMemberResponse is what any member may see of another.
 type publicMemberResponse struct {
-	ID       string `json:"id"`
-	Nickname string `json:"nickname"`
+	ID           string `json:"id"`
+	Nickname     string `json:"nickname"`
+	MannerPoints int    `json:"manner_points"`
 }
 
 func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
-	m, err := (db.Members{}).FindByID(r.Context(), s.db, chi.URLParam(r, "id"))
+	ctx := r.Context()
+	id := chi.URLParam(r, "id")
+	m, err := (db.Members{}).FindByID(ctx, s.db, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname})
+	points, err := (db.Members{}).MannerPoints(ctx, s.db, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: points})
 }

@@ -376,6 +376,7 @@ func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb r
 		MatchMetrics:  jobs.NewMatchMetrics(reg),
 		Admission:     jobs.AdmissionParams{Retries: cfg.Rooms.AdmissionRetries, RetryWait: cfg.Rooms.AdmissionRetryWait},
 		RoomMetrics:   jobs.NewRoomMetrics(reg),
+		Reminders:     reminderRules(cfg, loc),
 		DB:            bdb,
 		Logger:        wlog,
 		Metrics:       jobs.NewMetrics(reg),
@@ -624,4 +625,28 @@ func bootstrapAdmin(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	logger.Info("bootstrap admin member ready", slog.String("member_id", res.member.ID),
 		slog.Bool("created", res.created), slog.Bool("password_reset", res.reset))
 	return "Admin login: " + email + " with the admin password (POST /v1/auth/login)"
+}
+
+// reminderRules reads the group-run reminder settings (validated by
+// config) in the scheduler's time zone.
+func reminderRules(cfg *config.Config, loc *time.Location) domain.ReminderRules {
+	at, _ := config.ParseClock(cfg.Rooms.DDayTime)
+	cats := func(names []string) []domain.Category {
+		var out []domain.Category
+		for _, n := range names {
+			if c, err := domain.ParseCategory(n); err == nil {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	return domain.ReminderRules{
+		Location: loc, DDayAt: at,
+		StartsSoonBefore: cfg.Rooms.StartsSoonBefore, EndedAfter: cfg.Rooms.EndedAfter, Grace: cfg.Rooms.ReminderGrace,
+		Categories: map[domain.ReminderKind][]domain.Category{
+			domain.ReminderDDay:       cats(cfg.Rooms.DDayCategories),
+			domain.ReminderStartsSoon: cats(cfg.Rooms.StartsSoonCategories),
+			domain.ReminderEnded:      cats(cfg.Rooms.EndedCategories),
+		},
+	}
 }
