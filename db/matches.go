@@ -22,6 +22,8 @@ type matchRow struct {
 	Second    int16     `bun:"second,notnull"`
 	RoomID    int64     `bun:"room_id,nullzero"`
 	CreatedAt time.Time `bun:"created_at,notnull"`
+
+	RoomPublicID string `bun:"room_public_id,scanonly"`
 }
 
 func (r *matchRow) toDomain() domain.Match {
@@ -30,6 +32,7 @@ func (r *matchRow) toDomain() domain.Match {
 		Category:   domain.Category(r.Category),
 		Method:     domain.MatchMethod(r.Method),
 		Conditions: domain.Conditions{Places: domain.Mask(r.Places), Second: domain.Mask(r.Second)},
+		RoomID:     r.RoomPublicID,
 		CreatedAt:  r.CreatedAt.UTC(),
 	}
 }
@@ -57,9 +60,10 @@ type Matches struct{}
 // Create inserts m with its members, given as public ids in the order they
 // are to be listed, sets m.ID, m.Members (with nicknames) and m.CreatedAt
 // (UTC microseconds), and returns the match's row id for
-// Applications.MarkMatched. The caller sets Category, Method, Conditions
-// (what the members have in common; zero for none) and CreatedAt; RoomID
-// must be empty until rooms are stored. Errors: ENOTFOUND when a member is
+// Applications.MarkGroupMatched. The caller sets Category, Method,
+// Conditions (what the members have in common; zero for none) and
+// CreatedAt; RoomID stays empty (Rooms.Complete links a room's match in
+// its own transaction). Errors: ENOTFOUND when a member is
 // unknown or deleted (nothing is stored then).
 func (Matches) Create(ctx context.Context, idb bun.IDB, m *domain.Match, memberIDs []string) (int64, error) {
 	if err := checkMatch(m, memberIDs); err != nil {
@@ -119,7 +123,7 @@ func checkMatch(m *domain.Match, memberIDs []string) error {
 		return fmt.Errorf("invalid method %d", int(m.Method))
 	}
 	if m.RoomID != "" {
-		return fmt.Errorf("room %s: room matches cannot be stored yet", m.RoomID)
+		return fmt.Errorf("room %s: Rooms.Complete links a match to its room", m.RoomID)
 	}
 	if len(memberIDs) == 0 {
 		return fmt.Errorf("a match needs members")
@@ -169,11 +173,20 @@ func loadMatchMembers(ctx context.Context, idb bun.IDB, rows []matchRow, out []d
 	return nil
 }
 
+// selectMatches starts a query over matches with the room's public id
+// joined in.
+func selectMatches(idb bun.IDB, dest any) *bun.SelectQuery {
+	return idb.NewSelect().Model(dest).
+		ColumnExpr("mt.*").
+		ColumnExpr("rm.public_id AS room_public_id").
+		Join("LEFT JOIN rooms AS rm ON rm.id = mt.room_id")
+}
+
 // FindByID returns the match with public id id and its members, whoever
 // asks. Errors: ENOTFOUND.
 func (Matches) FindByID(ctx context.Context, idb bun.IDB, id string) (*domain.Match, error) {
 	var rows []matchRow
-	if err := idb.NewSelect().Model(&rows).Where("mt.public_id = ?", id).Scan(ctx); err != nil {
+	if err := selectMatches(idb, &rows).Where("mt.public_id = ?", id).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("find match %s: %w", id, translate(err))
 	}
 	if len(rows) == 0 {
@@ -238,8 +251,7 @@ func (Matches) ListForMember(ctx context.Context, idb bun.IDB, memberID string, 
 	}
 
 	var rows []matchRow
-	q := idb.NewSelect().Model(&rows).
-		ColumnExpr("mt.*").
+	q := selectMatches(idb, &rows).
 		Join("JOIN match_members AS mm ON mm.match_id = mt.id").
 		Join("JOIN members AS m ON m.id = mm.member_id").
 		Where("m.public_id = ?", memberID).

@@ -20,6 +20,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/cmd/api/auth"
+	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/notify"
 )
@@ -83,6 +84,17 @@ type Deps struct {
 	// Queues are the queue names a ping may be sent to; empty means the
 	// standard critical, default and low.
 	Queues []string
+	// RoomRules are the limits of opening a room (a RUN room's lead time).
+	RoomRules domain.RoomRules
+	// RoomLocation is the zone a room's date and start time are read and
+	// shown in; nil means DefaultRoomLocation.
+	RoomLocation *time.Location
+	// RoomListCacheTTL is how long a page of the room list is cached in
+	// Redis; 0 turns the cache off.
+	RoomListCacheTTL time.Duration
+	// GroupRuns time attendance and evaluation; zero means
+	// DefaultGroupRunRules.
+	GroupRuns GroupRunRules
 	// NowFunc is the clock; nil means time.Now.
 	NowFunc func() time.Time
 }
@@ -109,6 +121,10 @@ type server struct {
 	heartbeat      time.Duration
 	mailbox        *notify.Mailbox
 	matchWait      time.Duration
+	roomRules      domain.RoomRules
+	roomLocation   *time.Location
+	roomListTTL    time.Duration
+	groupRuns      GroupRunRules
 }
 
 // New builds the API handler. The returned cleanup closes the Redis clients
@@ -143,6 +159,16 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		heartbeat:      d.Heartbeat,
 		mailbox:        d.Mailbox,
 		matchWait:      d.MatchWait,
+		roomRules:      d.RoomRules,
+		roomLocation:   d.RoomLocation,
+		roomListTTL:    d.RoomListCacheTTL,
+		groupRuns:      d.GroupRuns,
+	}
+	if s.groupRuns == (GroupRunRules{}) {
+		s.groupRuns = DefaultGroupRunRules
+	}
+	if s.roomLocation == nil {
+		s.roomLocation = defaultRoomLocation()
 	}
 	if s.matchWait <= 0 {
 		s.matchWait = DefaultMatchWait
@@ -205,6 +231,9 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerMeRoutes(r)
 		s.registerNotificationRoutes(r)
 		s.registerMatchingRoutes(r)
+		s.registerRoomRoutes(r)
+		s.registerCommentRoutes(r)
+		s.registerGroupRunRoutes(r)
 		s.registerMailboxRoutes(r)
 		if extra != nil {
 			extra(r)

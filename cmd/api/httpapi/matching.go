@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -236,6 +235,7 @@ type matchResponse struct {
 	Category   domain.Category       `json:"category"`
 	Method     domain.MatchMethod    `json:"method"`
 	Conditions *conditionsResponse   `json:"conditions"`
+	RoomID     *string               `json:"room_id"` // null for random matches
 	Members    []matchMemberResponse `json:"members"`
 	CreatedAt  time.Time             `json:"created_at"`
 }
@@ -248,7 +248,7 @@ type matchMemberResponse struct {
 
 func newMatchResponse(m *domain.Match, me string) matchResponse {
 	resp := matchResponse{ID: m.ID, Category: m.Category, Method: m.Method, CreatedAt: m.CreatedAt.UTC(),
-		Members: make([]matchMemberResponse, 0, len(m.Members))}
+		RoomID: nullable(m.RoomID), Members: make([]matchMemberResponse, 0, len(m.Members))}
 	if m.Method == domain.MatchRandom {
 		c := newConditionsResponse(m.Category, m.Conditions)
 		resp.Conditions = &c
@@ -268,15 +268,12 @@ type matchList struct {
 // ?category= and ?method=, pages with ?limit= and ?cursor=.
 func (s *server) handleMatchList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := db.MatchFilter{Cursor: q.Get("cursor"), Limit: defaultPageSize}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			s.writeError(w, r, domain.FieldErrorf(domain.EINVALID, "limit", "Query parameter \"limit\" must be 1 to %d.", maxPageSize))
-			return
-		}
-		f.Limit = n
+	limit, err := queryLimit(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
+	f := db.MatchFilter{Cursor: q.Get("cursor"), Limit: limit}
 	if v := q.Get("category"); v != "" {
 		c, err := domain.ParseCategory(v)
 		if err != nil {

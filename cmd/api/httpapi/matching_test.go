@@ -66,6 +66,7 @@ type matchBody struct {
 	Category   string                `json:"category"`
 	Method     string                `json:"method"`
 	Conditions *randomConditionsBody `json:"conditions"`
+	RoomID     *string               `json:"room_id"`
 	Members    []matchMemberBody     `json:"members"`
 	CreatedAt  string                `json:"created_at"`
 }

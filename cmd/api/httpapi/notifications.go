@@ -67,14 +67,10 @@ type notificationList struct {
 // newest first: ?limit= (1–100, default 20) and ?cursor= from the previous
 // page's next_cursor.
 func (s *server) handleNotificationList(w http.ResponseWriter, r *http.Request) {
-	limit := defaultPageSize
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			s.writeError(w, r, domain.FieldErrorf(domain.EINVALID, "limit", "Query parameter \"limit\" must be 1 to %d.", maxPageSize))
-			return
-		}
-		limit = n
+	limit, err := queryLimit(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	ctx := r.Context()
 	me := mustClaims(r).MemberID
@@ -199,4 +195,17 @@ func (s *server) handleAdminNotify(w http.ResponseWriter, r *http.Request) {
 		resp.Notifications = append(resp.Notifications, newNotificationResponse(&created[i]))
 	}
 	s.writeJSON(w, r, http.StatusAccepted, resp)
+}
+
+// queryLimit reads ?limit= of a list: defaultPageSize when absent.
+func queryLimit(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return defaultPageSize, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxPageSize {
+		return 0, domain.FieldErrorf(domain.EINVALID, "limit", "Query parameter \"limit\" must be 1 to %d.", maxPageSize)
+	}
+	return n, nil
 }

@@ -478,29 +478,40 @@ func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redi
 		queues = append(queues, q)
 	}
 	sort.Strings(queues)
+	// Rooms' dates and times are the scheduler's: one zone for reminders
+	// and for what a host types.
+	loc, err := time.LoadLocation(cfg.Scheduler.TimeZone)
+	if err != nil {
+		return component{}, "", nil, fmt.Errorf("scheduler.timezone: %w", err)
+	}
 	alog := logger.With(slog.String("component", "api"))
 	h, closeAPI, err := httpapi.New(httpapi.Deps{
-		Logger:         alog,
-		DB:             bdb,
-		Redis:          rdb,
-		RedisConnOpt:   redisOpt,
-		Relay:          relay,
-		Registry:       reg,
-		TrustedProxies: proxies,
-		CORSOrigins:    cfg.HTTP.CORSOrigins,
-		RequestTimeout: cfg.HTTP.RequestTimeout,
-		BodyLimit:      cfg.HTTP.BodyLimit,
-		AdminUser:      cfg.Admin.User,
-		AdminPassword:  cfg.Admin.Password,
-		Queues:         queues,
-		Passwords:      hasher,
-		Tokens:         tokens,
-		Sessions:       sessions,
-		RefreshCookie:  cfg.Auth.RefreshCookie,
-		RateLimits:     limits,
-		Mailbox:        mailbox,
-		StreamsDone:    streamsDone,
-		MatchWait:      cfg.Matching.WaitLimit,
+		Logger:           alog,
+		DB:               bdb,
+		Redis:            rdb,
+		RedisConnOpt:     redisOpt,
+		Relay:            relay,
+		Registry:         reg,
+		TrustedProxies:   proxies,
+		CORSOrigins:      cfg.HTTP.CORSOrigins,
+		RequestTimeout:   cfg.HTTP.RequestTimeout,
+		BodyLimit:        cfg.HTTP.BodyLimit,
+		AdminUser:        cfg.Admin.User,
+		AdminPassword:    cfg.Admin.Password,
+		Queues:           queues,
+		Passwords:        hasher,
+		Tokens:           tokens,
+		Sessions:         sessions,
+		RefreshCookie:    cfg.Auth.RefreshCookie,
+		RateLimits:       limits,
+		Mailbox:          mailbox,
+		StreamsDone:      streamsDone,
+		MatchWait:        cfg.Matching.WaitLimit,
+		RoomRules:        domain.RoomRules{RunLead: cfg.Rooms.RunLead},
+		RoomLocation:     loc,
+		RoomListCacheTTL: cfg.Rooms.ListCacheTTL,
+		GroupRuns: httpapi.GroupRunRules{AttendanceFrom: cfg.Rooms.StartsSoonBefore, EndedAfter: cfg.Rooms.EndedAfter,
+			EvaluationMin: cfg.Rooms.EvaluationMin, EvaluationMax: cfg.Rooms.EvaluationMax},
 	})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("api: %w", err)
