@@ -720,3 +720,74 @@ func (Rooms) Evaluate(ctx context.Context, idb bun.IDB, r *domain.Room, memberID
 	guest.Evaluation = points
 	return nil
 }
+
+// LeaveAllForMember takes the member (a public id) out of every room that
+// is not completed, as their account is being deleted; run it in the
+// deleting transaction. Rooms they host are cancelled and returned (as they
+// were, participants included) for the caller to notify the guests; from
+// the others they leave, the count following the rows; their pending
+// requests are closed as REJECTED_INVALID. Completed rooms keep them: the
+// match history shows who was there. Each change bumps the room's version,
+// so a worker deciding a request meanwhile reads the room again.
+func (Rooms) LeaveAllForMember(ctx context.Context, idb bun.IDB, memberID string, now time.Time) ([]domain.Room, error) {
+	member, err := memberKey(ctx, idb, memberID)
+	if err != nil {
+		return nil, fmt.Errorf("leave rooms of %s: %w", memberID, err)
+	}
+	at := dbTime(now)
+	if _, err := idb.NewUpdate().Model((*participationRow)(nil)).
+		Set("status = ?", int16(domain.ParticipationRejectedInvalid)).
+		Set("pending_key = NULL").
+		Set("decided_at = ?", at).
+		Where("member_id = ?", member).
+		Where("status = ?", int16(domain.ParticipationRequested)).
+		Exec(ctx); err != nil {
+		return nil, fmt.Errorf("leave rooms of %s: requests: %w", memberID, translate(err))
+	}
+
+	var hosted []int64
+	if err := idb.NewSelect().Model((*roomRow)(nil)).Column("r.id").
+		Where("r.host_id = ?", member).Where("r.deleted_at IS NULL").Where("r.completed_at IS NULL").
+		Scan(ctx, &hosted); err != nil {
+		return nil, fmt.Errorf("leave rooms of %s: hosted: %w", memberID, translate(err))
+	}
+	cancelled := make([]domain.Room, 0, len(hosted))
+	for _, k := range hosted {
+		r, err := (Rooms{}).FindByKey(ctx, idb, k)
+		if err != nil {
+			return nil, err
+		}
+		cancelled = append(cancelled, *r)
+	}
+	if len(hosted) > 0 {
+		if _, err := idb.NewUpdate().Model((*roomRow)(nil)).
+			Set("deleted_at = ?", at).Set("version = version + 1").Set("updated_at = ?", at).
+			Where("id IN (?)", bun.In(hosted)).
+			Exec(ctx); err != nil {
+			return nil, fmt.Errorf("leave rooms of %s: cancel: %w", memberID, translate(err))
+		}
+	}
+
+	var joined []int64
+	if err := idb.NewSelect().Model((*participantRow)(nil)).Column("rp.room_id").
+		Join("JOIN rooms AS r ON r.id = rp.room_id").
+		Where("rp.member_id = ?", member).Where("rp.host = ?", false).
+		Where("r.deleted_at IS NULL").Where("r.completed_at IS NULL").
+		Scan(ctx, &joined); err != nil {
+		return nil, fmt.Errorf("leave rooms of %s: joined: %w", memberID, translate(err))
+	}
+	if len(joined) > 0 {
+		if _, err := idb.NewUpdate().Model((*roomRow)(nil)).
+			Set("participant_count = participant_count - 1").Set("version = version + 1").Set("updated_at = ?", at).
+			Where("id IN (?)", bun.In(joined)).
+			Exec(ctx); err != nil {
+			return nil, fmt.Errorf("leave rooms of %s: count: %w", memberID, translate(err))
+		}
+		if _, err := idb.NewDelete().Model((*participantRow)(nil)).
+			Where("member_id = ?", member).Where("room_id IN (?)", bun.In(joined)).
+			Exec(ctx); err != nil {
+			return nil, fmt.Errorf("leave rooms of %s: rows: %w", memberID, translate(err))
+		}
+	}
+	return cancelled, nil
+}

@@ -307,3 +307,55 @@ func TestAttendanceAndEvaluation(t *testing.T) {
 		}
 	})
 }
+
+func TestLeaveAllForMember(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		host := mustCreate(t, bdb, newMember("host@example.com", "호스트"))
+		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
+		theirs := mustOpenRoom(t, bdb, alice.ID, domain.CategoryMeal, roomTime, 0)
+		joinDirect(t, bdb, theirs, bob.ID)
+		guestIn := mustOpenRoom(t, bdb, host.ID, domain.CategoryMeal, roomTime, 0)
+		joinDirect(t, bdb, guestIn, alice.ID)
+		joinDirect(t, bdb, guestIn, bob.ID)
+		done := mustOpenRoom(t, bdb, host.ID, domain.CategoryMeal, roomTime, 0)
+		joinDirect(t, bdb, done, alice.ID)
+		cur, _ := (db.Rooms{}).FindByID(ctx, bdb, done.ID)
+		if _, err := (db.Rooms{}).Complete(ctx, bdb, cur, roomTime); err != nil {
+			t.Fatal(err)
+		}
+		pendingIn := mustOpenRoom(t, bdb, host.ID, domain.CategoryMeal, roomTime, 0)
+		p := &domain.Participation{MemberID: alice.ID, Kind: domain.ParticipationJoin, CreatedAt: roomTime}
+		if err := (db.Participations{}).Create(ctx, bdb, pendingIn, p); err != nil {
+			t.Fatal(err)
+		}
+
+		var cancelled []domain.Room
+		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+			var err error
+			cancelled, err = (db.Rooms{}).LeaveAllForMember(ctx, tx, alice.ID, roomTime)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cancelled) != 1 || cancelled[0].ID != theirs.ID || len(cancelled[0].Participants) != 2 {
+			t.Errorf("cancelled %+v", cancelled)
+		}
+		if r, _ := (db.Rooms{}).FindByID(ctx, bdb, theirs.ID); !r.Deleted() {
+			t.Error("the room alice hosted is not cancelled")
+		}
+		r, _ := (db.Rooms{}).FindByID(ctx, bdb, guestIn.ID)
+		if r.ParticipantCount != 2 || len(r.Participants) != 2 || r.Has(alice.ID) || r.Version != guestIn.Version+3 {
+			t.Errorf("room alice was a guest of: count %d, participants %+v, version %d", r.ParticipantCount, r.Participants, r.Version)
+		}
+		if r, _ := (db.Rooms{}).FindByID(ctx, bdb, done.ID); !r.Has(alice.ID) || r.ParticipantCount != 2 {
+			t.Error("a completed room lost its member")
+		}
+		if got, _ := (db.Participations{}).FindByID(ctx, bdb, p.ID); got.Status != domain.ParticipationRejectedInvalid {
+			t.Errorf("pending request is %v", got.Status)
+		}
+	})
+}

@@ -229,3 +229,40 @@ func TestAttendanceAndEvaluation(t *testing.T) {
 		}
 	})
 }
+
+// TestAccountDeletionLeavesRooms: deleting an account cancels the rooms the
+// member hosts (their guests hear of it) and takes them out of the rooms
+// they joined, which can still be completed.
+func TestAccountDeletionLeavesRooms(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		s, clock := newRoomServer(t, newEnv(t, bdb), 0, nil)
+		host, mina, jun := s.randomMember(t, "host"), s.randomMember(t, "mina"), s.randomMember(t, "jun")
+		hosted := s.createRoom(t, jun.token, roomJSON(t, nil))
+		joined := s.createRoom(t, host.token, roomJSON(t, nil))
+		for _, j := range []struct {
+			who  randomMember
+			room string
+		}{{mina, hosted.ID}, {jun, joined.ID}, {mina, joined.ID}} {
+			if got := s.join(t, bdb, clock, j.who.token, j.room); got != "JOINED" {
+				t.Fatalf("join: %s", got)
+			}
+		}
+		resp, b := s.do(t, request{method: http.MethodDelete, path: "/v1/me", token: jun.token})
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("delete account: %d %s", resp.StatusCode, b)
+		}
+		resp, b = s.do(t, request{method: http.MethodGet, path: "/v1/rooms/" + hosted.ID, token: mina.token})
+		checkError(t, resp, b, 404, "not_found", "")
+		if n := s.notificationsOf(t, mina.token, "ROOM_CANCELLED"); len(n) != 1 || n[0].Args["room_id"] != hosted.ID {
+			t.Errorf("mina's ROOM_CANCELLED: %+v", n)
+		}
+		if r := s.getRoom(t, host.token, joined.ID); r.ParticipantCount != 2 || len(r.Participants) != 2 {
+			t.Errorf("room jun had joined: %+v", r)
+		}
+		resp, b = s.do(t, request{method: http.MethodPost, path: "/v1/rooms/" + joined.ID + "/complete", token: host.token})
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("complete after a guest deleted their account: %d %s", resp.StatusCode, b)
+		}
+	})
+}

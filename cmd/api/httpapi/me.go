@@ -146,10 +146,20 @@ func (s *server) handleMeDelete(w http.ResponseWriter, r *http.Request) {
 	c := mustClaims(r)
 	ctx := r.Context()
 	now := s.now().UTC().Truncate(time.Microsecond)
-	err := db.RunInTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		// A deleted member leaves the random-matching pools with the account.
+	err := s.relay.RunInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		// A deleted member leaves the random-matching pools and every open
+		// room with the account; rooms they host are cancelled.
 		if _, err := (db.Applications{}).CancelAllForMember(ctx, tx, c.MemberID, now); err != nil {
 			return err
+		}
+		cancelled, err := (db.Rooms{}).LeaveAllForMember(ctx, tx, c.MemberID, now)
+		if err != nil {
+			return err
+		}
+		for i := range cancelled {
+			if err := notifyGuests(ctx, tx, domain.NotifyRoomCancelled, &cancelled[i], now); err != nil {
+				return err
+			}
 		}
 		return (db.Members{}).Delete(ctx, tx, c.MemberID, now)
 	})
