@@ -174,6 +174,38 @@ func TestAllInOne(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// A join goes API → outbox → relay → worker, which admits it.
+	date := time.Now().In(time.FixedZone("KST", 9*3600)).AddDate(0, 0, 2).Format("2006-01-02")
+	resp = doJSON(t, http.MethodPost, base+"/v1/rooms", admin,
+		`{"category":"MEAL","title":"점심","date":"`+date+`","start_time":"12:30","place":"개포","capacity":2}`)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /v1/rooms status = %d, want 201", resp.StatusCode)
+	}
+	var room struct {
+		ID string `json:"id"`
+	}
+	decodeBody(t, resp, &room)
+	resp = doJSON(t, http.MethodPost, base+"/v1/rooms/"+room.ID+"/participations", member, "")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST participation status = %d, want 202", resp.StatusCode)
+	}
+	var req struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	decodeBody(t, resp, &req)
+	deadline = time.Now().Add(20 * time.Second)
+	for req.Status == "REQUESTED" {
+		if time.Now().After(deadline) {
+			t.Fatal("join request not decided within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+		decodeBody(t, doJSON(t, http.MethodGet, base+"/v1/participations/"+req.ID, member, ""), &req)
+	}
+	if req.Status != "JOINED" {
+		t.Errorf("join request %s, want JOINED", req.Status)
+	}
+
 	// The queue UI needs the admin credentials and shows nothing without them.
 	for _, tc := range []struct {
 		name, password string
