@@ -564,7 +564,7 @@ func TestValidateRules(t *testing.T) {
 		{"admission wait", func(c *config.Config) { c.Rooms.AdmissionRetryWait = time.Minute }, "rooms.admission_retry_wait: must be between 0 and 5s"},
 		{"list cache long", func(c *config.Config) { c.Rooms.ListCacheTTL = time.Hour }, "rooms.list_cache_ttl: must be between 0 and 1m"},
 		{"dday time", func(c *config.Config) { c.Rooms.DDayTime = "8am" }, `rooms.dday_time: "8am" is not a time of day HH:MM`},
-		{"grace zero", func(c *config.Config) { c.Rooms.ReminderGrace = 0 }, "rooms.reminder_grace: must be between 1m0s and 6h0m0s"},
+		{"grace zero", func(c *config.Config) { c.Rooms.ReminderGrace = 0 }, "rooms.reminder_grace: must be between 3m0s and 6h0m0s"},
 		{"reminder category", func(c *config.Config) { c.Rooms.EndedCategories = []string{"SWIM"} }, `rooms.ended_categories: "SWIM" is not a category (MEAL, STUDY or RUN)`},
 		{"evaluation range", func(c *config.Config) { c.Rooms.EvaluationMin = 1 }, "rooms.evaluation_min: evaluation_min..evaluation_max must be a range around 0 within -50..50"},
 	}

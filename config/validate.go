@@ -164,7 +164,9 @@ func (c *Config) Validate() error {
 	}{
 		{"rooms.starts_soon_before", c.Rooms.StartsSoonBefore, 0, 24 * time.Hour},
 		{"rooms.ended_after", c.Rooms.EndedAfter, 0, 24 * time.Hour},
-		{"rooms.reminder_grace", c.Rooms.ReminderGrace, time.Minute, 6 * time.Hour},
+		// Well above the tick's minute, so a tick that runs a little late
+		// still finds what fell due since the last one.
+		{"rooms.reminder_grace", c.Rooms.ReminderGrace, 3 * time.Minute, 6 * time.Hour},
 	} {
 		if d.v < d.min || d.v > d.max {
 			add(d.key, "must be between %v and %v", d.min, d.max)

@@ -204,12 +204,16 @@ func (Comments) Update(ctx context.Context, idb bun.IDB, id, authorID, body stri
 	if err != nil {
 		return nil, err
 	}
-	_, err = idb.NewUpdate().Model((*commentRow)(nil)).
+	res, err := idb.NewUpdate().Model((*commentRow)(nil)).
 		Set("body = ?", body).Set("updated_at = ?", dbTime(now)).
 		Where("public_id = ?", id).Where("deleted_at IS NULL").
 		Exec(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("update comment %s: %w", id, translate(err))
+	}
+	// Deleted between the read and the update.
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, fmt.Errorf("update comment %s: %v: %w", id, err, errCommentNotFound())
 	}
 	c.Body, c.UpdatedAt = body, dbTime(now)
 	return c, nil

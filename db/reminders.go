@@ -25,7 +25,8 @@ type reminderRow struct {
 type Reminders struct{}
 
 // RoomsStarting returns the rooms of the categories, not cancelled, that
-// start in [from, to), with their participants, soonest first.
+// start in [from, to), soonest first, without their participants (read
+// those with Rooms.FindByKey for the rooms that are due).
 func (Reminders) RoomsStarting(ctx context.Context, idb bun.IDB, cats []domain.Category, from, to time.Time) ([]domain.Room, error) {
 	if len(cats) == 0 {
 		return nil, nil
@@ -34,24 +35,20 @@ func (Reminders) RoomsStarting(ctx context.Context, idb bun.IDB, cats []domain.C
 	for i, c := range cats {
 		cs[i] = int16(c)
 	}
-	var keys []int64
-	err := idb.NewSelect().Model((*roomRow)(nil)).Column("r.id").
+	var rows []roomRow
+	err := selectRooms(idb, &rows).
 		Where("r.category IN (?)", bun.In(cs)).
 		Where("r.deleted_at IS NULL").
 		Where("r.starts_at >= ?", dbTime(from)).
 		Where("r.starts_at < ?", dbTime(to)).
 		OrderExpr("r.starts_at ASC, r.id ASC").
-		Scan(ctx, &keys)
+		Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("rooms starting: %w", translate(err))
 	}
-	out := make([]domain.Room, 0, len(keys))
-	for _, k := range keys {
-		r, err := (Rooms{}).FindByKey(ctx, idb, k)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *r)
+	out := make([]domain.Room, len(rows))
+	for i := range rows {
+		out[i] = rows[i].toDomain()
 	}
 	return out, nil
 }

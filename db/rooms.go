@@ -540,13 +540,7 @@ func (Participations) Admit(ctx context.Context, idb bun.IDB, key int64, now tim
 	if err != nil {
 		return nil, fmt.Errorf("admit request %s: %w", p.ID, err)
 	}
-	in, host := false, false
-	for _, x := range r.Participants {
-		if x.MemberID == p.MemberID {
-			in, host = true, x.Host
-		}
-	}
-	status := domain.Decide(r, p.Kind, in, host, now)
+	status := domain.Decide(r, p.Kind, p.MemberID, now)
 	var who []memberRow
 	err = idb.NewSelect().Model(&who).Column("id", "nickname").
 		Where("public_id = ?", p.MemberID).Where("deleted_at IS NULL").Scan(ctx)
@@ -777,16 +771,20 @@ func (Rooms) LeaveAllForMember(ctx context.Context, idb bun.IDB, memberID string
 		return nil, fmt.Errorf("leave rooms of %s: joined: %w", memberID, translate(err))
 	}
 	if len(joined) > 0 {
-		if _, err := idb.NewUpdate().Model((*roomRow)(nil)).
-			Set("participant_count = participant_count - 1").Set("version = version + 1").Set("updated_at = ?", at).
-			Where("id IN (?)", bun.In(joined)).
-			Exec(ctx); err != nil {
-			return nil, fmt.Errorf("leave rooms of %s: count: %w", memberID, translate(err))
-		}
 		if _, err := idb.NewDelete().Model((*participantRow)(nil)).
 			Where("member_id = ?", member).Where("room_id IN (?)", bun.In(joined)).
 			Exec(ctx); err != nil {
 			return nil, fmt.Errorf("leave rooms of %s: rows: %w", memberID, translate(err))
+		}
+		// The count is taken from the rows rather than decremented: the
+		// list of rooms above may come from an older snapshot (MySQL's
+		// repeatable read) than a leave a worker committed meanwhile.
+		if _, err := idb.NewUpdate().Model((*roomRow)(nil)).
+			Set("participant_count = (SELECT COUNT(*) FROM room_participants AS rp WHERE rp.room_id = r.id)").
+			Set("version = version + 1").Set("updated_at = ?", at).
+			Where("id IN (?)", bun.In(joined)).
+			Exec(ctx); err != nil {
+			return nil, fmt.Errorf("leave rooms of %s: count: %w", memberID, translate(err))
 		}
 	}
 	return cancelled, nil

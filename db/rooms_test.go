@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
@@ -356,6 +357,62 @@ func TestLeaveAllForMember(t *testing.T) {
 		}
 		if got, _ := (db.Participations{}).FindByID(ctx, bdb, p.ID); got.Status != domain.ParticipationRejectedInvalid {
 			t.Errorf("pending request is %v", got.Status)
+		}
+	})
+}
+
+// TestLeaveAllForMemberAfterALeave: the deleting transaction read the rooms
+// before a leave of the same member was committed by a worker; the count
+// still equals the rows afterwards.
+func TestLeaveAllForMemberAfterALeave(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		if bdb.Dialect().Name() == dialect.SQLite {
+			t.Skip("SQLite's single writer refuses the stale transaction's write outright")
+		}
+		ctx := context.Background()
+		host := mustCreate(t, bdb, newMember("host@example.com", "호스트"))
+		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
+		r := mustOpenRoom(t, bdb, host.ID, domain.CategoryMeal, roomTime, 0)
+		joinDirect(t, bdb, r, alice.ID)
+		joinDirect(t, bdb, r, bob.ID)
+		leave := &domain.Participation{MemberID: alice.ID, Kind: domain.ParticipationLeave, CreatedAt: roomTime}
+		if err := (db.Participations{}).Create(ctx, bdb, r, leave); err != nil {
+			t.Fatal(err)
+		}
+
+		tx, err := bdb.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		// The deleting transaction's first read fixes its snapshot.
+		if _, err := tx.NewSelect().Table("room_participants").Count(ctx); err != nil {
+			t.Fatal(err)
+		}
+		err = db.RunInTx(ctx, bdb, func(ctx context.Context, wtx bun.Tx) error {
+			adm, err := (db.Participations{}).Admit(ctx, wtx, leave.Key, roomTime)
+			if err == nil && adm.Request.Status != domain.ParticipationLeft {
+				t.Errorf("leave decided %v", adm.Request.Status)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := (db.Rooms{}).LeaveAllForMember(ctx, tx, alice.ID, roomTime); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := (db.Rooms{}).FindByID(ctx, bdb, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ParticipantCount != len(got.Participants) || got.ParticipantCount != 2 {
+			t.Errorf("count %d, rows %d; want 2 and 2", got.ParticipantCount, len(got.Participants))
 		}
 	})
 }

@@ -111,13 +111,16 @@ func (r *Room) Open(now time.Time) bool { return !r.Deleted() && !r.Completed() 
 
 // Has reports whether the member is a participant, as far as r.Participants
 // tells.
-func (r *Room) Has(memberID string) bool {
-	for _, p := range r.Participants {
-		if p.MemberID == memberID {
-			return true
+func (r *Room) Has(memberID string) bool { return r.Participant(memberID) != nil }
+
+// Participant returns the member's entry in r.Participants, or nil.
+func (r *Room) Participant(memberID string) *Participant {
+	for i := range r.Participants {
+		if r.Participants[i].MemberID == memberID {
+			return &r.Participants[i]
 		}
 	}
-	return false
+	return nil
 }
 
 // RoomRules are the configurable limits of opening a room.
@@ -370,16 +373,19 @@ type Participation struct {
 	DecidedAt time.Time // zero while REQUESTED
 }
 
-// Decide is the admission rule: what a request of kind by a member comes
-// to for room r at now, given whether the member is in it and whether they
-// are its host. The caller applies a JOINED or LEFT with a version check.
-func Decide(r *Room, kind ParticipationKind, in, host bool, now time.Time) ParticipationStatus {
+// Decide is the admission rule: what a request of kind by the member comes
+// to for room r (its participants read with it) at now. A guest whose
+// attendance the host has taken stays: leaving then would let the host
+// mark them again after a rejoin. The caller applies a JOINED or LEFT with
+// a version check.
+func Decide(r *Room, kind ParticipationKind, memberID string, now time.Time) ParticipationStatus {
 	if !r.Open(now) {
 		return ParticipationRejectedClosed
 	}
+	p := r.Participant(memberID)
 	switch kind {
 	case ParticipationJoin:
-		if in {
+		if p != nil {
 			return ParticipationRejectedInvalid
 		}
 		if r.ParticipantCount >= r.Capacity {
@@ -387,8 +393,11 @@ func Decide(r *Room, kind ParticipationKind, in, host bool, now time.Time) Parti
 		}
 		return ParticipationJoined
 	case ParticipationLeave:
-		if !in || host {
+		if p == nil || p.Host {
 			return ParticipationRejectedInvalid
+		}
+		if p.Attended {
+			return ParticipationRejectedClosed
 		}
 		return ParticipationLeft
 	}

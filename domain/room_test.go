@@ -129,6 +129,9 @@ func TestRoomApply(t *testing.T) {
 func TestDecide(t *testing.T) {
 	open := validRoom()
 	open.ParticipantCount = 3
+	open.Participants = []domain.Participant{
+		{MemberID: "host", Host: true}, {MemberID: "guest"}, {MemberID: "came", Attended: true},
+	}
 	full := open
 	full.ParticipantCount = 4
 	cancelled := open
@@ -138,26 +141,27 @@ func TestDecide(t *testing.T) {
 	later := roomNow.Add(3 * time.Hour)
 	join, leave := domain.ParticipationJoin, domain.ParticipationLeave
 	for _, tc := range []struct {
-		name     string
-		r        domain.Room
-		kind     domain.ParticipationKind
-		in, host bool
-		now      time.Time
-		want     domain.ParticipationStatus
+		name   string
+		r      domain.Room
+		kind   domain.ParticipationKind
+		member string
+		now    time.Time
+		want   domain.ParticipationStatus
 	}{
-		{"join", open, join, false, false, roomNow, domain.ParticipationJoined},
-		{"join full", full, join, false, false, roomNow, domain.ParticipationRejectedFull},
-		{"join twice", open, join, true, false, roomNow, domain.ParticipationRejectedInvalid},
-		{"join cancelled", cancelled, join, false, false, roomNow, domain.ParticipationRejectedClosed},
-		{"join completed", completed, join, false, false, roomNow, domain.ParticipationRejectedClosed},
-		{"join started", open, join, false, false, later, domain.ParticipationRejectedClosed},
-		{"leave", open, leave, true, false, roomNow, domain.ParticipationLeft},
-		{"leave full", full, leave, true, false, roomNow, domain.ParticipationLeft},
-		{"leave not in", open, leave, false, false, roomNow, domain.ParticipationRejectedInvalid},
-		{"host leaves", open, leave, true, true, roomNow, domain.ParticipationRejectedInvalid},
-		{"leave started", open, leave, true, false, later, domain.ParticipationRejectedClosed},
+		{"join", open, join, "new", roomNow, domain.ParticipationJoined},
+		{"join full", full, join, "new", roomNow, domain.ParticipationRejectedFull},
+		{"join twice", open, join, "guest", roomNow, domain.ParticipationRejectedInvalid},
+		{"join cancelled", cancelled, join, "new", roomNow, domain.ParticipationRejectedClosed},
+		{"join completed", completed, join, "new", roomNow, domain.ParticipationRejectedClosed},
+		{"join started", open, join, "new", later, domain.ParticipationRejectedClosed},
+		{"leave", open, leave, "guest", roomNow, domain.ParticipationLeft},
+		{"leave full", full, leave, "guest", roomNow, domain.ParticipationLeft},
+		{"leave not in", open, leave, "new", roomNow, domain.ParticipationRejectedInvalid},
+		{"host leaves", open, leave, "host", roomNow, domain.ParticipationRejectedInvalid},
+		{"leave after attendance", open, leave, "came", roomNow, domain.ParticipationRejectedClosed},
+		{"leave started", open, leave, "guest", later, domain.ParticipationRejectedClosed},
 	} {
-		if got := domain.Decide(&tc.r, tc.kind, tc.in, tc.host, tc.now); got != tc.want {
+		if got := domain.Decide(&tc.r, tc.kind, tc.member, tc.now); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}

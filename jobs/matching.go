@@ -85,38 +85,51 @@ func enqueueRun(ctx context.Context, client *asynq.Client, insp *asynq.Inspector
 	if err != nil {
 		return err
 	}
-	enqueue := func() error {
-		// A run that hangs (a lock wait, a dead connection) would hold the
-		// category's task id; the timeout ends it well before the sweep.
-		_, err := client.EnqueueContext(ctx, asynq.NewTask(TypeMatchRun, payload),
-			asynq.TaskID(matchRunID(c)), asynq.Queue(runQueue), asynq.MaxRetry(3), asynq.Timeout(runTimeout))
+	// A run that hangs (a lock wait, a dead connection) would hold the
+	// category's task id; the timeout ends it well before the sweep.
+	state, err := enqueueOnce(ctx, client, insp, asynq.NewTask(TypeMatchRun, payload), runQueue, matchRunID(c),
+		asynq.MaxRetry(3), asynq.Timeout(runTimeout))
+	if err != nil {
 		return err
 	}
+	if state == asynq.TaskStateActive {
+		return errRunActive
+	}
+	return nil
+}
+
+// enqueueOnce enqueues t in queue under task id id unless a task with that
+// id is already pending, scheduled, waiting for a retry or active, and
+// returns the state it found (0 when it enqueued t). A task with the id
+// that was archived after its retries, or kept as completed, would hold
+// the id for good, so it is deleted and t enqueued in its place. It
+// returns an error only for a Redis failure.
+func enqueueOnce(ctx context.Context, client *asynq.Client, insp *asynq.Inspector, t *asynq.Task, queue, id string, opts ...asynq.Option) (asynq.TaskState, error) {
+	opts = append(opts, asynq.TaskID(id), asynq.Queue(queue))
 	for attempt := 0; attempt < 3; attempt++ {
-		err := enqueue()
+		_, err := client.EnqueueContext(ctx, t, opts...)
 		if !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return err
+			return 0, err
 		}
-		info, err := insp.GetTaskInfo(runQueue, matchRunID(c))
+		info, err := insp.GetTaskInfo(queue, id)
 		switch {
 		case errors.Is(err, asynq.ErrTaskNotFound):
 			continue // finished between the two calls: enqueue again
 		case err != nil:
-			return err
+			return 0, err
 		}
 		switch info.State {
-		case asynq.TaskStateActive:
-			return errRunActive
 		case asynq.TaskStateArchived, asynq.TaskStateCompleted:
-			if err := insp.DeleteTask(runQueue, matchRunID(c)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-				return err
+			if err := insp.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				return 0, err
 			}
 			continue
-		default: // pending, scheduled, retry: that run will come
-			return nil
+		default: // pending, scheduled, retry or active: that one will do
+			return info.State, nil
 		}
 	}
-	return errRunActive // the id kept changing hands: ask again shortly
+	// The id kept changing hands: whoever holds it now is active.
+	return asynq.TaskStateActive, nil
 }
 
 // errRunActive: a run is in progress and may have missed the application

@@ -164,7 +164,7 @@ func registerHandlers(r *registry, deps Deps) error {
 			{TypeMatchSweep, &MatchSweepHandler{DB: deps.DB, Relay: deps.Relay, Client: deps.Client,
 				Inspector: deps.Inspector, Metrics: deps.MatchMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 			{TypeParticipationSweep, &ParticipationSweepHandler{DB: deps.DB, Client: deps.Client,
-				Logger: deps.Logger, NowFunc: deps.NowFunc}},
+				Inspector: deps.Inspector, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		}...)
 	}
 	for _, e := range handlers {

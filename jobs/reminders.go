@@ -56,8 +56,12 @@ func (h *RoomRemindersHandler) Run(ctx context.Context) (int, error) {
 			return sent, fmt.Errorf("reminders %v: %w", kind, err)
 		}
 		for i := range rooms {
-			r := &rooms[i]
-			if !h.Rules.Sendable(kind, r.StartsAt, now) {
+			if !h.Rules.Sendable(kind, rooms[i].StartsAt, now) {
+				continue
+			}
+			r, err := (db.Rooms{}).FindByKey(ctx, h.DB, rooms[i].Key)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("reminder %v: %w", kind, err))
 				continue
 			}
 			n, err := h.remind(ctx, r, kind, now)

@@ -93,8 +93,12 @@ func TestRemindersExactlyOnce(t *testing.T) {
 			roomWithGuests(t, bdb, host, start, guests...)
 		}
 		clock := start.Add(-29 * time.Minute) // a minute into the starts-soon window
+		// The start follows the wall clock; D-day reminders, due at a time
+		// of day, are left out so they cannot fall into the windows.
+		rules := reminderRules()
+		delete(rules.Categories, domain.ReminderDDay)
 		newHandler := func() *jobs.RoomRemindersHandler {
-			return &jobs.RoomRemindersHandler{DB: bdb, Rules: reminderRules(), Logger: slog.New(slog.DiscardHandler),
+			return &jobs.RoomRemindersHandler{DB: bdb, Rules: rules, Logger: slog.New(slog.DiscardHandler),
 				NowFunc: func() time.Time { return clock }}
 		}
 		// A worker killed at random points of its tick: each kill rolls
@@ -178,6 +182,39 @@ func TestReminderGrace(t *testing.T) {
 		h.NowFunc = func() time.Time { return start.Add(-31 * time.Minute) }
 		if n, err := h.Run(ctx); err != nil || n != 0 {
 			t.Errorf("tick before the time sent %d, %v", n, err)
+		}
+	})
+}
+
+// TestDDayReminder: on the day, at the configured time of day, to every
+// member of the room, once.
+func TestDDayReminder(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		tomorrow := time.Now().UTC().AddDate(0, 0, 1)
+		start := time.Date(tomorrow.Year(), tomorrow.Month(), tomorrow.Day(), 19, 0, 0, 0, time.UTC)
+		host := newMember(t, bdb, "host", nil).ID
+		guest := newMember(t, bdb, "guest", nil).ID
+		roomWithGuests(t, bdb, host, start, guest)
+		rules := reminderRules()
+		rules.Categories = map[domain.ReminderKind][]domain.Category{domain.ReminderDDay: {domain.CategoryMeal}}
+		clock := start.Add(-11*time.Hour - time.Minute) // 07:59 on the day
+		h := &jobs.RoomRemindersHandler{DB: bdb, Rules: rules, Logger: slog.New(slog.DiscardHandler),
+			NowFunc: func() time.Time { return clock }}
+		if n, err := h.Run(ctx); err != nil || n != 0 {
+			t.Errorf("before the time: %d, %v", n, err)
+		}
+		clock = clock.Add(3 * time.Minute) // 08:02
+		if n, err := h.Run(ctx); err != nil || n != 2 {
+			t.Errorf("at the time: %d, %v; want 2", n, err)
+		}
+		clock = clock.Add(time.Minute)
+		if n, err := h.Run(ctx); err != nil || n != 0 {
+			t.Errorf("the next tick: %d, %v", n, err)
+		}
+		if got := len(reminderCounts(t, bdb, domain.NotifyRunDDay)); got != 2 {
+			t.Errorf("%d members reminded, want 2", got)
 		}
 	})
 }

@@ -210,10 +210,11 @@ const participationSweepBatch = 500
 // still REQUESTED a minute after they were made get their task again,
 // under a task id per request so a task still queued is not doubled.
 type ParticipationSweepHandler struct {
-	DB      *bun.DB
-	Client  *asynq.Client
-	Logger  *slog.Logger
-	NowFunc func() time.Time
+	DB        *bun.DB
+	Client    *asynq.Client
+	Inspector *asynq.Inspector
+	Logger    *slog.Logger
+	NowFunc   func() time.Time
 }
 
 // ProcessTask sweeps once.
@@ -231,14 +232,14 @@ func (h *ParticipationSweepHandler) ProcessTask(ctx context.Context, t *asynq.Ta
 		if err != nil {
 			return err
 		}
-		_, err = h.Client.EnqueueContext(ctx, asynq.NewTask(task.Type, task.Payload),
-			asynq.Queue(task.Queue), asynq.MaxRetry(task.MaxRetry),
-			asynq.TaskID("room:participation:"+strconv.FormatInt(p.Key, 10)))
-		switch {
-		case errors.Is(err, asynq.ErrTaskIDConflict):
-		case err != nil:
+		// A task of an earlier sweep that ran out of retries is replaced,
+		// so the request is not stuck behind its id.
+		state, err := enqueueOnce(ctx, h.Client, h.Inspector, asynq.NewTask(task.Type, task.Payload), task.Queue,
+			"room:participation:"+strconv.FormatInt(p.Key, 10), asynq.MaxRetry(task.MaxRetry))
+		if err != nil {
 			return fmt.Errorf("participation sweep: enqueue request %s: %w", p.ID, err)
-		default:
+		}
+		if state == 0 {
 			requeued++
 		}
 	}

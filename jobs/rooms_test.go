@@ -3,8 +3,10 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
+	"github.com/moim/moim/jobs/jobstest"
 )
 
 // openRoom stores a MEAL room of host starting tomorrow.
@@ -338,4 +341,60 @@ func TestAdmissionRules(t *testing.T) {
 			t.Error("Delete at an old version succeeded")
 		}
 	})
+}
+
+// TestParticipationSweep: a request left undecided a minute after it was
+// made gets its task again, also when an earlier sweep's task for it was
+// archived after its retries; one still queued is not doubled.
+func TestParticipationSweep(t *testing.T) {
+	t.Parallel()
+	bdb := dbtest.Open(t, "sqlite")
+	ctx := context.Background()
+	opt := jobstest.RedisOpt(t)
+	client := asynq.NewClient(opt)
+	insp := asynq.NewInspector(opt)
+	t.Cleanup(func() { _ = client.Close(); _ = insp.Close() })
+	host := newMember(t, bdb, "host", nil)
+	mina := newMember(t, bdb, "mina", nil)
+	room := openRoom(t, bdb, host.ID, 4)
+	p, err := request(ctx, bdb, room, mina.ID, domain.ParticipationJoin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	h := &jobs.ParticipationSweepHandler{DB: bdb, Client: client, Inspector: insp,
+		Logger: slog.New(slog.DiscardHandler), NowFunc: func() time.Time { return now }}
+	tick, err := json.Marshal(jobs.TickPayload{Slot: now.UTC().Format(time.RFC3339)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sweep := func() {
+		t.Helper()
+		if err := h.ProcessTask(ctx, asynq.NewTask(jobs.TypeParticipationSweep, tick)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := "room:participation:" + strconv.FormatInt(p.Key, 10)
+	sweep() // too young: its own task is on the way
+	if _, err := insp.GetTaskInfo(jobs.QueueCritical, id); !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+		t.Fatalf("a fresh request was swept: %v", err)
+	}
+	now = now.Add(2 * time.Minute)
+	sweep()
+	sweep()
+	if q, err := insp.GetQueueInfo(jobs.QueueCritical); err != nil || q.Pending != 1 {
+		t.Fatalf("queue after two sweeps: %+v, %v; want one pending task", q, err)
+	}
+	if err := insp.ArchiveTask(jobs.QueueCritical, id); err != nil {
+		t.Fatal(err)
+	}
+	sweep()
+	info, err := insp.GetTaskInfo(jobs.QueueCritical, id)
+	if err != nil || info.State != asynq.TaskStatePending {
+		t.Fatalf("task after the archived one was swept: %+v, %v; want pending", info, err)
+	}
+	var payload jobs.ParticipationPayload
+	if err := json.Unmarshal(info.Payload, &payload); err != nil || payload.Request != p.Key {
+		t.Errorf("payload %s", info.Payload)
+	}
 }

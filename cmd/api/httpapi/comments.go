@@ -47,12 +47,13 @@ func (req *commentRequest) Validate() error {
 }
 
 // commentResponse is a comment on the wire. A deleted comment, listed
-// because it has replies, shows no body.
+// because it has replies, shows neither body nor author; in an anonymous
+// room only participants see who wrote what (everyone sees their own).
 type commentResponse struct {
 	ID        string            `json:"id"`
 	RoomID    string            `json:"room_id"`
 	ParentID  *string           `json:"parent_id"`
-	Author    memberRef         `json:"author"`
+	Author    *memberRef        `json:"author"`
 	Body      *string           `json:"body"`
 	Deleted   bool              `json:"deleted"`
 	Mine      bool              `json:"mine"`
@@ -67,17 +68,20 @@ type memberRef struct {
 	Nickname string `json:"nickname"`
 }
 
-func newCommentResponse(c *domain.Comment, me string) commentResponse {
+func newCommentResponse(c *domain.Comment, me string, showAuthors bool) commentResponse {
+	mine := c.AuthorID == me
 	resp := commentResponse{
 		ID: c.ID, RoomID: c.RoomID, ParentID: nullable(c.ParentID),
-		Author: memberRef{ID: c.AuthorID, Nickname: c.Author}, Deleted: c.Deleted(), Mine: c.AuthorID == me,
-		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		Deleted: c.Deleted(), Mine: mine, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 	}
 	if !c.Deleted() {
 		resp.Body = &c.Body
+		if showAuthors || mine {
+			resp.Author = &memberRef{ID: c.AuthorID, Nickname: c.Author}
+		}
 	}
 	for i := range c.Replies {
-		resp.Replies = append(resp.Replies, newCommentResponse(&c.Replies[i], me))
+		resp.Replies = append(resp.Replies, newCommentResponse(&c.Replies[i], me, showAuthors))
 	}
 	return resp
 }
@@ -113,7 +117,12 @@ func (s *server) handleCommentCreate(w http.ResponseWriter, r *http.Request) {
 		told := map[string]bool{me: true}
 		if parent != nil && !told[parent.AuthorID] {
 			told[parent.AuthorID] = true
-			if err := notifyIfMember(ctx, tx, domain.NotifyReplyOnMyComment, args, now, parent.AuthorID); err != nil {
+			replyArgs := args
+			if !revealed(room, parent.AuthorID) {
+				// Who is in an anonymous room is for its participants.
+				replyArgs.ActorID, replyArgs.Actor = "", ""
+			}
+			if err := notifyIfMember(ctx, tx, domain.NotifyReplyOnMyComment, replyArgs, now, parent.AuthorID); err != nil {
 				return err
 			}
 		}
@@ -127,7 +136,7 @@ func (s *server) handleCommentCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/comments/"+c.ID)
-	s.writeJSON(w, r, http.StatusCreated, newCommentResponse(&c, me))
+	s.writeJSON(w, r, http.StatusCreated, newCommentResponse(&c, me, true))
 }
 
 // notifyIfMember notifies memberID unless their account is gone.
@@ -166,7 +175,7 @@ func (s *server) handleCommentList(w http.ResponseWriter, r *http.Request) {
 	me := mustClaims(r).MemberID
 	resp := commentList{Comments: make([]commentResponse, 0, len(page.Comments))}
 	for i := range page.Comments {
-		resp.Comments = append(resp.Comments, newCommentResponse(&page.Comments[i], me))
+		resp.Comments = append(resp.Comments, newCommentResponse(&page.Comments[i], me, revealed(room, me)))
 	}
 	if page.Next != "" {
 		resp.NextCursor = &page.Next
@@ -198,7 +207,7 @@ func (s *server) handleCommentUpdate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, newCommentResponse(c, me))
+	s.writeJSON(w, r, http.StatusOK, newCommentResponse(c, me, true)) // one's own
 }
 
 // handleCommentDelete soft-deletes the member's own comment.

@@ -16,7 +16,7 @@ type commentBody struct {
 	ID       string  `json:"id"`
 	RoomID   string  `json:"room_id"`
 	ParentID *string `json:"parent_id"`
-	Author   struct {
+	Author   *struct {
 		ID       string `json:"id"`
 		Nickname string `json:"nickname"`
 	} `json:"author"`
@@ -65,7 +65,7 @@ func TestComments(t *testing.T) {
 		path := "/v1/rooms/" + r.ID + "/comments"
 
 		top := s.comment(t, mina.token, r.ID, `{"body":"  몇 시에 만나요?  "}`)
-		if top.Body == nil || *top.Body != "몇 시에 만나요?" || top.ParentID != nil || top.Author.ID != mina.ID ||
+		if top.Body == nil || *top.Body != "몇 시에 만나요?" || top.ParentID != nil || top.Author == nil || top.Author.ID != mina.ID ||
 			top.Author.Nickname != "mina" || !top.Mine || top.RoomID != r.ID || top.Deleted {
 			t.Errorf("comment %+v", top)
 		}
@@ -133,6 +133,7 @@ func TestComments(t *testing.T) {
 		var list commentListBody
 		s.getOK(t, path, jun.token, &list)
 		if len(list.Comments) != 2 || list.Comments[0].ID != top.ID || !list.Comments[0].Deleted || list.Comments[0].Body != nil ||
+			list.Comments[0].Author != nil ||
 			len(list.Comments[0].Replies) != 2 || list.Comments[0].Replies[0].ID != reply.ID || list.Comments[0].Replies[1].Mine != true {
 			t.Errorf("list %+v", list)
 		}
@@ -201,11 +202,18 @@ func TestAttendanceAndEvaluation(t *testing.T) {
 		if points(mina.ID) != 51 || points(jun.ID) != 50 {
 			t.Errorf("points mina %d jun %d, want 51 and 50", points(mina.ID), points(jun.ID))
 		}
+		// A guest who was marked stays: leaving and rejoining would earn
+		// another point.
+		resp, b = s.do(t, request{method: http.MethodDelete, path: "/v1/rooms/" + r.ID + "/participations/mine", token: mina.token})
+		checkError(t, resp, b, 409, "room_closed", "")
 
 		// Evaluation opens an hour after the start (04:30 UTC).
 		resp, b = s.do(t, request{method: http.MethodPost, path: evaluation, token: mina.token, body: `{"points":3}`})
 		checkError(t, resp, b, 409, "not_open_yet", "")
 		clock.Set(time.Date(2026, 5, 2, 4, 30, 0, 0, time.UTC))
+		// The host cannot cancel a room that has run, and so dodge it.
+		resp, b = s.do(t, request{method: http.MethodDelete, path: "/v1/rooms/" + r.ID, token: host.token})
+		checkError(t, resp, b, 409, "room_closed", "")
 		for _, body := range []string{`{"points":0}`, `{"points":6}`, `{"points":-6}`, `{}`, `{"points":"3"}`} {
 			resp, b = s.do(t, request{method: http.MethodPost, path: evaluation, token: mina.token, body: body})
 			checkError(t, resp, b, 400, "invalid", "points")
@@ -263,6 +271,49 @@ func TestAccountDeletionLeavesRooms(t *testing.T) {
 		resp, b = s.do(t, request{method: http.MethodPost, path: "/v1/rooms/" + joined.ID + "/complete", token: host.token})
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("complete after a guest deleted their account: %d %s", resp.StatusCode, b)
+		}
+	})
+}
+
+// TestCommentsInAnonymousRoom: outside an anonymous room nobody learns who
+// wrote what, from the list or from a reply's notification.
+func TestCommentsInAnonymousRoom(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		s, clock := newRoomServer(t, newEnv(t, bdb), 0, nil)
+		host, mina, outsider := s.randomMember(t, "host"), s.randomMember(t, "mina"), s.randomMember(t, "outsider")
+		r := s.createRoom(t, host.token, roomJSON(t, map[string]any{"anonymous": true}))
+		if got := s.join(t, bdb, clock, mina.token, r.ID); got != "JOINED" {
+			t.Fatalf("join: %s", got)
+		}
+		question := s.comment(t, outsider.token, r.ID, `{"body":"어디서 만나요?"}`)
+		s.comment(t, host.token, r.ID, `{"body":"로비요","parent_id":"`+question.ID+`"}`)
+		s.comment(t, mina.token, r.ID, `{"body":"저도 궁금"}`)
+
+		var list commentListBody
+		s.getOK(t, "/v1/rooms/"+r.ID+"/comments", outsider.token, &list)
+		if len(list.Comments) != 2 || len(list.Comments[0].Replies) != 1 {
+			t.Fatalf("list %+v", list)
+		}
+		if a := list.Comments[0].Author; a == nil || a.ID != outsider.ID {
+			t.Errorf("the outsider does not see their own comment's author: %+v", a)
+		}
+		if a := list.Comments[0].Replies[0].Author; a != nil {
+			t.Errorf("the outsider sees the host's reply author %+v", a)
+		}
+		if a := list.Comments[1].Author; a != nil {
+			t.Errorf("the outsider sees a participant's comment author %+v", a)
+		}
+		s.getOK(t, "/v1/rooms/"+r.ID+"/comments", mina.token, &list)
+		if a := list.Comments[0].Replies[0].Author; a == nil || a.ID != host.ID {
+			t.Errorf("a participant does not see the authors: %+v", a)
+		}
+		n := s.notificationsOf(t, outsider.token, "REPLY_ON_MY_COMMENT")
+		if len(n) != 1 {
+			t.Fatalf("outsider's replies: %+v", n)
+		}
+		if _, ok := n[0].Args["actor"]; ok {
+			t.Errorf("the reply notification names the host to an outsider: %+v", n[0].Args)
 		}
 	})
 }

@@ -605,7 +605,9 @@ func (s *server) handleRoomDelete(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		if room.Completed() {
+		// Once it has started the room happened: cancelling it then would
+		// only take the guests' evaluations away.
+		if !room.Open(now) {
 			return domain.ErrRoomClosed(room, now)
 		}
 		if err := (db.Rooms{}).Delete(ctx, tx, room, now); err != nil {
@@ -647,14 +649,16 @@ func (s *server) requestParticipation(w http.ResponseWriter, r *http.Request, ki
 		if !room.Open(now) {
 			return domain.ErrRoomClosed(room, now)
 		}
-		in := room.Has(me)
+		in := room.Participant(me)
 		switch {
-		case kind == domain.ParticipationJoin && in:
+		case kind == domain.ParticipationJoin && in != nil:
 			return domain.Errorf(domain.EALREADYJOINED, "You are already in the room.")
-		case kind == domain.ParticipationLeave && !in:
+		case kind == domain.ParticipationLeave && in == nil:
 			return domain.Errorf(domain.ENOTPARTICIPATING, "You are not in the room.")
-		case kind == domain.ParticipationLeave && room.HostID == me:
+		case kind == domain.ParticipationLeave && in.Host:
 			return domain.Errorf(domain.EHOSTCANNOTLEAVE, "The host cannot leave the room; cancel it instead.")
+		case kind == domain.ParticipationLeave && in.Attended:
+			return domain.Errorf(domain.EROOMCLOSED, "The host has taken your attendance; you can no longer leave.")
 		}
 		if err := (db.Participations{}).Create(ctx, tx, room, &p); err != nil {
 			if domain.ErrorCode(err) == domain.ENOTFOUND {
