@@ -2,11 +2,14 @@ package db
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/feature"
 
 	"github.com/moim/moim/domain"
 )
@@ -52,8 +55,11 @@ func (r *applicationRow) toDomain() domain.Application {
 // waitingKey is the value of waiting_key while a member's application in c
 // waits. Its unique index allows one such row per member and category.
 func waitingKey(member int64, c domain.Category) string {
-	return strconv.FormatInt(member, 10) + ":" + strconv.Itoa(int(c))
+	return strconv.FormatInt(member, 10) + waitingKeySuffix(c)
 }
+
+// waitingKeySuffix is what follows the member id in a waiting key.
+func waitingKeySuffix(c domain.Category) string { return ":" + strconv.Itoa(int(c)) }
 
 func errNotWaiting() error {
 	return &domain.Error{Code: domain.ENOTFOUND, Message: "You are not waiting for a match in this category."}
@@ -82,36 +88,90 @@ func (Applications) Create(ctx context.Context, idb bun.IDB, a *domain.Applicati
 	if err := checkApplication(a); err != nil {
 		return fmt.Errorf("create application: %w", err)
 	}
-	member, err := memberKey(ctx, idb, a.MemberID)
+	a.CreatedAt, a.ExpiresAt = dbTime(a.CreatedAt), dbTime(a.ExpiresAt)
+	row := applicationRow{
+		PublicID:  NewPublicID(),
+		Category:  int16(a.Category),
+		Places:    int16(a.Conditions.Places),
+		Second:    int16(a.Conditions.Second),
+		Status:    int16(domain.ApplicationWaiting),
+		Version:   1,
+		CreatedAt: a.CreatedAt,
+		ExpiresAt: a.ExpiresAt,
+		UpdatedAt: a.CreatedAt,
+	}
+	inserted, err := insertApplication(ctx, idb, &row, a.MemberID)
 	if err != nil {
 		return fmt.Errorf("create application for %s: %w", a.MemberID, err)
 	}
-	a.CreatedAt, a.ExpiresAt = dbTime(a.CreatedAt), dbTime(a.ExpiresAt)
-	key := waitingKey(member, a.Category)
-	if err := expireStale(ctx, idb, key, a.CreatedAt); err != nil {
-		return fmt.Errorf("create application for %s: %w", a.MemberID, err)
-	}
-	row := applicationRow{
-		PublicID:   NewPublicID(),
-		MemberID:   member,
-		Category:   int16(a.Category),
-		Places:     int16(a.Conditions.Places),
-		Second:     int16(a.Conditions.Second),
-		Status:     int16(domain.ApplicationWaiting),
-		Version:    1,
-		WaitingKey: key,
-		CreatedAt:  a.CreatedAt,
-		ExpiresAt:  a.ExpiresAt,
-		UpdatedAt:  a.CreatedAt,
-	}
-	// The unique waiting_key decides between concurrent applications; a
-	// loser's violation becomes EALREADYWAITING in translate.
-	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
-		return fmt.Errorf("create application for %s: %w", a.MemberID, translate(err))
+	if !inserted {
+		// The member is unknown or deleted, or already holds the key,
+		// perhaps with an application that ran out but was not swept yet.
+		// This is the rare path, so it may take a few more statements.
+		member, err := memberKey(ctx, idb, a.MemberID)
+		if err != nil {
+			return fmt.Errorf("create application for %s: %w", a.MemberID, err)
+		}
+		row.MemberID, row.WaitingKey = member, waitingKey(member, a.Category)
+		if err := expireStale(ctx, idb, row.WaitingKey, a.CreatedAt); err != nil {
+			return fmt.Errorf("create application for %s: %w", a.MemberID, err)
+		}
+		// The unique waiting_key decides between concurrent applications;
+		// a loser's violation becomes EALREADYWAITING in translate.
+		if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
+			return fmt.Errorf("create application for %s: %w", a.MemberID, translate(err))
+		}
 	}
 	a.ID, a.Key, a.Version = row.PublicID, row.ID, row.Version
 	a.Status, a.MatchID = domain.ApplicationWaiting, ""
 	return nil
+}
+
+// insertApplication stores row for the live member with public id
+// memberID in one statement, taking the member's row id (and so the
+// waiting key) from a join, and sets row.ID. It reports
+// false, storing nothing, when the member is unknown or deleted or the
+// waiting key is taken. A taken key must not fail the statement: that
+// would abort a PostgreSQL transaction, and the caller still has to look
+// for a stale holder. So PostgreSQL and SQLite skip the row on conflict;
+// MySQL, which only undoes the failed statement, reports the violation,
+// taken here as "not inserted". No lock is taken on a missing key, for the
+// reason given at expireStale.
+func insertApplication(ctx context.Context, idb bun.IDB, row *applicationRow, memberID string) (bool, error) {
+	features := idb.Dialect().Features()
+	q := "INSERT INTO random_applications (public_id, member_id, category, places, ?, status, version, waiting_key, created_at, expires_at, updated_at) " +
+		"SELECT ?, m.id, ?, ?, ?, ?, ?, CONCAT(m.id, ?), ?, ?, ? FROM members AS m WHERE m.public_id = ? AND m.deleted_at IS NULL"
+	if features.Has(feature.InsertOnConflict) {
+		q += " ON CONFLICT DO NOTHING"
+	}
+	args := []any{bun.Ident("second"), row.PublicID, row.Category, row.Places, row.Second, row.Status, row.Version,
+		waitingKeySuffix(domain.Category(row.Category)), row.CreatedAt, row.ExpiresAt, row.UpdatedAt, memberID}
+	var err error
+	if features.Has(feature.InsertReturning) {
+		err = idb.NewRaw(q+" RETURNING id", args...).Scan(ctx, &row.ID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		}
+	} else {
+		var res sql.Result
+		if res, err = idb.NewRaw(q, args...).Exec(ctx); err == nil {
+			var n int64
+			if n, err = res.RowsAffected(); err == nil && n == 0 {
+				return false, nil
+			}
+			if err == nil {
+				row.ID, err = res.LastInsertId()
+			}
+		}
+	}
+	if err != nil {
+		err = translate(err)
+		if domain.ErrorCode(err) == domain.EALREADYWAITING {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 // checkApplication rejects what the caller should have validated.

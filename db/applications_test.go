@@ -908,3 +908,151 @@ func TestApplicationsMarkGroupMatched(t *testing.T) {
 func markMatched(ctx context.Context, idb bun.IDB, a domain.Application, matchKey int64, now time.Time) (bool, error) {
 	return db.Applications{}.MarkGroupMatched(ctx, idb, []domain.Application{a}, matchKey, now)
 }
+
+// TestApplicationsCreateStatements checks that an application costs a
+// single statement when nothing stands in its way (the member lookup is a
+// join, the stale check runs only on a conflict), and that the conflict
+// path works inside a transaction: there the first, conflicting insert
+// must not fail, or PostgreSQL would abort the caller's transaction.
+func TestApplicationsCreateStatements(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		apps := db.Applications{}
+		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+		counter := &queryCounter{}
+		bdb.AddQueryHook(counter)
+
+		first := newApplication(alice.ID, domain.CategoryMeal, applicationEpoch)
+		counter.n.Store(0)
+		mustApply(t, bdb, first)
+		if got := counter.n.Load(); got != 1 {
+			t.Errorf("a first application took %d statements, want 1", got)
+		}
+		if got := mustFindApplication(t, bdb, first.ID); got.Key != first.Key || got.Status != domain.ApplicationWaiting {
+			t.Errorf("stored %+v, want key %d WAITING", got, first.Key)
+		}
+
+		// Overdue but not swept: replaced in the caller's transaction,
+		// which then commits with its other writes.
+		at := first.ExpiresAt.Add(time.Second)
+		second := newApplication(alice.ID, domain.CategoryMeal, at)
+		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+			if err := apps.Create(ctx, tx, second); err != nil {
+				return err
+			}
+			return apps.Create(ctx, tx, newApplication(alice.ID, domain.CategoryStudy, at))
+		})
+		if err != nil {
+			t.Fatalf("replacing an overdue application in a transaction: %v", err)
+		}
+		if got := mustFindApplication(t, bdb, first.ID); got.Status != domain.ApplicationExpired {
+			t.Errorf("overdue application = %v, want EXPIRED", got.Status)
+		}
+		if got, err := apps.FindWaiting(ctx, bdb, alice.ID, domain.CategoryMeal, at); err != nil || got.ID != second.ID || got.Key != second.Key {
+			t.Errorf("FindWaiting = %+v, %v; want %s (key %d)", got, err, second.ID, second.Key)
+		}
+		if n := countRowsIn(t, bdb, "random_applications"); n != 3 {
+			t.Errorf("%d applications stored, want 3", n)
+		}
+
+		// Unknown and deleted members are still told apart from a taken key.
+		err = apps.Create(ctx, bdb, newApplication("nosuchmember", domain.CategoryMeal, at))
+		checkCode(t, err, domain.ENOTFOUND, "")
+	})
+}
+
+// TestNotificationsCreateManyOneStatement checks CreateMany, which the
+// matcher calls in every group transaction: notifications that differ only
+// in their member take one statement with no member lookup, and the
+// result is what the per-row inserts gave before (order, values, members
+// who are gone left out, a repeated member stored twice, the caller's
+// slice untouched).
+func TestNotificationsCreateManyOneStatement(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		notifications := db.Notifications{}
+		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
+		carol := mustCreate(t, bdb, newMember("carol@example.com", "Carol"))
+		if err := (db.Members{}).Delete(ctx, bdb, carol.ID, applicationEpoch); err != nil {
+			t.Fatal(err)
+		}
+		at := applicationEpoch.Add(500 * time.Nanosecond) // dropped when stored
+		args := domain.NotificationArgs{MatchID: "m1", Members: []string{"Alice", "Bob"}, Place: "O'Hare"}
+		group := func(ids ...string) []domain.Notification {
+			ns := make([]domain.Notification, len(ids))
+			for i, id := range ids {
+				ns[i] = domain.Notification{MemberID: id, Type: domain.NotifyMatchConfirmed, Args: args, CreatedAt: at}
+			}
+			return ns
+		}
+
+		counter := &queryCounter{}
+		bdb.AddQueryHook(counter)
+		in := group(bob.ID, alice.ID)
+		created, err := notifications.CreateMany(ctx, bdb, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := counter.n.Load(); got != 1 {
+			t.Errorf("a group of 2 took %d statements, want 1", got)
+		}
+		if in[0].ID != "" {
+			t.Errorf("CreateMany set the caller's notification id %q", in[0].ID)
+		}
+		if len(created) != 2 || created[0].MemberID != bob.ID || created[1].MemberID != alice.ID {
+			t.Fatalf("created %+v, want Bob's then Alice's", created)
+		}
+		for _, n := range created {
+			got, err := notifications.FindByID(ctx, bdb, n.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := n
+			want.CreatedAt = applicationEpoch
+			if diff := cmp.Diff(&want, got); diff != "" {
+				t.Errorf("stored notification (-want +got):\n%s", diff)
+			}
+		}
+		// Stored in the given order: Bob's first.
+		page, err := notifications.List(ctx, bdb, alice.ID, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bobPage, err := notifications.List(ctx, bdb, bob.ID, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Notifications) != 1 || len(bobPage.Notifications) != 1 {
+			t.Fatalf("lists: Alice %d, Bob %d notifications; want 1 each", len(page.Notifications), len(bobPage.Notifications))
+		}
+
+		// A deleted member, an unknown one, a repeated one and a second
+		// kind of notification in one call.
+		mixed := append(group(carol.ID, alice.ID, "nosuchmember", alice.ID),
+			domain.Notification{MemberID: bob.ID, Type: domain.NotifyNoMatchFound, Args: domain.NotificationArgs{Category: "MEAL"}, CreatedAt: at})
+		created, err = notifications.CreateMany(ctx, bdb, mixed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, n := range created {
+			got = append(got, n.MemberID+"/"+n.Type.String())
+		}
+		want := []string{alice.ID + "/" + domain.NotifyMatchConfirmed.String(), alice.ID + "/" + domain.NotifyMatchConfirmed.String(),
+			bob.ID + "/" + domain.NotifyNoMatchFound.String()}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("created (-want +got):\n%s", diff)
+		}
+		if n := countRowsIn(t, bdb, "notifications"); n != 5 {
+			t.Errorf("%d notifications stored, want 5", n)
+		}
+		for _, n := range created {
+			if _, err := notifications.FindByID(ctx, bdb, n.ID); err != nil {
+				t.Errorf("FindByID %s: %v", n.ID, err)
+			}
+		}
+	})
+}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -77,15 +80,16 @@ func (Notifications) Create(ctx context.Context, idb bun.IDB, n *domain.Notifica
 	return nil
 }
 
-// newNotificationRow fills n's ID and stored times and returns its row.
-func newNotificationRow(n *domain.Notification, member int64) (notificationRow, error) {
+// newNotificationRow fills n's ID and stored times and returns its row,
+// which names the member by public id.
+func newNotificationRow(n *domain.Notification) (notificationRow, error) {
 	args, err := json.Marshal(n.Args)
 	if err != nil {
 		return notificationRow{}, fmt.Errorf("encode notification args: %w", err)
 	}
 	n.ID = NewPublicID()
 	n.CreatedAt = dbTime(n.CreatedAt)
-	row := notificationRow{PublicID: n.ID, MemberID: member, Type: int16(n.Type), Args: string(args), CreatedAt: n.CreatedAt}
+	row := notificationRow{PublicID: n.ID, MemberPublicID: n.MemberID, Type: int16(n.Type), Args: string(args), CreatedAt: n.CreatedAt}
 	if n.ReadAt != nil {
 		// Stored like any other field, so what is returned is what
 		// FindByID later reads.
@@ -95,48 +99,122 @@ func newNotificationRow(n *domain.Notification, member int64) (notificationRow, 
 	return row, nil
 }
 
-// CreateMany inserts one notification per element of ns in one statement
-// (after one lookup of the members) and returns those it stored, with ID
-// and times set; members unknown or deleted are left out.
+// CreateMany inserts one notification per element of ns and returns those
+// it stored, with ID and times set; members unknown or deleted are left
+// out. Notifications that differ only in their member (what Notify
+// writes) take one statement, with no separate member lookup.
 func (Notifications) CreateMany(ctx context.Context, idb bun.IDB, ns []domain.Notification) ([]domain.Notification, error) {
 	if len(ns) == 0 {
 		return nil, nil
 	}
-	ids := make([]string, len(ns))
-	for i, n := range ns {
-		if !n.Type.Valid() {
-			return nil, fmt.Errorf("create notifications: invalid type %d", int(n.Type))
+	ns = slices.Clone(ns) // what is returned, not the caller's
+	rows := make([]notificationRow, len(ns))
+	for i := range ns {
+		if !ns[i].Type.Valid() {
+			return nil, fmt.Errorf("create notifications: invalid type %d", int(ns[i].Type))
 		}
-		ids[i] = n.MemberID
-	}
-	var found []memberRow
-	if err := idb.NewSelect().Model(&found).Column("id", "public_id").
-		Where("public_id IN (?)", bun.In(ids)).Where("deleted_at IS NULL").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("create notifications: %w", translate(err))
-	}
-	keys := make(map[string]int64, len(found))
-	for _, m := range found {
-		keys[m.PublicID] = m.ID
-	}
-	var rows []notificationRow
-	var out []domain.Notification
-	for _, n := range ns {
-		key, ok := keys[n.MemberID]
-		if !ok {
-			continue
-		}
-		row, err := newNotificationRow(&n, key)
+		row, err := newNotificationRow(&ns[i])
 		if err != nil {
 			return nil, err
 		}
-		rows = append(rows, row)
-		out = append(out, n)
+		rows[i] = row
 	}
-	if len(rows) == 0 {
-		return nil, nil
+	var out []domain.Notification
+	for lo := 0; lo < len(rows); {
+		hi := sameButMember(rows, lo)
+		stored, err := insertNotifications(ctx, idb, rows[lo:hi], ns[lo:hi])
+		if err != nil {
+			return nil, fmt.Errorf("create notifications: %w", err)
+		}
+		out = append(out, stored...)
+		lo = hi
 	}
-	if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("create notifications: %w", translate(err))
+	return out, nil
+}
+
+// sameButMember returns the end of the run of rows from lo on that differ
+// only in their member (and id), each member once.
+func sameButMember(rows []notificationRow, lo int) int {
+	first := rows[lo]
+	seen := map[string]bool{}
+	hi := lo
+	for ; hi < len(rows); hi++ {
+		r := rows[hi]
+		if r.Type != first.Type || r.Args != first.Args || !r.CreatedAt.Equal(first.CreatedAt) ||
+			!r.ReadAt.Equal(first.ReadAt) || seen[r.MemberPublicID] {
+			break
+		}
+		seen[r.MemberPublicID] = true
+	}
+	return hi
+}
+
+// insertNotifications stores rows, which differ only in their member, in
+// one INSERT … SELECT over the live members, in order, and returns the
+// elements of ns it stored. The shared values are plain literals, which
+// PostgreSQL types by their target columns (a CASE or UNION would make
+// them text); only the public id, a string, varies by member.
+func insertNotifications(ctx context.Context, idb bun.IDB, rows []notificationRow, ns []domain.Notification) ([]domain.Notification, error) {
+	members := make([]string, len(rows))
+	var id, order strings.Builder
+	args := make([]any, 0, 4*len(rows)+8)
+	id.WriteString("CASE m.public_id")
+	for i, r := range rows {
+		members[i] = r.MemberPublicID
+		id.WriteString(" WHEN ? THEN ?")
+		args = append(args, r.MemberPublicID, r.PublicID)
+	}
+	id.WriteString(" END")
+	order.WriteString("CASE m.public_id")
+	for i, r := range rows {
+		order.WriteString(" WHEN ? THEN " + strconv.Itoa(i))
+		args = append(args, r.MemberPublicID)
+	}
+	order.WriteString(" END")
+	var readAt any // NULL unless set
+	if !rows[0].ReadAt.IsZero() {
+		readAt = rows[0].ReadAt
+	}
+	// The ORDER BY args come after the SELECT list's in the text, so they
+	// are moved there.
+	orderArgs := args[2*len(rows):]
+	selectArgs := append([]any{}, args[:2*len(rows)]...)
+	selectArgs = append(selectArgs, rows[0].Type, rows[0].Args, readAt, rows[0].CreatedAt, bun.In(members))
+	selectArgs = append(selectArgs, orderArgs...)
+	q := "INSERT INTO notifications (public_id, member_id, type, args, read_at, created_at) " +
+		"SELECT " + id.String() + ", m.id, ?, ?, ?, ? FROM members AS m " +
+		"WHERE m.public_id IN (?) AND m.deleted_at IS NULL ORDER BY " + order.String()
+	res, err := idb.NewRaw(q, selectArgs...).Exec(ctx)
+	if err != nil {
+		return nil, translate(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, err
+	}
+	if int(n) == len(rows) {
+		return ns, nil
+	}
+	// Some members are gone: find out which notifications were stored.
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.PublicID
+	}
+	var stored []string
+	err = idb.NewSelect().Model((*notificationRow)(nil)).Column("n.public_id").
+		Where("n.public_id IN (?)", bun.In(ids)).Scan(ctx, &stored)
+	if err != nil {
+		return nil, translate(err)
+	}
+	have := make(map[string]bool, len(stored))
+	for _, s := range stored {
+		have[s] = true
+	}
+	var out []domain.Notification
+	for i := range ns {
+		if have[ns[i].ID] {
+			out = append(out, ns[i])
+		}
 	}
 	return out, nil
 }

@@ -11,7 +11,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime/pprof"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -109,18 +113,21 @@ type memberRow struct {
 	UpdatedAt    time.Time `bun:"updated_at"`
 }
 
-// Members inserts n members named prefix000001… in bulk and returns their
+// Members inserts n members named prefix, a run tag and 000001… in bulk and returns their
 // public ids: the stores insert one at a time, which would make a load
 // program's setup its slowest part.
 func Members(ctx context.Context, bdb *bun.DB, n int, prefix string) ([]string, error) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	ids := make([]string, n)
+	// A run tag keeps names and emails unique when a database from an
+	// earlier run is used again.
+	tag := db.NewPublicID()[:6]
 	const chunk = 500
 	for lo := 0; lo < n; lo += chunk {
 		rows := make([]memberRow, 0, chunk)
 		for i := lo; i < min(lo+chunk, n); i++ {
 			ids[i] = db.NewPublicID()
-			nick := fmt.Sprintf("%s%06d", prefix, i)
+			nick := fmt.Sprintf("%s%s%06d", prefix, tag, i)
 			rows = append(rows, memberRow{PublicID: ids[i], Email: nick + "@example.com", PasswordHash: "x",
 				Nickname: nick, NicknameKey: nick, Role: int16(domain.RoleMember), CreatedAt: now, UpdatedAt: now,
 				// The defaults of a sign-up: every channel on.
@@ -143,7 +150,11 @@ type API struct {
 
 // StartAPI serves the API over e until Close: the relay is built but not
 // run, so only the API itself is measured.
-func (e *Env) StartAPI() (*API, error) {
+func (e *Env) StartAPI() (*API, error) { return e.StartAPIWith(nil) }
+
+// StartAPIWith is StartAPI with adjust applied to the API's dependencies
+// (nil leaves them as they are).
+func (e *Env) StartAPIWith(adjust func(*httpapi.Deps)) (*API, error) {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	tokens, err := auth.NewTokens(auth.TokenParams{Key: []byte(strings.Repeat("k", 32)), TTL: time.Hour})
 	if err != nil {
@@ -162,11 +173,15 @@ func (e *Env) StartAPI() (*API, error) {
 		return nil, err
 	}
 	e.closers = append(e.closers, func() { _ = relay.Close() })
-	h, cleanup, err := httpapi.New(httpapi.Deps{
+	deps := httpapi.Deps{
 		Logger: logger, DB: e.DB, Redis: e.Redis, RedisConnOpt: e.RedisOpt, Relay: relay,
 		Registry: prometheus.NewRegistry(), AdminUser: "admin", AdminPassword: "load",
 		Passwords: hasher, Tokens: tokens, Sessions: sessions,
-	})
+	}
+	if adjust != nil {
+		adjust(&deps)
+	}
+	h, cleanup, err := httpapi.New(deps)
 	if err != nil {
 		return nil, err
 	}
@@ -195,4 +210,82 @@ func (a *API) Logins(ctx context.Context, memberIDs []string) ([]string, error) 
 		}
 	}
 	return access, nil
+}
+
+// Tracer is a query hook that sums the time of each kind of statement
+// (operation and table), to show where a transaction's time goes.
+type Tracer struct {
+	mu    sync.Mutex
+	kinds map[string]*traceKind
+}
+
+type traceKind struct {
+	n     int
+	total time.Duration
+}
+
+// Trace installs a Tracer on e.DB.
+func (e *Env) Trace() *Tracer {
+	t := &Tracer{kinds: map[string]*traceKind{}}
+	e.DB.AddQueryHook(t)
+	return t
+}
+
+// BeforeQuery implements bun.QueryHook.
+func (*Tracer) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+
+var traceTable = regexp.MustCompile(`(?i)\b(?:FROM|INTO|UPDATE)\s+"?(\w+)`)
+
+// AfterQuery implements bun.QueryHook.
+func (t *Tracer) AfterQuery(_ context.Context, ev *bun.QueryEvent) {
+	d := time.Since(ev.StartTime)
+	key := ev.Operation()
+	if m := traceTable.FindStringSubmatch(ev.Query); m != nil {
+		key += " " + m[1]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := t.kinds[key]
+	if k == nil {
+		k = &traceKind{}
+		t.kinds[key] = k
+	}
+	k.n++
+	k.total += d
+}
+
+// Report lists each kind of statement with its count and mean time,
+// the costliest first, and resets the sums.
+func (t *Tracer) Report() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	keys := make([]string, 0, len(t.kinds))
+	for k := range t.kinds {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return int(t.kinds[b].total - t.kinds[a].total) })
+	var b strings.Builder
+	for _, k := range keys {
+		v := t.kinds[k]
+		fmt.Fprintf(&b, "  %-34s n=%-7d total=%-9v mean=%v\n", k, v.n, v.total.Round(time.Millisecond), (v.total / time.Duration(v.n)).Round(time.Microsecond))
+	}
+	t.kinds = map[string]*traceKind{}
+	return b.String()
+}
+
+// CPUProfile starts a CPU profile written to path ("" profiles nothing)
+// and returns the function that stops it.
+func CPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

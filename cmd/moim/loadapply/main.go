@@ -39,6 +39,8 @@ func run() error {
 	clients := flag.Int("c", 64, "concurrent clients")
 	duration := flag.Duration("d", 15*time.Second, "how long each phase runs")
 	perClient := flag.Int("members", 400, "members per client (each applies once per category)")
+	trace := flag.Bool("trace", false, "print the count and mean time of each kind of statement of each phase")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured phases to this file")
 	flag.Parse()
 	ctx := context.Background()
 	env, err := loadenv.Open(ctx, "loadapply")
@@ -69,6 +71,16 @@ func run() error {
 		return err
 	}
 
+	var tracer *loadenv.Tracer
+	if *trace {
+		tracer = env.Trace()
+	}
+	stopProfile, err := loadenv.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	fmt.Fprintln(os.Stderr, "api phase...")
 	transport := &http.Transport{MaxIdleConnsPerHost: *clients}
 	client := &http.Client{Transport: transport}
 	bodies := map[domain.Category][]byte{
@@ -93,6 +105,11 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("api phase: %w", err)
 	}
+	var apiStatements string
+	if tracer != nil {
+		apiStatements = tracer.Report()
+	}
+	fmt.Fprintln(os.Stderr, "direct phase...")
 	conds := map[domain.Category]domain.Conditions{
 		domain.CategoryMeal:  {Places: 3, Second: domain.WaysOfEating.Full()},
 		domain.CategoryStudy: {Places: domain.Places.Full(), Second: 1},
@@ -119,6 +136,10 @@ func run() error {
 	fmt.Printf("POST /v1/random-matches: %.0f req/s, p50=%v p99=%v\n", apiRate, q(apiLat, 0.5), q(apiLat, 0.99))
 	fmt.Printf("same transaction from Go: %.0f tx/s, p50=%v p99=%v\n", directRate, q(directLat, 0.5), q(directLat, 0.99))
 	fmt.Printf("API rate / direct rate = %.0f%%\n", 100*apiRate/directRate)
+	if tracer != nil {
+		fmt.Print("statements of the api phase:\n" + apiStatements)
+		fmt.Print("statements of the direct phase:\n" + tracer.Report())
+	}
 	return nil
 }
 

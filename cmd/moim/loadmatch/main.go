@@ -38,6 +38,8 @@ func run() error {
 	n := flag.Int("n", 20000, "waiting applications")
 	cancelShare := flag.Float64("cancel", 0, "share of applications cancelled during the run (0.05 = 5%)")
 	parallel := flag.Int("parallel", 4, "group transactions committed at once")
+	trace := flag.Bool("trace", false, "print the count and mean time of each kind of statement of the run")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured phases to this file")
 	flag.Parse()
 	ctx := context.Background()
 	env, err := loadenv.Open(ctx, "loadmatch")
@@ -55,6 +57,17 @@ func run() error {
 	metrics := jobs.NewMatchMetrics(nil)
 	h := &jobs.MatchRunHandler{DB: bdb, Params: jobs.MatchingParams{Parallel: *parallel},
 		Metrics: metrics, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+
+	var tracer *loadenv.Tracer
+	if *trace {
+		tracer = env.Trace()
+	}
+	stopProfile, err := loadenv.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	fmt.Fprintln(os.Stderr, "matching...")
 
 	var cancelled atomic.Int64
 	done := make(chan struct{})
@@ -78,6 +91,10 @@ func run() error {
 	start := time.Now()
 	res, err := h.Run(ctx, domain.CategoryMeal)
 	elapsed := time.Since(start)
+	var statements string
+	if tracer != nil {
+		statements = tracer.Report()
+	}
 	close(done)
 	wg.Wait()
 	if err != nil {
@@ -92,6 +109,9 @@ func run() error {
 		return err
 	}
 	fmt.Printf("still waiting after the run: %d\n", waiting)
+	if tracer != nil {
+		fmt.Print("statements of the run:\n" + statements)
+	}
 	return nil
 }
 
