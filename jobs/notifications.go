@@ -96,6 +96,10 @@ type NotifyFanoutHandler struct {
 	NowFunc   func() time.Time
 }
 
+// slackGroupMax is the most people Slack puts in one group DM
+// (conversations.open).
+const slackGroupMax = 8
+
 // ProcessTask fans the notifications of the payload out.
 func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	var p NotifyFanoutPayload
@@ -107,10 +111,14 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 		m *domain.Member
 	}
 	var targets []target
-	// The group's shared delivery hangs on the first notification, whatever
-	// became of its member, so a second run finds it on the same row.
-	var anchor *domain.Notification
-	for _, id := range p.NotificationIDs {
+	// A group's shared Slack message hangs on the first notification of
+	// its part, whatever became of that member, so a second run finds it
+	// on the same row. Slack opens a group DM for at most slackGroupMax
+	// people, so a larger group (a room of up to 20) gets one message per
+	// part of the payload's list.
+	anchors := make(map[int]*domain.Notification)
+	part := make(map[string]int, len(p.NotificationIDs))
+	for i, id := range p.NotificationIDs {
 		n, err := (db.Notifications{}).FindByID(ctx, h.DB, id)
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
 			continue // written in the task's own transaction: gone for good
@@ -118,8 +126,9 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 		if err != nil {
 			return fmt.Errorf("fan out: %w", err)
 		}
-		if anchor == nil {
-			anchor = n
+		part[n.ID] = i / slackGroupMax
+		if anchors[i/slackGroupMax] == nil {
+			anchors[i/slackGroupMax] = n
 		}
 		m, err := (db.Members{}).FindByID(ctx, h.DB, n.MemberID)
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
@@ -145,11 +154,12 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 			tasks = append(tasks, task)
 			return err
 		}
-		var slackGroup []string
+		slackGroups := make(map[int][]string)
 		for _, tg := range targets {
 			for _, c := range domain.ChannelsFor(tg.n.Type, tg.m) {
 				if p.Group && c == domain.ChannelSlack {
-					slackGroup = append(slackGroup, tg.m.ID)
+					k := part[tg.n.ID]
+					slackGroups[k] = append(slackGroups[k], tg.m.ID)
 					continue
 				}
 				if err := add(tg.n, c, nil); err != nil {
@@ -157,11 +167,11 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 				}
 			}
 		}
-		if len(slackGroup) > 0 {
-			// One message for the whole group, recorded on the first
-			// member's notification so a second run finds it.
-			if err := add(*anchor, domain.ChannelSlack, slackGroup); err != nil {
-				return err
+		for k := 0; k*slackGroupMax < len(p.NotificationIDs); k++ {
+			if members := slackGroups[k]; len(members) > 0 {
+				if err := add(*anchors[k], domain.ChannelSlack, members); err != nil {
+					return err
+				}
 			}
 		}
 		return Enqueue(ctx, tx, tasks...)

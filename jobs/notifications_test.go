@@ -683,3 +683,56 @@ func TestDeliverBusyOnLastAttemptEnds(t *testing.T) {
 		t.Errorf("provider called %d times, want 0", n)
 	}
 }
+
+// TestFanoutLargeGroupSplitsSlack: Slack takes at most 8 people in a group
+// DM, so a room of 20 gets three group messages (8, 8 and 4 members), each
+// on the first notification of its part, and a second run adds none.
+func TestFanoutLargeGroupSplitsSlack(t *testing.T) {
+	t.Parallel()
+	bdb := dbtest.Open(t, "sqlite")
+	ctx := context.Background()
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, newMember(t, bdb, fmt.Sprintf("m%02d", i), func(m *domain.Member) {
+			m.SlackEmail = m.Nickname + "@slack.example"
+		}).ID)
+	}
+	var ns []domain.Notification
+	err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		ns, err = jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, domain.NotificationArgs{}, time.Now(), ids...)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &jobs.NotifyFanoutHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+	task := notifyTask(t, jobs.TypeNotifyFanout, outboxTasks(t, bdb, jobs.TypeNotifyFanout)[0])
+	for range 2 {
+		if err := h.ProcessTask(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sizes []int
+	for i, n := range ns {
+		ds, err := (db.Deliveries{}).ListByNotification(ctx, bdb, n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if d.Channel != domain.ChannelSlack {
+				continue
+			}
+			if i%8 != 0 {
+				t.Errorf("a Slack message on notification %d", i)
+			}
+			if d.Recipients[0] != ids[i] {
+				t.Errorf("part %d starts with %s, want %s", i/8, d.Recipients[0], ids[i])
+			}
+			sizes = append(sizes, len(d.Recipients))
+		}
+	}
+	if fmt.Sprint(sizes) != "[8 8 4]" {
+		t.Errorf("Slack group messages of %v members, want [8 8 4]", sizes)
+	}
+}
