@@ -100,9 +100,16 @@ func (Applications) Create(ctx context.Context, idb bun.IDB, a *domain.Applicati
 		ExpiresAt: a.ExpiresAt,
 		UpdatedAt: a.CreatedAt,
 	}
-	inserted, err := insertApplication(ctx, idb, &row, a.MemberID)
-	if err != nil {
-		return fmt.Errorf("create application for %s: %w", a.MemberID, err)
+	// MySQL has no conflict clause: its failed duplicate insert would keep
+	// a shared lock on the key that the stale-application expiry then needs
+	// exclusively, deadlocking two applies of one member. It takes the
+	// slow path, which looks before it inserts.
+	inserted := false
+	if f := idb.Dialect().Features(); f.Has(feature.InsertOnConflict) && f.Has(feature.InsertReturning) {
+		var err error
+		if inserted, err = insertApplication(ctx, idb, &row, a.MemberID); err != nil {
+			return fmt.Errorf("create application for %s: %w", a.MemberID, err)
+		}
 	}
 	if !inserted {
 		// The member is unknown or deleted, or already holds the key,
@@ -129,47 +136,25 @@ func (Applications) Create(ctx context.Context, idb bun.IDB, a *domain.Applicati
 
 // insertApplication stores row for the live member with public id
 // memberID in one statement, taking the member's row id (and so the
-// waiting key) from a join, and sets row.ID. It reports
-// false, storing nothing, when the member is unknown or deleted or the
-// waiting key is taken. A taken key must not fail the statement: that
-// would abort a PostgreSQL transaction, and the caller still has to look
-// for a stale holder. So PostgreSQL and SQLite skip the row on conflict;
-// MySQL, which only undoes the failed statement, reports the violation,
-// taken here as "not inserted". No lock is taken on a missing key, for the
-// reason given at expireStale.
+// waiting key) from a join, and sets row.ID. It reports false, storing
+// nothing, when the member is unknown or deleted or the waiting key is
+// taken. A taken key must not fail the statement — that would abort a
+// PostgreSQL transaction, and the caller still has to look for a stale
+// holder — so the row is skipped on conflict, which takes no lock on the
+// holder. Only for dialects with ON CONFLICT and RETURNING (PostgreSQL,
+// SQLite).
 func insertApplication(ctx context.Context, idb bun.IDB, row *applicationRow, memberID string) (bool, error) {
-	features := idb.Dialect().Features()
-	q := "INSERT INTO random_applications (public_id, member_id, category, places, ?, status, version, waiting_key, created_at, expires_at, updated_at) " +
-		"SELECT ?, m.id, ?, ?, ?, ?, ?, CONCAT(m.id, ?), ?, ?, ? FROM members AS m WHERE m.public_id = ? AND m.deleted_at IS NULL"
-	if features.Has(feature.InsertOnConflict) {
-		q += " ON CONFLICT DO NOTHING"
-	}
-	args := []any{bun.Ident("second"), row.PublicID, row.Category, row.Places, row.Second, row.Status, row.Version,
-		waitingKeySuffix(domain.Category(row.Category)), row.CreatedAt, row.ExpiresAt, row.UpdatedAt, memberID}
-	var err error
-	if features.Has(feature.InsertReturning) {
-		err = idb.NewRaw(q+" RETURNING id", args...).Scan(ctx, &row.ID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return false, nil
-		}
-	} else {
-		var res sql.Result
-		if res, err = idb.NewRaw(q, args...).Exec(ctx); err == nil {
-			var n int64
-			if n, err = res.RowsAffected(); err == nil && n == 0 {
-				return false, nil
-			}
-			if err == nil {
-				row.ID, err = res.LastInsertId()
-			}
-		}
+	const q = "INSERT INTO random_applications (public_id, member_id, category, places, ?, status, version, waiting_key, created_at, expires_at, updated_at) " +
+		"SELECT ?, m.id, ?, ?, ?, ?, ?, CONCAT(m.id, ?), ?, ?, ? FROM members AS m WHERE m.public_id = ? AND m.deleted_at IS NULL " +
+		"ON CONFLICT DO NOTHING RETURNING id"
+	err := idb.NewRaw(q, bun.Ident("second"), row.PublicID, row.Category, row.Places, row.Second, row.Status, row.Version,
+		waitingKeySuffix(domain.Category(row.Category)), row.CreatedAt, row.ExpiresAt, row.UpdatedAt, memberID).
+		Scan(ctx, &row.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
 	}
 	if err != nil {
-		err = translate(err)
-		if domain.ErrorCode(err) == domain.EALREADYWAITING {
-			return false, nil
-		}
-		return false, err
+		return false, translate(err)
 	}
 	return true, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/moim/moim/domain"
 )
@@ -771,6 +772,18 @@ func (Rooms) LeaveAllForMember(ctx context.Context, idb bun.IDB, memberID string
 		return nil, fmt.Errorf("leave rooms of %s: joined: %w", memberID, translate(err))
 	}
 	if len(joined) > 0 {
+		// Lock the rooms first, in id order: a worker's join or leave in
+		// flight commits before the recount below, whose snapshot
+		// (PostgreSQL takes one per statement) then includes it. SQLite's
+		// single writer needs no lock.
+		if idb.Dialect().Name() != dialect.SQLite {
+			var locked []int64
+			if err := idb.NewSelect().Model((*roomRow)(nil)).Column("r.id").
+				Where("r.id IN (?)", bun.In(joined)).OrderExpr("r.id ASC").For("UPDATE").
+				Scan(ctx, &locked); err != nil {
+				return nil, fmt.Errorf("leave rooms of %s: lock: %w", memberID, translate(err))
+			}
+		}
 		if _, err := idb.NewDelete().Model((*participantRow)(nil)).
 			Where("member_id = ?", member).Where("room_id IN (?)", bun.In(joined)).
 			Exec(ctx); err != nil {

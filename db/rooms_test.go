@@ -416,3 +416,55 @@ func TestLeaveAllForMemberAfterALeave(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaveAllForMemberWhileALeaveIsInFlight: a worker has decided bob's
+// leave (the room's row locked) but not committed when alice's account
+// deletion recounts the room; the count still equals the rows afterwards.
+func TestLeaveAllForMemberWhileALeaveIsInFlight(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		if bdb.Dialect().Name() == dialect.SQLite {
+			t.Skip("SQLite's single writer cannot have the two transactions open at once")
+		}
+		ctx := context.Background()
+		host := mustCreate(t, bdb, newMember("host@example.com", "호스트"))
+		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
+		r := mustOpenRoom(t, bdb, host.ID, domain.CategoryMeal, roomTime, 0)
+		joinDirect(t, bdb, r, alice.ID)
+		joinDirect(t, bdb, r, bob.ID)
+		leave := &domain.Participation{MemberID: bob.ID, Kind: domain.ParticipationLeave, CreatedAt: roomTime}
+		if err := (db.Participations{}).Create(ctx, bdb, r, leave); err != nil {
+			t.Fatal(err)
+		}
+		worker, err := bdb.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer worker.Rollback()
+		if adm, err := (db.Participations{}).Admit(ctx, worker, leave.Key, roomTime); err != nil || adm.Request.Status != domain.ParticipationLeft {
+			t.Fatalf("admit: %+v, %v", adm, err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			done <- db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+				_, err := (db.Rooms{}).LeaveAllForMember(ctx, tx, alice.ID, roomTime)
+				return err
+			})
+		}()
+		time.Sleep(300 * time.Millisecond) // the deletion waits for the room's row
+		if err := worker.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		got, err := (db.Rooms{}).FindByID(ctx, bdb, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ParticipantCount != 1 || len(got.Participants) != 1 {
+			t.Errorf("count %d, rows %d; want only the host", got.ParticipantCount, len(got.Participants))
+		}
+	})
+}

@@ -357,14 +357,22 @@ func (h *NotifyDeliverHandler) prepare(ctx context.Context, d *domain.Delivery) 
 	if err != nil {
 		return nil, err
 	}
+	// A group's Slack message hangs on one member's notification but goes
+	// to the whole group: that member may be gone, and it greets nobody.
+	group := d.Channel == domain.ChannelSlack && len(d.Recipients) > 0
 	m, err := (db.Members{}).FindByID(ctx, h.DB, n.MemberID)
-	if domain.ErrorCode(err) == domain.ENOTFOUND {
+	switch {
+	case domain.ErrorCode(err) == domain.ENOTFOUND && group:
+		m = &domain.Member{}
+	case domain.ErrorCode(err) == domain.ENOTFOUND:
 		return nil, notify.Permanent(errors.New("the member was deleted"))
-	}
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
 	data := h.templateData(n, m)
+	if group {
+		data.Nickname = ""
+	}
 	typ := n.Type.String()
 	switch d.Channel {
 	case domain.ChannelMail:

@@ -25,7 +25,9 @@ import (
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
+	"github.com/moim/moim/jobs/memredis"
 	"github.com/moim/moim/jobs/notify"
+	"github.com/moim/moim/jobs/notify/slack"
 	"github.com/moim/moim/jobs/notify/sms"
 	"github.com/moim/moim/templates"
 )
@@ -734,5 +736,108 @@ func TestFanoutLargeGroupSplitsSlack(t *testing.T) {
 	}
 	if fmt.Sprint(sizes) != "[8 8 4]" {
 		t.Errorf("Slack group messages of %v members, want [8 8 4]", sizes)
+	}
+}
+
+// slackPeer is an httptest server speaking the three Slack Web API methods
+// the client uses; every address has an account, and the users of each
+// conversation opened are recorded.
+type slackPeer struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	opened [][]string
+	texts  []string
+}
+
+func newSlackPeer(t *testing.T) *slackPeer {
+	t.Helper()
+	p := &slackPeer{}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		switch r.URL.Path {
+		case "/api/users.lookupByEmail":
+			_ = r.ParseForm()
+			fmt.Fprintf(w, `{"ok":true,"user":{"id":"U-%s"}}`, r.PostForm.Get("email"))
+		case "/api/conversations.open":
+			var body struct{ Users string }
+			_ = json.NewDecoder(r.Body).Decode(&body)
+			p.opened = append(p.opened, strings.Split(body.Users, ","))
+			fmt.Fprintf(w, `{"ok":true,"channel":{"id":"G%d"}}`, len(p.opened))
+		case "/api/chat.postMessage":
+			var body struct{ Channel, Text string }
+			_ = json.NewDecoder(r.Body).Decode(&body)
+			p.texts = append(p.texts, body.Text)
+			fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":"1.%d"}`, body.Channel, len(p.texts))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *slackPeer) client(t *testing.T) *slack.Client {
+	t.Helper()
+	mr, err := memredis.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mr.Close)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	c, err := slack.New(slack.Config{Token: "xoxb-1-2-test", BaseURL: p.srv.URL + "/api/", Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestGroupSlackWhenTheAnchorLeft: the member whose notification carries
+// the group's Slack message deleted their account before it went out; the
+// others still get it, and it greets nobody by name.
+func TestGroupSlackWhenTheAnchorLeft(t *testing.T) {
+	t.Parallel()
+	bdb := dbtest.Open(t, "sqlite")
+	ctx := context.Background()
+	slackOn := func(m *domain.Member) { m.SlackEmail = m.Nickname + "@slack.example" }
+	a := newMember(t, bdb, "anna", slackOn)
+	bm := newMember(t, bdb, "bora", slackOn)
+	c := newMember(t, bdb, "cora", slackOn)
+	err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+		_, err := jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, domain.NotificationArgs{Members: []string{"anna", "bora", "cora"}},
+			time.Now(), a.ID, bm.ID, c.ID)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fan := &jobs.NotifyFanoutHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+	if err := fan.ProcessTask(ctx, notifyTask(t, jobs.TypeNotifyFanout, outboxTasks(t, bdb, jobs.TypeNotifyFanout)[0])); err != nil {
+		t.Fatal(err)
+	}
+	if err := (db.Members{}).Delete(ctx, bdb, a.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	if err := bdb.NewSelect().Table("deliveries").Column("id").Where("channel = ?", int(domain.ChannelSlack)).Scan(ctx, &id); err != nil {
+		t.Fatal(err)
+	}
+	peer := newSlackPeer(t)
+	b := newDeliverBundle(t, bdb, nil)
+	b.h.Slack = peer.client(t)
+	payload, _ := json.Marshal(jobs.NotifyDeliverPayload{DeliveryID: id})
+	if err := b.h.ProcessTask(ctx, asynq.NewTask(jobs.TypeNotifyDeliver, payload)); err != nil {
+		t.Fatal(err)
+	}
+	if d := b.status(t, id); d.Status != domain.DeliverySent {
+		t.Errorf("delivery %v (%s), want SENT", d.Status, d.LastError)
+	}
+	if len(peer.opened) != 1 || strings.Join(peer.opened[0], ",") != "U-bora@slack.example,U-cora@slack.example" {
+		t.Errorf("conversations opened: %v", peer.opened)
+	}
+	if len(peer.texts) != 1 || strings.Contains(peer.texts[0], "anna님") {
+		t.Errorf("texts %q", peer.texts)
 	}
 }
