@@ -361,6 +361,27 @@ func TestLeaveAllForMember(t *testing.T) {
 	})
 }
 
+// roomWithLeave opens a room whose guests are alice and bob, with a leave
+// request pending, of alice (aliceLeaves) or of bob.
+func roomWithLeave(t *testing.T, bdb *bun.DB, aliceLeaves bool) (r *domain.Room, alice, bob *domain.Member, leave *domain.Participation) {
+	t.Helper()
+	host := mustCreate(t, bdb, newMember("host@example.com", "호스트"))
+	alice = mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+	bob = mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
+	r = mustOpenRoom(t, bdb, host.ID, domain.CategoryMeal, roomTime, 0)
+	joinDirect(t, bdb, r, alice.ID)
+	joinDirect(t, bdb, r, bob.ID)
+	leaver := bob.ID
+	if aliceLeaves {
+		leaver = alice.ID
+	}
+	leave = &domain.Participation{MemberID: leaver, Kind: domain.ParticipationLeave, CreatedAt: roomTime}
+	if err := (db.Participations{}).Create(context.Background(), bdb, r, leave); err != nil {
+		t.Fatal(err)
+	}
+	return r, alice, bob, leave
+}
+
 // TestLeaveAllForMemberAfterALeave: the deleting transaction read the rooms
 // before a leave of the same member was committed by a worker; the count
 // still equals the rows afterwards.
@@ -371,16 +392,7 @@ func TestLeaveAllForMemberAfterALeave(t *testing.T) {
 			t.Skip("SQLite's single writer refuses the stale transaction's write outright")
 		}
 		ctx := context.Background()
-		host := mustCreate(t, bdb, newMember("host@example.com", "호스트"))
-		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
-		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
-		r := mustOpenRoom(t, bdb, host.ID, domain.CategoryMeal, roomTime, 0)
-		joinDirect(t, bdb, r, alice.ID)
-		joinDirect(t, bdb, r, bob.ID)
-		leave := &domain.Participation{MemberID: alice.ID, Kind: domain.ParticipationLeave, CreatedAt: roomTime}
-		if err := (db.Participations{}).Create(ctx, bdb, r, leave); err != nil {
-			t.Fatal(err)
-		}
+		r, alice, _, leave := roomWithLeave(t, bdb, true)
 
 		tx, err := bdb.BeginTx(ctx, nil)
 		if err != nil {
@@ -427,16 +439,7 @@ func TestLeaveAllForMemberWhileALeaveIsInFlight(t *testing.T) {
 			t.Skip("SQLite's single writer cannot have the two transactions open at once")
 		}
 		ctx := context.Background()
-		host := mustCreate(t, bdb, newMember("host@example.com", "호스트"))
-		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
-		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
-		r := mustOpenRoom(t, bdb, host.ID, domain.CategoryMeal, roomTime, 0)
-		joinDirect(t, bdb, r, alice.ID)
-		joinDirect(t, bdb, r, bob.ID)
-		leave := &domain.Participation{MemberID: bob.ID, Kind: domain.ParticipationLeave, CreatedAt: roomTime}
-		if err := (db.Participations{}).Create(ctx, bdb, r, leave); err != nil {
-			t.Fatal(err)
-		}
+		r, alice, _, leave := roomWithLeave(t, bdb, false)
 		worker, err := bdb.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
