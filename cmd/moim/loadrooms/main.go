@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/moim/moim/cmd/api/httpapi"
 	"github.com/moim/moim/cmd/internal/loadenv"
@@ -68,6 +69,15 @@ func run() error {
 	members, err := loadenv.Members(ctx, env.DB, *clients, "reader")
 	if err != nil {
 		return err
+	}
+	// Fresh statistics, as autovacuum would gather after a bulk load: with
+	// none the planner takes the table for empty and sorts every row.
+	analyze := "ANALYZE"
+	if env.DB.Dialect().Name() == dialect.MySQL {
+		analyze = "ANALYZE TABLE rooms, members, matches"
+	}
+	if _, err := env.DB.ExecContext(ctx, analyze); err != nil {
+		return fmt.Errorf("analyze: %w", err)
 	}
 	// Both instances share the key and the session store.
 	tokens, err := cached.Logins(ctx, members)
