@@ -421,8 +421,10 @@ type participationRow struct {
 	CreatedAt  time.Time `bun:"created_at,notnull"`
 	DecidedAt  time.Time `bun:"decided_at,nullzero"`
 
-	RoomPublicID   string `bun:"room_public_id,scanonly"`
-	MemberPublicID string `bun:"member_public_id,scanonly"`
+	RoomPublicID   string    `bun:"room_public_id,scanonly"`
+	MemberPublicID string    `bun:"member_public_id,scanonly"`
+	MemberNickname string    `bun:"member_nickname,scanonly"`
+	MemberDeleted  time.Time `bun:"member_deleted_at,scanonly"`
 }
 
 func (r *participationRow) toDomain() domain.Participation {
@@ -485,6 +487,8 @@ func selectParticipations(idb bun.IDB, dest any) *bun.SelectQuery {
 		ColumnExpr("rq.*").
 		ColumnExpr("r.public_id AS room_public_id").
 		ColumnExpr("m.public_id AS member_public_id").
+		ColumnExpr("m.nickname AS member_nickname").
+		ColumnExpr("m.deleted_at AS member_deleted_at").
 		Join("JOIN rooms AS r ON r.id = rq.room_id").
 		Join("JOIN members AS m ON m.id = rq.member_id")
 }
@@ -530,29 +534,25 @@ type Admission struct {
 // when the room or the request changed since they were read: roll back,
 // and retry if you like; ENOTFOUND for an unknown request.
 func (Participations) Admit(ctx context.Context, idb bun.IDB, key int64, now time.Time) (*Admission, error) {
-	p, err := (Participations{}).FindByKey(ctx, idb, key)
-	if err != nil {
-		return nil, err
+	var rows []participationRow
+	if err := selectParticipations(idb, &rows).Where("rq.id = ?", key).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("admit request %d: %w", key, translate(err))
 	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("admit request %d: %w", key, errParticipationNotFound())
+	}
+	req := &rows[0]
+	p := req.toDomain()
 	if p.Status != domain.ParticipationRequested {
-		return &Admission{Request: *p}, nil
+		return &Admission{Request: p}, nil
 	}
-	r, err := (Rooms{}).FindByID(ctx, idb, p.RoomID)
+	r, err := (Rooms{}).FindByKey(ctx, idb, req.RoomID)
 	if err != nil {
 		return nil, fmt.Errorf("admit request %s: %w", p.ID, err)
 	}
 	status := domain.Decide(r, p.Kind, p.MemberID, now)
-	var who []memberRow
-	err = idb.NewSelect().Model(&who).Column("id", "nickname").
-		Where("public_id = ?", p.MemberID).Where("deleted_at IS NULL").Scan(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("admit request %s: %w", p.ID, translate(err))
-	}
-	var member int64
-	nickname := ""
-	if len(who) == 1 {
-		member, nickname = who[0].ID, who[0].Nickname
-	} else if status == domain.ParticipationJoined || status == domain.ParticipationLeft {
+	member, nickname := req.MemberID, req.MemberNickname
+	if !req.MemberDeleted.IsZero() && (status == domain.ParticipationJoined || status == domain.ParticipationLeft) {
 		status = domain.ParticipationRejectedInvalid // the account is gone
 	}
 	switch status {
@@ -599,7 +599,7 @@ func (Participations) Admit(ctx context.Context, idb bun.IDB, key int64, now tim
 		return nil, fmt.Errorf("admit request %s: decided elsewhere: %v: %w", p.ID, err, ErrStale)
 	}
 	p.Status, p.DecidedAt = status, dbTime(now)
-	return &Admission{Request: *p, Room: *r, Nickname: nickname, Decided: true}, nil
+	return &Admission{Request: p, Room: *r, Nickname: nickname, Decided: true}, nil
 }
 
 // Pending returns up to limit requests still REQUESTED that were created
