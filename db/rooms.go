@@ -493,7 +493,9 @@ func selectParticipations(idb bun.IDB, dest any) *bun.SelectQuery {
 		Join("JOIN members AS m ON m.id = rq.member_id")
 }
 
-func findParticipation(ctx context.Context, idb bun.IDB, where string, arg any) (*domain.Participation, error) {
+// findParticipation returns the row of the request matching where.
+// Errors: ENOTFOUND.
+func findParticipation(ctx context.Context, idb bun.IDB, where string, arg any) (*participationRow, error) {
 	var rows []participationRow
 	err := selectParticipations(idb, &rows).Where(where, arg).Scan(ctx)
 	if err != nil {
@@ -502,19 +504,18 @@ func findParticipation(ctx context.Context, idb bun.IDB, where string, arg any) 
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("find request %v: %w", arg, errParticipationNotFound())
 	}
-	p := rows[0].toDomain()
-	return &p, nil
+	return &rows[0], nil
 }
 
 // FindByID returns the request with public id id, whoever's it is.
 // Errors: ENOTFOUND.
 func (Participations) FindByID(ctx context.Context, idb bun.IDB, id string) (*domain.Participation, error) {
-	return findParticipation(ctx, idb, "rq.public_id = ?", id)
-}
-
-// FindByKey returns the request with row id key. Errors: ENOTFOUND.
-func (Participations) FindByKey(ctx context.Context, idb bun.IDB, key int64) (*domain.Participation, error) {
-	return findParticipation(ctx, idb, "rq.id = ?", key)
+	row, err := findParticipation(ctx, idb, "rq.public_id = ?", id)
+	if err != nil {
+		return nil, err
+	}
+	p := row.toDomain()
+	return &p, nil
 }
 
 // Admission is what Admit decided.
@@ -534,14 +535,10 @@ type Admission struct {
 // when the room or the request changed since they were read: roll back,
 // and retry if you like; ENOTFOUND for an unknown request.
 func (Participations) Admit(ctx context.Context, idb bun.IDB, key int64, now time.Time) (*Admission, error) {
-	var rows []participationRow
-	if err := selectParticipations(idb, &rows).Where("rq.id = ?", key).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("admit request %d: %w", key, translate(err))
+	req, err := findParticipation(ctx, idb, "rq.id = ?", key)
+	if err != nil {
+		return nil, fmt.Errorf("admit: %w", err)
 	}
-	if len(rows) == 0 {
-		return nil, fmt.Errorf("admit request %d: %w", key, errParticipationNotFound())
-	}
-	req := &rows[0]
 	p := req.toDomain()
 	if p.Status != domain.ParticipationRequested {
 		return &Admission{Request: p}, nil
