@@ -85,6 +85,9 @@ type AuthConfig struct {
 	JWTKey     string        `mapstructure:"jwt_key" secret:"value" usage:"HMAC key for tokens, at least 32 bytes (prefer the environment variable)"`
 	AccessTTL  time.Duration `mapstructure:"access_ttl" usage:"lifetime of an access token"`
 	RefreshTTL time.Duration `mapstructure:"refresh_ttl" usage:"lifetime of a refresh token"`
+	// SessionCacheTTL bounds how long a revocation that could not reach
+	// Redis goes unseen, and how often each active session costs a SQL read.
+	SessionCacheTTL time.Duration `mapstructure:"session_cache_ttl" usage:"how long Redis may answer whether a session is alive without asking the database"`
 	// RefreshCookie suits browser clients: the refresh token then never has
 	// to be readable by page scripts.
 	RefreshCookie bool `mapstructure:"refresh_cookie" usage:"also set the refresh token as an HttpOnly, Secure, SameSite=Strict cookie"`
@@ -242,8 +245,9 @@ func Default() *Config {
 			ConnMaxIdleTime: 5 * time.Minute,
 		},
 		Auth: AuthConfig{
-			AccessTTL:  15 * time.Minute,
-			RefreshTTL: 14 * 24 * time.Hour,
+			AccessTTL:       15 * time.Minute,
+			RefreshTTL:      14 * 24 * time.Hour,
+			SessionCacheTTL: time.Minute,
 			// OWASP's argon2id recommendation.
 			PasswordMemoryKiB:   19456,
 			PasswordIterations:  2,

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -67,7 +68,7 @@ func TestLoadDefaults(t *testing.T) {
 			ConnMaxLifetime: 30 * time.Minute,
 			ConnMaxIdleTime: 5 * time.Minute,
 		},
-		Auth: config.AuthConfig{AccessTTL: 15 * time.Minute, RefreshTTL: 336 * time.Hour,
+		Auth: config.AuthConfig{AccessTTL: 15 * time.Minute, RefreshTTL: 336 * time.Hour, SessionCacheTTL: time.Minute,
 			PasswordMemoryKiB: 19456, PasswordIterations: 2, PasswordParallelism: 1},
 		Admin: config.AdminConfig{User: "admin"},
 		RateLimit: config.RateLimitConfig{SignupPerIP: "10/1h", LoginPerIP: "30/1m",
@@ -587,7 +588,7 @@ func TestValidateRules(t *testing.T) {
 func TestProductionRequiresSecrets(t *testing.T) {
 	t.Parallel()
 	c := load(t, nil, map[string]string{"MOIM_ENV": "production"})
-	generated, err := c.FillLocalSecrets()
+	generated, err := c.FillLocalSecrets("")
 	if err != nil || len(generated) != 0 {
 		t.Fatalf("FillLocalSecrets in production = %v, %v; want nothing", generated, err)
 	}
@@ -622,7 +623,7 @@ func TestProductionRequiresSecrets(t *testing.T) {
 func TestFillLocalSecrets(t *testing.T) {
 	t.Parallel()
 	c := load(t, nil, nil)
-	generated, err := c.FillLocalSecrets()
+	generated, err := c.FillLocalSecrets("")
 	if err != nil {
 		t.Fatalf("FillLocalSecrets: %v", err)
 	}
@@ -639,13 +640,13 @@ func TestFillLocalSecrets(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate after FillLocalSecrets: %v", err)
 	}
-	again, err := c.FillLocalSecrets()
+	again, err := c.FillLocalSecrets("")
 	if err != nil || len(again) != 0 {
 		t.Errorf("second FillLocalSecrets = %v, %v; want nothing to fill", again, err)
 	}
 
 	other := load(t, nil, nil)
-	if _, err := other.FillLocalSecrets(); err != nil {
+	if _, err := other.FillLocalSecrets(""); err != nil {
 		t.Fatalf("FillLocalSecrets: %v", err)
 	}
 	if other.Auth.JWTKey == c.Auth.JWTKey || other.Admin.Password == c.Admin.Password {
@@ -653,7 +654,7 @@ func TestFillLocalSecrets(t *testing.T) {
 	}
 
 	preset := load(t, nil, map[string]string{"MOIM_AUTH_JWT_KEY": strings.Repeat("p", 40)})
-	generated, err = preset.FillLocalSecrets()
+	generated, err = preset.FillLocalSecrets("")
 	if err != nil {
 		t.Fatalf("FillLocalSecrets: %v", err)
 	}
@@ -662,6 +663,74 @@ func TestFillLocalSecrets(t *testing.T) {
 	}
 	if preset.Auth.JWTKey != strings.Repeat("p", 40) {
 		t.Error("FillLocalSecrets replaced a configured jwt key")
+	}
+}
+
+// Local mode keeps what it generated beside its SQLite file, so a restart
+// changes nothing; configured values win and are never written there.
+func TestFillLocalSecretsKept(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	vars := map[string]string{"MOIM_DATABASE_URL": "sqlite:" + filepath.Join(dir, "moim.db")}
+	first := load(t, nil, vars)
+	file := first.LocalSecretsFile()
+	if want := filepath.Join(dir, "local-secrets.json"); file != want {
+		t.Fatalf("LocalSecretsFile = %q, want %q", file, want)
+	}
+	generated, err := first.FillLocalSecrets(file)
+	if err != nil || len(generated) != 2 {
+		t.Fatalf("FillLocalSecrets = %v, %v; want both keys", generated, err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secrets file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+
+	// The next start reads the same values.
+	second := load(t, nil, vars)
+	if _, err := second.FillLocalSecrets(second.LocalSecretsFile()); err != nil {
+		t.Fatal(err)
+	}
+	if second.Auth.JWTKey != first.Auth.JWTKey || second.Admin.Password != first.Admin.Password {
+		t.Error("a restart got other secrets than the first start kept")
+	}
+
+	// A configured key wins and is not written; the kept password still serves.
+	vars["MOIM_AUTH_JWT_KEY"] = strings.Repeat("c", 40)
+	third := load(t, nil, vars)
+	if _, err := third.FillLocalSecrets(third.LocalSecretsFile()); err != nil {
+		t.Fatal(err)
+	}
+	if third.Auth.JWTKey != strings.Repeat("c", 40) || third.Admin.Password != first.Admin.Password {
+		t.Error("configured key replaced, or kept password lost")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil || strings.Contains(string(b), strings.Repeat("c", 40)) {
+		t.Errorf("secrets file %q, %v: must not take a configured key", b, err)
+	}
+
+	// A broken file is an error that says what to do, not new secrets.
+	if err := os.WriteFile(file, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	broken := load(t, nil, map[string]string{"MOIM_DATABASE_URL": vars["MOIM_DATABASE_URL"]})
+	if _, err := broken.FillLocalSecrets(file); err == nil || !strings.Contains(err.Error(), "delete it") {
+		t.Errorf("FillLocalSecrets(broken file) = %v, want an error saying to delete it", err)
+	}
+
+	for _, tt := range []struct{ env, url string }{
+		{"local", "sqlite::memory:"},
+		{"local", "sqlite:file::memory:?cache=shared"},
+		{"local", "postgres://u@h/db"},
+		{"production", "sqlite:" + filepath.Join(dir, "moim.db")},
+	} {
+		c := load(t, nil, map[string]string{"MOIM_ENV": tt.env, "MOIM_DATABASE_URL": tt.url})
+		if f := c.LocalSecretsFile(); f != "" {
+			t.Errorf("LocalSecretsFile(%s, %s) = %q, want none", tt.env, tt.url, f)
+		}
+	}
+	if f := load(t, nil, nil).LocalSecretsFile(); f != filepath.Join("data", "local-secrets.json") {
+		t.Errorf("default LocalSecretsFile = %q, want data/local-secrets.json", f)
 	}
 }
 

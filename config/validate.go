@@ -103,6 +103,7 @@ func (c *Config) Validate() error {
 	}
 	positive("auth.access_ttl", c.Auth.AccessTTL)
 	positive("auth.refresh_ttl", c.Auth.RefreshTTL)
+	positive("auth.session_cache_ttl", c.Auth.SessionCacheTTL)
 	if c.Auth.AccessTTL > 0 && c.Auth.RefreshTTL > 0 && c.Auth.RefreshTTL <= c.Auth.AccessTTL {
 		add("auth.refresh_ttl", "must be longer than auth.access_ttl")
 	}
@@ -323,35 +324,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// FillLocalSecrets generates throw-away values for the secrets that are
-// empty in local mode and returns their keys, so the caller can say once
-// which ones will not survive a restart. In production it does nothing:
-// Validate reports the missing ones instead.
-func (c *Config) FillLocalSecrets() ([]string, error) {
-	if c.IsProduction() {
-		return nil, nil
-	}
-	var filled []string
-	if c.Auth.JWTKey == "" {
-		key, err := randomString(32, base64.StdEncoding)
-		if err != nil {
-			return nil, fmt.Errorf("generate auth.jwt_key: %w", err)
-		}
-		c.Auth.JWTKey = key
-		filled = append(filled, "auth.jwt_key")
-	}
-	if c.Admin.Password == "" {
-		// URL-safe and unpadded so it can be typed into a Basic auth prompt.
-		pw, err := randomString(16, base64.RawURLEncoding)
-		if err != nil {
-			return nil, fmt.Errorf("generate admin.password: %w", err)
-		}
-		c.Admin.Password = pw
-		filled = append(filled, "admin.password")
-	}
-	return filled, nil
 }
 
 func randomString(n int, enc *base64.Encoding) (string, error) {

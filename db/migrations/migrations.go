@@ -21,6 +21,7 @@ func All() *migrate.Migrations {
 	add(ms, "20261126000005", "rooms", roomsUp, roomsDown)
 	add(ms, "20261126000006", "comments", commentsUp, commentsDown)
 	add(ms, "20261126000007", "group_runs", groupRunsUp, groupRunsDown)
+	add(ms, "20261207000008", "sessions", sessionsUp, sessionsDown)
 	return ms
 }
 

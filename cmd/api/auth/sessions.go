@@ -11,8 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
-	"strconv"
+	"log/slog"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -25,8 +24,12 @@ import (
 // DefaultPrefix starts every Redis key of SessionParams when Prefix is empty.
 const DefaultPrefix = "moim:auth:"
 
+// DefaultSessionCacheTTL is how long Redis may answer for a session without
+// asking SQL, when SessionParams.CacheTTL is zero.
+const DefaultSessionCacheTTL = time.Minute
+
 // Limits of what a session records about its device. Both come from the
-// client, so they are capped before they reach Redis.
+// client, so they are capped before they are stored.
 const (
 	MaxUserAgentLen = 256 // bytes
 	MaxIPLen        = 64  // bytes; an IPv6 address with a zone fits
@@ -46,11 +49,12 @@ const (
 	// is a replay and ends the session; an older one can no longer be told
 	// from a forged one and is merely invalid.
 	replayMemory = 64
-	// indexSlack is how much longer than a session the member's index
-	// lives. Rotate renews the index a round trip before the session, and
-	// an index that expired first would hide a live session from List and
-	// RevokeAll; a minute is far more than that round trip.
-	indexSlack = time.Minute
+)
+
+// Values of a session's cache entry in Redis.
+const (
+	cachedAlive = "1"
+	cachedEnded = "0"
 )
 
 // Client-facing messages of the session errors.
@@ -62,67 +66,46 @@ const (
 	msgSessionNotFound = "Session not found."
 )
 
-// Each script changes one session key only, so it is atomic and runs on
-// Redis Cluster. Commands that touch the member index are sent before or
-// after the script, never put inside it; Create and Rotate say why in that
-// order.
-const (
-	// createScript: KEYS[1] session; ARGV member, ua, ip, now ms,
-	// secret hash, ttl ms. 0 means the id is taken (128 random bits make
-	// that a broken random source, not bad luck).
-	createScript = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'member', ARGV[1], 'ua', ARGV[2], 'ip', ARGV[3],
-	'created', ARGV[4], 'used', ARGV[4], 'cur', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return 1`
-
-	// rotateScript: KEYS[1] session; ARGV presented hash, new hash, now ms,
-	// ua, ip, ttl ms, hash length, replayMemory. 'prev' holds the hashes of
-	// the secrets rotated away, newest first, end to end. 1 rotated, 0 no
-	// such session, -1 the presented secret was rotated away: a replay, so
-	// the session is deleted; -2 the session never had it: left alone, or
-	// anyone who knows a session id could end it. Comparing hashes in
-	// variable time leaks nothing usable: their preimages are 256-bit
-	// secrets an attacker cannot steer.
-	rotateScript = `
-local cur, prev = unpack(redis.call('HMGET', KEYS[1], 'cur', 'prev'))
-if not cur then return 0 end
-local n = tonumber(ARGV[7])
-if cur == ARGV[1] then
-	prev = string.sub(cur .. (prev or ''), 1, n * tonumber(ARGV[8]))
-	redis.call('HSET', KEYS[1], 'cur', ARGV[2], 'prev', prev, 'used', ARGV[3], 'ua', ARGV[4], 'ip', ARGV[5])
-	redis.call('PEXPIRE', KEYS[1], ARGV[6])
-	return 1
-end
-if prev then
-	for i = 1, #prev, n do
-		if string.sub(prev, i, i + n - 1) == ARGV[1] then
-			redis.call('DEL', KEYS[1])
-			return -1
-		end
-	end
-end
-return -2`
-
-	// revokeScript: KEYS[1] session; ARGV member. Deletes the session only
-	// if it is that member's: 1 deleted, 0 not found or not theirs.
-	revokeScript = `
-if redis.call('HGET', KEYS[1], 'member') == ARGV[1] then
-	return redis.call('DEL', KEYS[1])
-end
-return 0`
-)
+// SessionStore is where sessions live: the SQL database, the truth
+// (db.SessionStore). Times it is given are UTC.
+type SessionStore interface {
+	// CreateSession inserts a new session.
+	CreateSession(ctx context.Context, s *domain.Session) error
+	// FindSession returns a session alive or not, or ENOTFOUND.
+	FindSession(ctx context.Context, id string) (*domain.Session, error)
+	// RotateSession applies rot if the session is alive at rot.LastUsedAt
+	// and its current hash is still presentedHash; of concurrent calls
+	// with one hash at most one sees true.
+	RotateSession(ctx context.Context, id, presentedHash string, rot domain.SessionRotation) (bool, error)
+	// RevokeSession ends a session alive at now that is memberID's (""
+	// for any member's) and reports whether it did.
+	RevokeSession(ctx context.Context, id, memberID string, now time.Time) (bool, error)
+	// RevokeSessions ends the member's sessions alive at now but except
+	// and returns their ids.
+	RevokeSessions(ctx context.Context, memberID, except string, now time.Time) ([]string, error)
+	// ListSessions returns the member's sessions alive at now, most
+	// recently used first.
+	ListSessions(ctx context.Context, memberID string, now time.Time) ([]domain.Session, error)
+}
 
 // SessionParams configure Sessions.
 type SessionParams struct {
+	// Store keeps the sessions; it is the truth.
+	Store SessionStore
+	// Redis caches whether a session is alive and holds the access-token
+	// deny-list. Losing what it holds logs nobody out.
 	Redis redis.UniversalClient
 	// TTL is the refresh token lifetime, counted from the last rotation.
 	TTL time.Duration
+	// CacheTTL is how long Redis may say a session is alive or ended
+	// without asking Store; zero means DefaultSessionCacheTTL. It bounds
+	// how long a revocation that could not reach Redis goes unseen.
+	CacheTTL time.Duration
 	// Leeway is how long after exp Parse still accepts an access token, so
 	// it must equal TokenParams.Leeway; zero means DefaultLeeway, as there.
 	Leeway  time.Duration
 	Prefix  string           // DefaultPrefix when empty
+	Logger  *slog.Logger     // Redis failures that Sessions rides out; discarded when nil
 	NowFunc func() time.Time // time.Now when nil
 }
 
@@ -137,29 +120,38 @@ type Session struct {
 	LastUsedAt time.Time
 }
 
-// Sessions keeps refresh sessions and the access token deny-list in Redis.
-// A refresh token is "<sid>.<secret>"; Redis holds only the SHA-256 of the
-// current secret and of the last replayMemory ones, so reading Redis does
-// not yield a usable token. It is safe for concurrent use.
+// Sessions keeps refresh sessions in SQL, with Redis as a cache in front
+// of the per-request check and as the access-token deny-list. A refresh
+// token is "<sid>.<secret>"; only the SHA-256 of the current secret and of
+// the last replayMemory ones are stored, so reading the database or Redis
+// does not yield a usable token. Without Redis every operation still works
+// from SQL: Check then asks SQL on each request. It is safe for concurrent
+// use.
 type Sessions struct {
-	rdb    redis.UniversalClient
-	ttl    time.Duration
-	leeway time.Duration
-	prefix string
-	now    func() time.Time
-	create *redis.Script
-	rotate *redis.Script
-	revoke *redis.Script
+	store    SessionStore
+	rdb      redis.UniversalClient
+	ttl      time.Duration
+	cacheTTL time.Duration
+	leeway   time.Duration
+	prefix   string
+	logger   *slog.Logger
+	now      func() time.Time
 }
 
 // NewSessions checks p and returns Sessions using it.
 func NewSessions(p SessionParams) (*Sessions, error) {
 	var errs []error
+	if p.Store == nil {
+		errs = append(errs, errors.New("sessions need a store"))
+	}
 	if p.Redis == nil {
 		errs = append(errs, errors.New("sessions need a Redis client"))
 	}
 	if p.TTL <= 0 {
 		errs = append(errs, fmt.Errorf("refresh TTL %s is not positive", p.TTL))
+	}
+	if p.CacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("session cache TTL %s is negative", p.CacheTTL))
 	}
 	if p.Leeway < 0 {
 		errs = append(errs, fmt.Errorf("token leeway %s is negative", p.Leeway))
@@ -168,14 +160,17 @@ func NewSessions(p SessionParams) (*Sessions, error) {
 		return nil, err
 	}
 	s := &Sessions{
-		rdb:    p.Redis,
-		ttl:    p.TTL,
-		leeway: cmp.Or(p.Leeway, DefaultLeeway),
-		prefix: cmp.Or(p.Prefix, DefaultPrefix),
-		now:    p.NowFunc,
-		create: redis.NewScript(createScript),
-		rotate: redis.NewScript(rotateScript),
-		revoke: redis.NewScript(revokeScript),
+		store:    p.Store,
+		rdb:      p.Redis,
+		ttl:      p.TTL,
+		cacheTTL: cmp.Or(p.CacheTTL, DefaultSessionCacheTTL),
+		leeway:   cmp.Or(p.Leeway, DefaultLeeway),
+		prefix:   cmp.Or(p.Prefix, DefaultPrefix),
+		logger:   p.Logger,
+		now:      p.NowFunc,
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -186,48 +181,33 @@ func NewSessions(p SessionParams) (*Sessions, error) {
 // TTL returns the refresh token lifetime.
 func (s *Sessions) TTL() time.Duration { return s.ttl }
 
+// clock is now in UTC at the millisecond, the precision sessions report.
+func (s *Sessions) clock() time.Time { return time.UnixMilli(s.now().UnixMilli()).UTC() }
+
 // Create starts a session for the member and returns it with its first
-// refresh token. The session is written before its id enters the member's
-// index, so a RevokeAll running meanwhile may miss it: a caller that must
-// not leave a session behind a concurrent RevokeAll re-checks its reason
-// after Create returns (login re-reads the member).
+// refresh token. A RevokeAll running meanwhile may miss it: a caller that
+// must not leave a session behind a concurrent RevokeAll re-checks its
+// reason after Create returns (login re-reads the member).
 func (s *Sessions) Create(ctx context.Context, memberID, userAgent, ip string) (Session, string, error) {
 	if memberID == "" {
 		return Session{}, "", errors.New("create session: member id is required")
 	}
-	now := time.UnixMilli(s.now().UnixMilli()).UTC()
-	sess := Session{
+	now := s.clock()
+	secret := newSecret()
+	rec := &domain.Session{
 		ID:         newSessionID(),
 		MemberID:   memberID,
 		UserAgent:  cut(userAgent, MaxUserAgentLen),
 		IP:         cut(ip, MaxIPLen),
+		SecretHash: hashSecret(secret),
 		CreatedAt:  now,
 		LastUsedAt: now,
+		ExpiresAt:  now.Add(s.ttl),
 	}
-	secret := newSecret()
-	key := s.sessionKey(sess.ID)
-	// The session before the index: List drops ids whose session is
-	// missing, which is safe only if an id in the index always has (or
-	// had) a session. The other order let a concurrent List drop a session
-	// being created, hiding it from List and RevokeAll for good.
-	created, err := s.create.Run(ctx, s.rdb, []string{key},
-		memberID, sess.UserAgent, sess.IP, now.UnixMilli(), hashSecret(secret), s.ttl.Milliseconds()).Int64()
-	if err != nil {
+	if err := s.store.CreateSession(ctx, rec); err != nil {
 		return Session{}, "", fmt.Errorf("create session: %w", err)
 	}
-	if created != 1 {
-		return Session{}, "", errors.New("create session: session id already in use")
-	}
-	if err := s.touchIndex(ctx, memberID, sess.ID); err != nil {
-		// Not in the index, the session would escape RevokeAll; its token
-		// is never handed out, so nothing is lost by deleting it. Without
-		// the caller's cancellation, which may be what failed the index.
-		if derr := s.rdb.Del(context.WithoutCancel(ctx), key).Err(); derr != nil {
-			err = errors.Join(err, fmt.Errorf("delete unindexed session: %w", derr))
-		}
-		return Session{}, "", fmt.Errorf("create session: %w", err)
-	}
-	return sess, sess.ID + "." + secret, nil
+	return view(rec), rec.ID + "." + secret, nil
 }
 
 // Rotate exchanges a refresh token for a new one; the old one stops
@@ -235,11 +215,11 @@ func (s *Sessions) Create(ctx context.Context, memberID, userAgent, ip string) (
 // so does a secret the session never had: knowing a session id (every
 // access token carries it) must not be enough to end the session. A secret
 // the session had in one of its last 64 rotations (replayMemory) was
-// replayed, perhaps stolen, so the whole session is deleted (every token of
+// replayed, perhaps stolen, so the whole session is revoked (every token of
 // it stops working) and the error is ETOKENREVOKED; an older one is merely
-// invalid. Of concurrent rotations of one token exactly one succeeds. The
-// session's last use, IP and user agent are updated and its lifetime starts
-// again.
+// invalid. Of concurrent rotations of one token exactly one succeeds; the
+// others are replays. The session's last use, IP and user agent are updated
+// and its lifetime starts again.
 //
 // On ETOKENREVOKED, and on EINVALIDTOKEN for a session that exists, the
 // returned Session is partly filled: only ID and MemberID, for the
@@ -249,62 +229,58 @@ func (s *Sessions) Rotate(ctx context.Context, refreshToken, userAgent, ip strin
 	if !ok {
 		return Session{}, "", refreshInvalid(errors.New("malformed refresh token"))
 	}
-	key := s.sessionKey(sid)
-	vals, err := s.rdb.HMGet(ctx, key, "member", "created", "cur").Result()
+	rec, err := s.find(ctx, sid)
 	if err != nil {
 		return Session{}, "", fmt.Errorf("rotate session: %w", err)
 	}
-	memberID, _ := vals[0].(string)
-	createdStr, _ := vals[1].(string)
-	cur, _ := vals[2].(string)
-	if memberID == "" {
+	now := s.clock()
+	if rec == nil || !rec.Alive(now) {
 		return Session{}, "", refreshInvalid(errors.New("no such session"))
 	}
-	known := Session{ID: sid, MemberID: memberID}
+	known := Session{ID: sid, MemberID: rec.MemberID}
 	presented := hashSecret(secret)
-	// The index is renewed before the session, and in a separate command
-	// since the two keys may live on different cluster nodes: a failure
-	// between them leaves the index the longer-lived, never the session
-	// (indexSlack covers the round trip between them). The order cannot
-	// make List drop this live session: List drops only ids whose session
-	// is missing, and a missing session never comes back, as ids are not
-	// reused and the script writes only to a session that exists. A
-	// secret that is not current now never becomes current, so stale and
-	// forged tokens skip the index and write nothing there.
-	if subtle.ConstantTimeCompare([]byte(cur), []byte(presented)) == 1 {
-		if err := s.touchIndex(ctx, memberID, sid); err != nil {
+	if subtle.ConstantTimeCompare([]byte(rec.SecretHash), []byte(presented)) == 1 {
+		next := newSecret()
+		rot := domain.SessionRotation{
+			SecretHash: hashSecret(next),
+			PrevHashes: rememberHash(presented, rec.PrevHashes),
+			UserAgent:  cut(userAgent, MaxUserAgentLen),
+			IP:         cut(ip, MaxIPLen),
+			LastUsedAt: now,
+			ExpiresAt:  now.Add(s.ttl),
+		}
+		rotated, err := s.store.RotateSession(ctx, sid, presented, rot)
+		if err != nil {
 			return Session{}, "", fmt.Errorf("rotate session: %w", err)
 		}
+		if rotated {
+			return Session{
+				ID:         sid,
+				MemberID:   rec.MemberID,
+				UserAgent:  rot.UserAgent,
+				IP:         rot.IP,
+				CreatedAt:  rec.CreatedAt,
+				LastUsedAt: now,
+			}, sid + "." + next, nil
+		}
+		// Another rotation of this secret won meanwhile (or the session
+		// ended): read again to tell which.
+		if rec, err = s.find(ctx, sid); err != nil {
+			return Session{}, "", fmt.Errorf("rotate session: %w", err)
+		}
+		if rec == nil || !rec.Alive(now) {
+			return known, "", refreshInvalid(errors.New("no such session"))
+		}
 	}
-	now := time.UnixMilli(s.now().UnixMilli()).UTC()
-	userAgent, ip = cut(userAgent, MaxUserAgentLen), cut(ip, MaxIPLen)
-	next := newSecret()
-	res, err := s.rotate.Run(ctx, s.rdb, []string{key},
-		presented, hashSecret(next), now.UnixMilli(), userAgent, ip, s.ttl.Milliseconds(), hashLen, replayMemory).Int64()
-	if err != nil {
-		return Session{}, "", fmt.Errorf("rotate session: %w", err)
-	}
-	switch res {
-	case 1:
-	case -1:
-		// The index entry stays behind; List prunes it.
-		return known, "", &domain.Error{Code: domain.ETOKENREVOKED, Message: msgRefreshReused,
-			Err: errors.New("refresh token reused")}
-	case -2:
+	if !rotatedAway(rec.PrevHashes, presented) {
 		return known, "", refreshInvalid(errors.New("secret unknown to the session"))
-	default:
-		// Ended since it was read: expired, revoked or replayed.
-		return known, "", refreshInvalid(errors.New("no such session"))
 	}
-	created, _ := strconv.ParseInt(createdStr, 10, 64)
-	return Session{
-		ID:         sid,
-		MemberID:   memberID,
-		UserAgent:  userAgent,
-		IP:         ip,
-		CreatedAt:  time.UnixMilli(created).UTC(),
-		LastUsedAt: now,
-	}, sid + "." + next, nil
+	if _, err := s.store.RevokeSession(ctx, sid, "", now); err != nil {
+		return Session{}, "", fmt.Errorf("revoke replayed session: %w", err)
+	}
+	s.markEnded(ctx, sid)
+	return known, "", &domain.Error{Code: domain.ETOKENREVOKED, Message: msgRefreshReused,
+		Err: errors.New("refresh token reused")}
 }
 
 // Lookup returns the session of a refresh token without rotating it, for
@@ -317,21 +293,18 @@ func (s *Sessions) Lookup(ctx context.Context, refreshToken string) (Session, er
 	if !ok {
 		return Session{}, refreshInvalid(errors.New("malformed refresh token"))
 	}
-	vals, err := s.rdb.HMGet(ctx, s.sessionKey(sid), sessionFields("cur", "prev")...).Result()
+	rec, err := s.find(ctx, sid)
 	if err != nil {
 		return Session{}, fmt.Errorf("look up session: %w", err)
 	}
-	sess, ok := sessionFromFields(sid, vals)
-	if !ok {
+	if rec == nil || !rec.Alive(s.clock()) {
 		return Session{}, refreshInvalid(errors.New("no such session"))
 	}
-	cur, _ := vals[len(vals)-2].(string)
-	prev, _ := vals[len(vals)-1].(string)
 	presented := hashSecret(secret)
 	switch {
-	case subtle.ConstantTimeCompare([]byte(cur), []byte(presented)) == 1:
-		return sess, nil
-	case rotatedAway(prev, presented):
+	case subtle.ConstantTimeCompare([]byte(rec.SecretHash), []byte(presented)) == 1:
+		return view(rec), nil
+	case rotatedAway(rec.PrevHashes, presented):
 		// Not "has been revoked": Lookup leaves the session alone.
 		return Session{}, &domain.Error{Code: domain.ETOKENREVOKED, Message: msgRefreshStale,
 			Err: errors.New("refresh token was rotated away")}
@@ -340,125 +313,70 @@ func (s *Sessions) Lookup(ctx context.Context, refreshToken string) (Session, er
 	}
 }
 
-// Get returns a session by id, or ENOTFOUND.
+// Get returns a live session by id, or ENOTFOUND.
 func (s *Sessions) Get(ctx context.Context, sessionID string) (Session, error) {
 	if !validSessionID(sessionID) {
 		return Session{}, sessionNotFound()
 	}
-	vals, err := s.rdb.HMGet(ctx, s.sessionKey(sessionID), sessionFields()...).Result()
+	rec, err := s.find(ctx, sessionID)
 	if err != nil {
 		return Session{}, fmt.Errorf("get session: %w", err)
 	}
-	sess, ok := sessionFromFields(sessionID, vals)
-	if !ok {
+	if rec == nil || !rec.Alive(s.clock()) {
 		return Session{}, sessionNotFound()
 	}
-	return sess, nil
+	return view(rec), nil
 }
 
-// List returns the member's live sessions, most recently used first. Ids of
-// sessions that have expired or were revoked are dropped from the index on
-// the way; that never drops a live session, since Create writes a session
-// before its id enters the index and a session that is gone stays gone.
+// List returns the member's live sessions, most recently used first.
 func (s *Sessions) List(ctx context.Context, memberID string) ([]Session, error) {
-	ikey := s.memberKey(memberID)
-	sids, err := s.rdb.SMembers(ctx, ikey).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list sessions: %w", err)
-	}
-	if len(sids) == 0 {
-		return nil, nil
-	}
-	cmds := make([]*redis.SliceCmd, len(sids))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, sid := range sids {
-			cmds[i] = p.HMGet(ctx, s.sessionKey(sid), sessionFields()...)
-		}
-		return nil
-	})
+	recs, err := s.store.ListSessions(ctx, memberID, s.clock())
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
 	var out []Session
-	var gone []any
-	for i, sid := range sids {
-		sess, ok := sessionFromFields(sid, cmds[i].Val())
-		if !ok || sess.MemberID != memberID {
-			gone = append(gone, sid)
-			continue
-		}
-		out = append(out, sess)
+	for i := range recs {
+		out = append(out, view(&recs[i]))
 	}
-	if len(gone) > 0 {
-		if err := s.rdb.SRem(ctx, ikey, gone...).Err(); err != nil {
-			return nil, fmt.Errorf("prune session index: %w", err)
-		}
-	}
-	slices.SortFunc(out, func(a, b Session) int {
-		return cmp.Or(b.LastUsedAt.Compare(a.LastUsedAt), b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID))
-	})
 	return out, nil
 }
 
 // Revoke ends one of the member's sessions: its refresh token stops working
 // at once, its access tokens at their next Check. A session that does not
-// exist or is another member's gives ENOTFOUND.
+// exist, has ended or is another member's gives ENOTFOUND.
 func (s *Sessions) Revoke(ctx context.Context, memberID, sessionID string) error {
 	if !validSessionID(sessionID) || memberID == "" {
 		return sessionNotFound()
 	}
-	n, err := s.revoke.Run(ctx, s.rdb, []string{s.sessionKey(sessionID)}, memberID).Int64()
+	ok, err := s.store.RevokeSession(ctx, sessionID, memberID, s.clock())
 	if err != nil {
 		return fmt.Errorf("revoke session: %w", err)
 	}
-	if n != 1 {
+	if !ok {
 		return sessionNotFound()
 	}
-	// The session is already gone; a failure here leaves an index entry
-	// that List prunes.
-	if err := s.rdb.SRem(ctx, s.memberKey(memberID), sessionID).Err(); err != nil {
-		return fmt.Errorf("revoke session: %w", err)
-	}
+	s.markEnded(ctx, sessionID)
 	return nil
 }
 
 // RevokeAll ends every session of the member except the one with id except
-// ("" ends them all), as after a password change. It ends the sessions in
-// the member's index, which a session enters only once written, just before
-// its Create returns; one created concurrently may be missed, so a caller
-// that must not leave a session behind a concurrent RevokeAll re-checks its
-// reason after Create returns.
+// ("" ends them all), as after a password change. One created concurrently
+// may be missed, so a caller that must not leave a session behind a
+// concurrent RevokeAll re-checks its reason after Create returns.
 func (s *Sessions) RevokeAll(ctx context.Context, memberID, except string) error {
-	ikey := s.memberKey(memberID)
-	sids, err := s.rdb.SMembers(ctx, ikey).Result()
+	ids, err := s.store.RevokeSessions(ctx, memberID, except, s.clock())
 	if err != nil {
 		return fmt.Errorf("revoke all sessions: %w", err)
 	}
-	var ended []any
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, sid := range sids {
-			if sid == except {
-				continue
-			}
-			// The index holds only ids Create made for this member,
-			// so no ownership check is needed.
-			p.Del(ctx, s.sessionKey(sid))
-			ended = append(ended, sid)
-		}
-		if len(ended) > 0 {
-			p.SRem(ctx, ikey, ended...)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("revoke all sessions: %w", err)
-	}
+	s.markEnded(ctx, ids...)
 	return nil
 }
 
 // Deny puts an access token's jti on the deny-list until exp plus the
 // leeway, the last moment Parse accepts the token; past that it does
-// nothing.
+// nothing. The deny-list lives in Redis only: every caller also revokes
+// the token's session in SQL, which Check sees when Redis has lost the
+// entry.
 func (s *Sessions) Deny(ctx context.Context, jti string, exp time.Time) error {
 	if jti == "" {
 		return errors.New("deny access token: jti is empty")
@@ -476,82 +394,116 @@ func (s *Sessions) Deny(ctx context.Context, jti string, exp time.Time) error {
 	return nil
 }
 
-// Check is the per-request test of a parsed access token: one round trip
-// asking whether its jti is denied and whether its session still exists.
-// Either gives ETOKENREVOKED; a Redis failure is returned as an internal
-// error.
+// Check is the per-request test of a parsed access token: is its jti
+// denied, and is its session still alive. Either gives ETOKENREVOKED. One
+// Redis round trip answers it while the session's cache entry lives; a
+// miss asks SQL and fills the entry. When Redis fails, SQL answers alone:
+// the session's revocation covers every denied token, since each Deny
+// comes with one. An error only when SQL fails too.
 func (s *Sessions) Check(ctx context.Context, jti, sessionID string) error {
-	var denied, alive *redis.IntCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var denied *redis.IntCmd
+	var cached *redis.StringCmd
+	_, rerr := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		denied = p.Exists(ctx, s.denyKey(jti))
-		alive = p.Exists(ctx, s.sessionKey(sessionID))
+		cached = p.Get(ctx, s.sessionKey(sessionID))
 		return nil
 	})
+	if rerr != nil && !errors.Is(rerr, redis.Nil) {
+		s.logger.WarnContext(ctx, "session check falls back to SQL", slog.Any("err", rerr))
+	} else {
+		if denied.Val() != 0 {
+			return accessRevoked(errors.New("jti is on the deny-list"))
+		}
+		switch cached.Val() {
+		case cachedAlive:
+			return nil
+		case cachedEnded:
+			return accessRevoked(errors.New("session has ended"))
+		}
+	}
+	rec, err := s.find(ctx, sessionID)
 	if err != nil {
 		return fmt.Errorf("check access token: %w", err)
 	}
-	switch {
-	case denied.Val() != 0:
-		return accessRevoked(errors.New("jti is on the deny-list"))
-	case alive.Val() == 0:
+	now := s.clock()
+	alive := rec != nil && rec.Alive(now)
+	if rerr == nil || errors.Is(rerr, redis.Nil) {
+		s.cache(ctx, sessionID, rec, alive, now)
+	}
+	if !alive {
 		return accessRevoked(errors.New("session has ended"))
 	}
 	return nil
 }
 
-// touchIndex adds sid to the member's index and gives the index a full
-// refresh TTL plus indexSlack, which outlasts every session written so far
-// and the one Rotate is about to renew.
-func (s *Sessions) touchIndex(ctx context.Context, memberID, sid string) error {
-	ikey := s.memberKey(memberID)
+// find reads a session from the store; nil when there is none.
+func (s *Sessions) find(ctx context.Context, sid string) (*domain.Session, error) {
+	rec, err := s.store.FindSession(ctx, sid)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil, nil
+	}
+	return rec, err
+}
+
+// cache records what SQL said of a session for CacheTTL, or until the
+// session expires if that is sooner. SETNX, so that an answer read before
+// a revocation never overwrites the ended mark the revocation wrote.
+func (s *Sessions) cache(ctx context.Context, sid string, rec *domain.Session, alive bool, now time.Time) {
+	val, ttl := cachedEnded, s.cacheTTL
+	if alive {
+		val, ttl = cachedAlive, min(ttl, rec.ExpiresAt.Sub(now))
+	}
+	if err := s.rdb.SetNX(ctx, s.sessionKey(sid), val, ttl).Err(); err != nil {
+		s.logger.WarnContext(ctx, "cache session", slog.Any("err", err))
+	}
+}
+
+// markEnded overwrites the cache entries of sessions just ended in SQL, so
+// their access tokens fail their next Check. If Redis cannot be reached,
+// an entry saying alive outlives the revocation by at most CacheTTL; SQL
+// already says the truth, so the revocation itself stands.
+func (s *Sessions) markEnded(ctx context.Context, sids ...string) {
+	if len(sids) == 0 {
+		return
+	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.SAdd(ctx, ikey, sid)
-		p.PExpire(ctx, ikey, s.ttl+indexSlack)
+		for _, sid := range sids {
+			p.Set(ctx, s.sessionKey(sid), cachedEnded, s.cacheTTL)
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("update session index: %w", err)
+		s.logger.WarnContext(ctx, "mark sessions ended in the cache",
+			slog.Int("sessions", len(sids)), slog.Any("err", err))
 	}
-	return nil
 }
 
 func (s *Sessions) sessionKey(sid string) string { return s.prefix + "session:" + sid }
-func (s *Sessions) memberKey(memberID string) string {
-	return s.prefix + "member:" + memberID + ":sessions"
-}
-func (s *Sessions) denyKey(jti string) string { return s.prefix + "deny:" + jti }
+func (s *Sessions) denyKey(jti string) string    { return s.prefix + "deny:" + jti }
 
-// sessionFields names the hash fields a Session is built from, then extra.
-// Reading them rather than the whole hash leaves out the up to 4 KiB of
-// rotated-away hashes.
-func sessionFields(extra ...string) []string {
-	return append([]string{"member", "ua", "ip", "created", "used"}, extra...)
-}
-
-// sessionFromFields builds a Session from the values of sessionFields, in
-// that order; false when the session does not exist or lacks its member.
-func sessionFromFields(sid string, vals []any) (Session, bool) {
-	str := func(i int) string { v, _ := vals[i].(string); return v }
-	if str(0) == "" {
-		return Session{}, false
-	}
-	created, _ := strconv.ParseInt(str(3), 10, 64)
-	used, _ := strconv.ParseInt(str(4), 10, 64)
+// view is what callers see of a stored session: no hashes.
+func view(rec *domain.Session) Session {
 	return Session{
-		ID:         sid,
-		MemberID:   str(0),
-		UserAgent:  str(1),
-		IP:         str(2),
-		CreatedAt:  time.UnixMilli(created).UTC(),
-		LastUsedAt: time.UnixMilli(used).UTC(),
-	}, true
+		ID:         rec.ID,
+		MemberID:   rec.MemberID,
+		UserAgent:  rec.UserAgent,
+		IP:         rec.IP,
+		CreatedAt:  rec.CreatedAt.UTC(),
+		LastUsedAt: rec.LastUsedAt.UTC(),
+	}
 }
 
-// rotatedAway reports whether hash is one of the end-to-end hashes in prev,
-// as rotateScript keeps them.
+// rememberHash puts hash in front of the rotated-away hashes prev, keeping
+// the newest replayMemory.
+func rememberHash(hash, prev string) string {
+	all := hash + prev
+	return all[:min(len(all), replayMemory*hashLen)]
+}
+
+// rotatedAway reports whether hash is one of the end-to-end hashes in prev.
 func rotatedAway(prev, hash string) bool {
 	for i := 0; i+hashLen <= len(prev); i += hashLen {
-		if prev[i:i+hashLen] == hash {
+		if subtle.ConstantTimeCompare([]byte(prev[i:i+hashLen]), []byte(hash)) == 1 {
 			return true
 		}
 	}

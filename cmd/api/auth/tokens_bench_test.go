@@ -6,16 +6,18 @@ import (
 	"time"
 
 	"github.com/moim/moim/cmd/api/auth"
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
 )
 
 // BenchmarkVerifyAccessToken is the per-request cost of authentication:
 // verifying an access token's signature and claims, then one Redis round
-// trip for the deny-list and the session. It runs on MOIM_TEST_REDIS_URL when
+// trip for the deny-list and the session's cache entry. It runs on MOIM_TEST_REDIS_URL when
 // set, else on the in-memory Redis.
 func BenchmarkVerifyAccessToken(b *testing.B) {
 	rdb := newRedis(b)
-	sessions, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: time.Hour})
+	sessions, err := auth.NewSessions(auth.SessionParams{Store: db.SessionStore{DB: dbtest.Open(b, dbtest.SQLite)}, Redis: rdb, TTL: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}

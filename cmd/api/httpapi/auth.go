@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
@@ -387,19 +389,17 @@ func (s *server) refreshFailed(w http.ResponseWriter, r *http.Request, err error
 	s.writeAuthError(w, r, err)
 }
 
-// handleLogout ends the session: the access token goes on the deny-list for
-// the rest of its life and the session (with its refresh token) is deleted.
+// handleLogout ends the session (with its refresh token and every access
+// token of it) and puts this access token on the deny-list for the rest of
+// its life.
 func (s *server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	c := mustClaims(r)
 	ctx := r.Context()
-	if err := s.sessions.Deny(ctx, c.ID, c.ExpiresAt); err != nil {
-		s.writeError(w, r, fmt.Errorf("deny access token: %w", err))
-		return
-	}
 	if err := s.sessions.Revoke(ctx, c.MemberID, c.SessionID); err != nil && domain.ErrorCode(err) != domain.ENOTFOUND {
 		s.writeError(w, r, fmt.Errorf("revoke session: %w", err))
 		return
 	}
+	s.deny(ctx, c)
 	s.clearRefreshCookie(w)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -410,4 +410,14 @@ func (s *server) clearRefreshCookie(w http.ResponseWriter) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: refreshCookie, Value: "", Path: refreshCookiePath, MaxAge: -1,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+}
+
+// deny puts the request's access token on the deny-list after its session
+// was revoked. The revocation in SQL already ends the token, so a Redis
+// failure here is logged, not answered: the deny-list only spares the
+// session check a round trip.
+func (s *server) deny(ctx context.Context, c auth.Claims) {
+	if err := s.sessions.Deny(ctx, c.ID, c.ExpiresAt); err != nil {
+		s.logger.WarnContext(ctx, "deny access token", slog.Any("err", err))
+	}
 }

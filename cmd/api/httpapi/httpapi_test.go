@@ -22,6 +22,7 @@ import (
 
 	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/cmd/api/httpapi"
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
 )
@@ -75,7 +76,7 @@ func newEnv(t testing.TB, bdb *bun.DB) *env {
 	if err != nil {
 		t.Fatalf("new tokens: %v", err)
 	}
-	sessions, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: time.Hour})
+	sessions, err := auth.NewSessions(auth.SessionParams{Store: db.SessionStore{DB: bdb}, Redis: rdb, TTL: time.Hour})
 	if err != nil {
 		t.Fatalf("new sessions: %v", err)
 	}

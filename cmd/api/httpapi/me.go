@@ -170,16 +170,13 @@ func (s *server) handleMeDelete(w http.ResponseWriter, r *http.Request) {
 		s.writeAuthError(w, r, err)
 		return
 	}
-	// The member is gone from the database already; a Redis failure here
-	// leaves sessions whose tokens every handler answers as revoked.
+	// The member is gone from the database already; a failure here
+	// leaves sessions whose refresh finds no member and ends them all.
 	if err := s.sessions.RevokeAll(ctx, c.MemberID, ""); err != nil {
 		s.writeError(w, r, fmt.Errorf("revoke sessions: %w", err))
 		return
 	}
-	if err := s.sessions.Deny(ctx, c.ID, c.ExpiresAt); err != nil {
-		s.writeError(w, r, fmt.Errorf("deny access token: %w", err))
-		return
-	}
+	s.deny(ctx, c)
 	s.clearRefreshCookie(w)
 	s.logger.InfoContext(ctx, "member deleted", slog.String("member_id", c.MemberID))
 	w.WriteHeader(http.StatusNoContent)

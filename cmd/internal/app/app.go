@@ -104,7 +104,8 @@ func setup(env Env) (*config.Config, *slog.Logger, []string, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	generated, err := cfg.FillLocalSecrets()
+	secrets := cfg.LocalSecretsFile()
+	generated, err := cfg.FillLocalSecrets(secrets)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -112,7 +113,12 @@ func setup(env Env) (*config.Config, *slog.Logger, []string, error) {
 		return nil, nil, nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	logger := config.NewLogger(env.Stderr, cfg.Log)
-	if len(generated) > 0 {
+	switch {
+	case len(generated) == 0:
+	case secrets != "":
+		logger.Info("local secrets kept beside the database; set them to choose your own",
+			slog.Any("keys", generated), slog.String("file", secrets))
+	default:
 		logger.Warn("generated throw-away secrets for local use; set them to keep sessions across restarts",
 			slog.Any("keys", generated))
 	}
@@ -238,7 +244,11 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		// A generated password exists nowhere else, so it is shown once here
 		// (not in the log); a configured one is never printed.
 		if slices.Contains(generated, "admin.password") {
-			banner = append(banner, "Admin:     "+cfg.Admin.User+" / "+cfg.Admin.Password+"  (generated for this run)")
+			where := "generated for this run"
+			if f := cfg.LocalSecretsFile(); f != "" {
+				where = "generated, kept in " + f
+			}
+			banner = append(banner, "Admin:     "+cfg.Admin.User+" / "+cfg.Admin.Password+"  ("+where+")")
 		}
 		if roles == RoleAll {
 			if line := bootstrapAdmin(ctx, cfg, logger, bdb, hasher); line != "" {
@@ -454,7 +464,10 @@ func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redi
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("auth: %w", err)
 	}
-	sessions, err := auth.NewSessions(auth.SessionParams{Redis: rdb, TTL: cfg.Auth.RefreshTTL})
+	sessions, err := auth.NewSessions(auth.SessionParams{
+		Store: db.SessionStore{DB: bdb}, Redis: rdb, TTL: cfg.Auth.RefreshTTL, CacheTTL: cfg.Auth.SessionCacheTTL,
+		Logger: logger.With(slog.String("component", "api")),
+	})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("auth: %w", err)
 	}

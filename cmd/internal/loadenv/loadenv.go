@@ -160,7 +160,7 @@ func (e *Env) StartAPIWith(adjust func(*httpapi.Deps)) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	sessions, err := auth.NewSessions(auth.SessionParams{Redis: e.Redis, TTL: 2 * time.Hour})
+	sessions, err := auth.NewSessions(auth.SessionParams{Store: db.SessionStore{DB: e.DB}, Redis: e.Redis, TTL: 2 * time.Hour})
 	if err != nil {
 		return nil, err
 	}
