@@ -75,6 +75,14 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			slog.String("request_id", domain.RequestID(ctx)), slog.Any("err", err))
 		err = domain.Errorf(domain.EUNAVAILABLE, "Request timed out.")
 	}
+	if domain.ErrorCode(err) == domain.EINTERNAL && dependencyDown(err) {
+		s.logger.WarnContext(ctx, "dependency unavailable",
+			slog.String("request_id", domain.RequestID(ctx)),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Any("err", err))
+		err = &domain.Error{Code: domain.EUNAVAILABLE, Message: msgUnavailable, Err: err}
+	}
 	code := domain.ErrorCode(err)
 	detail := errorDetail{Code: code, Message: domain.ErrorMessage(err)}
 	var de *domain.Error
@@ -88,6 +96,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			slog.String("path", r.URL.Path),
 			slog.Any("err", err))
 		detail = errorDetail{Code: domain.EINTERNAL, Message: "Internal error."}
+	}
+	if code == domain.EUNAVAILABLE && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	s.writeJSON(w, r, statusOf(code), errorEnvelope{Error: detail})
 }

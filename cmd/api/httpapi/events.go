@@ -245,6 +245,12 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	member := who.member
 	ctx := r.Context()
+	// Without Redis no event would arrive: say so, and the client comes
+	// back with Last-Event-ID once it answers again.
+	if err := s.redisUp(ctx); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	rc := http.NewResponseController(w)
 	// Subscribe before replaying, so nothing published in between is lost;
 	// what both deliver is sent once.
@@ -318,6 +324,13 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			// A stream outlives its access token; each heartbeat checks
 			// that the login behind it has not been ended since.
 			if err := s.stillValid(ctx, who); domain.ErrorCode(err) == domain.ETOKENREVOKED {
+				return
+			}
+			// Events published while Redis is out of reach never arrive;
+			// ending the stream makes the client reconnect and replay
+			// them from the table once Redis is back.
+			if err := s.redisUp(ctx); err != nil {
+				s.logger.WarnContext(ctx, "event stream ended: redis unreachable", slog.Any("err", err))
 				return
 			}
 			if !send(func(w io.Writer) error { _, err := io.WriteString(w, ": heartbeat\n\n"); return err }) {

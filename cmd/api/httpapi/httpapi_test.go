@@ -98,9 +98,10 @@ func openSQLite(t *testing.T) *bun.DB {
 
 // testServer is one httpapi handler behind a real HTTP server.
 type testServer struct {
-	url  string
-	logs *logBuffer
-	reg  *prometheus.Registry
+	url    string
+	logs   *logBuffer
+	reg    *prometheus.Registry
+	routes chi.Routes // for tests that visit every route
 }
 
 // deps returns the Deps a test server starts from.
@@ -142,7 +143,8 @@ func newServer(t testing.TB, e *env, mutate func(*httpapi.Deps), extra func(chi.
 		srv.Close()
 		cleanup()
 	})
-	return &testServer{url: srv.URL, logs: logs, reg: reg}
+	routes, _ := h.(chi.Routes)
+	return &testServer{url: srv.URL, logs: logs, reg: reg, routes: routes}
 }
 
 // basicAuth is which Basic credentials a test request sends.

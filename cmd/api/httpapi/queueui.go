@@ -18,6 +18,9 @@ func (s *server) registerQueueUIRoutes(r chi.Router, ui http.Handler) {
 		// asynqmon routes on the full URL path, so it is handed the request
 		// unchanged, for the root and for everything below it.
 		r.Handle(queueUIPath, ui)
+		// Its pages are static; its API reads Redis and would answer a
+		// Redis outage with a 500 of its own.
 		r.Handle(queueUIPath+"/*", ui)
+		r.With(s.requireRedis).Handle(queueUIPath+"/api/*", ui)
 	})
 }
