@@ -28,37 +28,7 @@ func TestAllInOne(t *testing.T) {
 		"MOIM_ADMIN_EMAIL": "Ops@Example.COM",
 		"MOIM_LOG_LEVEL":   "warn",
 	}
-	logs := &jobstest.LogBuffer{} // t.Log would panic if a straggling goroutine logged after the test
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("moim log:\n%s", logs)
-		}
-	})
-	stdoutR, stdoutW := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Moim(ctx, app.Env{
-			Getenv: func(k string) string { return vars[k] },
-			Stdout: stdoutW,
-			Stderr: logs,
-		})
-		_ = stdoutW.Close()
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("moim returned %v after Ctrl-C, want nil", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("moim did not stop within 30s of cancellation")
-		}
-	})
-
-	base := readAPIURL(t, stdoutR, done)
-	go func() { _, _ = io.Copy(io.Discard, stdoutR) }()
+	base := startMoim(t, vars)["API"]
 
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp := do(t, http.MethodGet, base+path, "", nil)
@@ -228,31 +198,74 @@ func TestAllInOne(t *testing.T) {
 	}
 }
 
-func readAPIURL(t *testing.T, r io.Reader, done <-chan error) string {
+// startMoim runs the all-in-one process as `make run` does, configured by
+// vars (its whole environment), until the test ends, and returns its
+// start-up banner by label: "API", "Admin", ….
+func startMoim(t *testing.T, vars map[string]string) map[string]string {
 	t.Helper()
-	lines := make(chan string)
+	logs := &jobstest.LogBuffer{} // t.Log would panic if a straggling goroutine logged after the test
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("moim log:\n%s", logs)
+		}
+	})
+	stdoutR, stdoutW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
 	go func() {
+		done <- app.Moim(ctx, app.Env{
+			Getenv: func(k string) string { return vars[k] },
+			Stdout: stdoutW,
+			Stderr: logs,
+		})
+		_ = stdoutW.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("moim returned %v after Ctrl-C, want nil", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("moim did not stop within 30s of cancellation")
+		}
+	})
+	banner := readBanner(t, stdoutR, done)
+	go func() { _, _ = io.Copy(io.Discard, stdoutR) }()
+	return banner
+}
+
+// readBanner reads the banner's "Label: value" lines up to "Press Ctrl-C".
+func readBanner(t *testing.T, r io.Reader, done <-chan error) map[string]string {
+	t.Helper()
+	lines := make(chan map[string]string, 1)
+	go func() {
+		banner := map[string]string{}
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "API:"); ok {
-				lines <- strings.TrimSpace(rest)
-				return
+			line := strings.TrimSpace(sc.Text())
+			if strings.HasPrefix(line, "Press Ctrl-C") {
+				break
+			}
+			if label, value, ok := strings.Cut(line, ":"); ok {
+				banner[label] = strings.TrimSpace(value)
 			}
 		}
-		close(lines)
+		lines <- banner
 	}()
 	select {
-	case url, ok := <-lines:
-		if !ok {
-			t.Fatal("moim printed no API URL")
+	case banner := <-lines:
+		if banner["API"] == "" {
+			t.Fatalf("moim printed no API URL: %q", banner)
 		}
-		return url
+		return banner
 	case err := <-done:
 		t.Fatalf("moim exited before it was ready: %v", err)
 	case <-time.After(60 * time.Second):
-		t.Fatal("moim did not print its API URL within 60s")
+		t.Fatal("moim did not print its banner within 60s")
 	}
-	return ""
+	return nil
 }
 
 func do(t *testing.T, method, url, password string, body io.Reader) *http.Response {
