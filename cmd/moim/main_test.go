@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +29,8 @@ func TestAllInOne(t *testing.T) {
 		"MOIM_ADMIN_EMAIL": "Ops@Example.COM",
 		"MOIM_LOG_LEVEL":   "warn",
 	}
-	base := startMoim(t, vars)["API"]
+	banner, _ := startMoim(t, vars)
+	base := banner["API"]
 
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp := do(t, http.MethodGet, base+path, "", nil)
@@ -199,9 +201,10 @@ func TestAllInOne(t *testing.T) {
 }
 
 // startMoim runs the all-in-one process as `make run` does, configured by
-// vars (its whole environment), until the test ends, and returns its
-// start-up banner by label: "API", "Admin", ….
-func startMoim(t *testing.T, vars map[string]string) map[string]string {
+// vars (its whole environment), and returns its start-up banner by label:
+// "API", "Admin", …. stop shuts it down (Ctrl-C) and waits for it; the
+// test's end does so if the test did not.
+func startMoim(t *testing.T, vars map[string]string) (banner map[string]string, stop func()) {
 	t.Helper()
 	logs := &jobstest.LogBuffer{} // t.Log would panic if a straggling goroutine logged after the test
 	t.Cleanup(func() {
@@ -220,7 +223,7 @@ func startMoim(t *testing.T, vars map[string]string) map[string]string {
 		})
 		_ = stdoutW.Close()
 	}()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -231,9 +234,10 @@ func startMoim(t *testing.T, vars map[string]string) map[string]string {
 			t.Error("moim did not stop within 30s of cancellation")
 		}
 	})
-	banner := readBanner(t, stdoutR, done)
+	t.Cleanup(stop)
+	banner = readBanner(t, stdoutR, done)
 	go func() { _, _ = io.Copy(io.Discard, stdoutR) }()
-	return banner
+	return banner, stop
 }
 
 // readBanner reads the banner's "Label: value" lines up to "Press Ctrl-C".

@@ -49,7 +49,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		}
 	}
 
-	banner := startMoim(t, map[string]string{
+	banner, _ := startMoim(t, map[string]string{
 		"MOIM_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "moim.db"),
 		"MOIM_HTTP_ADDR":    "127.0.0.1:0",
 		"MOIM_LOG_LEVEL":    "warn",

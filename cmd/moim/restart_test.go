@@ -1,88 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/moim/moim/cmd/internal/app"
-	"github.com/moim/moim/jobs/jobstest"
 )
-
-// startMoim starts the all-in-one process with vars and returns the lines of
-// its start-up banner; stop shuts it down and waits for it.
-func startMoim(t *testing.T, vars map[string]string) (banner []string, stop func()) {
-	t.Helper()
-	logs := &jobstest.LogBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("moim log:\n%s", logs)
-		}
-	})
-	stdoutR, stdoutW := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Moim(ctx, app.Env{Getenv: func(k string) string { return vars[k] }, Stdout: stdoutW, Stderr: logs})
-		_ = stdoutW.Close()
-	}()
-	lines := make(chan []string, 1)
-	go func() {
-		var got []string
-		sc := bufio.NewScanner(stdoutR)
-		for sc.Scan() {
-			got = append(got, strings.TrimSpace(sc.Text()))
-			if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
-				break
-			}
-		}
-		lines <- got
-		_, _ = io.Copy(io.Discard, stdoutR)
-	}()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("moim returned %v after Ctrl-C, want nil", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("moim did not stop within 30s of cancellation")
-		}
-	}
-	t.Cleanup(stop)
-	select {
-	case banner = <-lines:
-	case err := <-done:
-		t.Fatalf("moim exited before it was ready: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("moim printed no banner within 60s")
-	}
-	return banner, stop
-}
-
-// bannerValue returns what follows prefix on a banner line.
-func bannerValue(t *testing.T, banner []string, prefix string) string {
-	t.Helper()
-	for _, l := range banner {
-		if rest, ok := strings.CutPrefix(l, prefix); ok {
-			return strings.TrimSpace(rest)
-		}
-	}
-	t.Fatalf("banner %q has no %q line", banner, prefix)
-	return ""
-}
 
 // TestRestartKeepsSessions: a local restart with generated secrets logs
 // nobody out and keeps the admin password, as `make run` promises. The
@@ -97,8 +21,7 @@ func TestRestartKeepsSessions(t *testing.T) {
 		"MOIM_LOG_LEVEL":    "warn",
 	}
 	banner, stop := startMoim(t, vars)
-	base := bannerValue(t, banner, "API:")
-	admin := bannerValue(t, banner, "Admin:")
+	base, admin := banner["API"], banner["Admin"]
 	if !strings.Contains(admin, filepath.Join(dir, "local-secrets.json")) {
 		t.Errorf("Admin line %q does not say where the password is kept", admin)
 	}
@@ -120,8 +43,8 @@ func TestRestartKeepsSessions(t *testing.T) {
 	stop()
 
 	banner, _ = startMoim(t, vars)
-	base = bannerValue(t, banner, "API:")
-	if again := bannerValue(t, banner, "Admin:"); again != admin {
+	base = banner["API"]
+	if again := banner["Admin"]; again != admin {
 		t.Errorf("admin after restart = %q, want %q", again, admin)
 	}
 	resp = doJSON(t, http.MethodGet, base+"/v1/me", tok.AccessToken, "")
