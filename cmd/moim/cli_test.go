@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,14 +28,21 @@ func runMoim(t *testing.T, vars map[string]string, args ...string) (string, erro
 
 func TestInvalidConfigNamesEveryKey(t *testing.T) {
 	t.Parallel()
+	dir := t.TempDir()
 	vars := map[string]string{
 		"MOIM_HTTP_ADDR":          "not-an-address",
 		"MOIM_WORKER_CONCURRENCY": "0",
 		"MOIM_SCHEDULER_TIMEZONE": "Mars/Olympus",
+		"MOIM_DATABASE_URL":       "sqlite:" + filepath.Join(dir, "moim.db"),
 	}
 	_, err := runMoim(t, vars)
 	if err == nil {
 		t.Fatal("moim started with an invalid configuration")
+	}
+	// A refused configuration leaves nothing behind, not even the secrets
+	// a valid local start would keep beside the database.
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("a refused start wrote %s", entries[0].Name())
 	}
 	for _, key := range []string{"http.addr", "worker.concurrency", "scheduler.timezone"} {
 		if !strings.Contains(err.Error(), key+":") {
@@ -104,6 +112,10 @@ func TestSingleRoleNeedsDatabaseURL(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "database.url") {
 			t.Errorf("moim %s without database.url: error = %v, want one naming database.url", role, err)
 		}
+	}
+	// Refused, it keeps no secrets beside the default SQLite file either.
+	if _, err := os.Stat(filepath.Join("data", "local-secrets.json")); err == nil {
+		t.Error("a refused single-role start wrote data/local-secrets.json")
 	}
 }
 

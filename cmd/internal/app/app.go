@@ -82,7 +82,9 @@ type Env struct {
 // Run loads the configuration and runs roles until ctx is cancelled, then
 // shuts everything down within the configured timeouts.
 func Run(ctx context.Context, env Env, roles Role) error {
-	cfg, logger, generated, err := setup(env)
+	// Only the all-in-one process keeps its generated secrets: a role run
+	// on its own is refused below without a shared database anyway.
+	cfg, logger, generated, err := setup(env, roles == RoleAll)
 	if err != nil {
 		return err
 	}
@@ -92,11 +94,11 @@ func Run(ctx context.Context, env Env, roles Role) error {
 // Setup loads and validates the configuration and builds the logger. Local
 // mode fills missing secrets with throw-away ones and says so once.
 func Setup(env Env) (*config.Config, *slog.Logger, error) {
-	cfg, logger, _, err := setup(env)
+	cfg, logger, _, err := setup(env, true)
 	return cfg, logger, err
 }
 
-func setup(env Env) (*config.Config, *slog.Logger, []string, error) {
+func setup(env Env, keepSecrets bool) (*config.Config, *slog.Logger, []string, error) {
 	cfg, err := config.Load(env.Args, env.Getenv)
 	if errors.Is(err, pflag.ErrHelp) && env.Stdout != nil {
 		fmt.Fprintf(env.Stdout, "Flags (each also has a MOIM_* environment variable):\n%s", config.FlagSet("moim").FlagUsages())
@@ -104,13 +106,22 @@ func setup(env Env) (*config.Config, *slog.Logger, []string, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	secrets := cfg.LocalSecretsFile()
+	// Validate with throw-away secrets first, so that a configuration that
+	// is refused leaves no secrets file behind.
+	probe := *cfg
+	if _, err := probe.FillLocalSecrets(""); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := probe.Validate(); err != nil {
+		return nil, nil, nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	secrets := ""
+	if keepSecrets {
+		secrets = cfg.LocalSecretsFile()
+	}
 	generated, err := cfg.FillLocalSecrets(secrets)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, nil, nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	logger := config.NewLogger(env.Stderr, cfg.Log)
 	switch {
@@ -128,6 +139,21 @@ func setup(env Env) (*config.Config, *slog.Logger, []string, error) {
 type component struct {
 	name string
 	run  func(ctx context.Context) error
+}
+
+// wiring is what Run has opened and hands to each role's component: the
+// connections every role shares, instead of a long positional list.
+type wiring struct {
+	cfg      *config.Config
+	logger   *slog.Logger
+	bdb      *bun.DB
+	rdb      redis.UniversalClient
+	redisOpt asynq.RedisConnOpt
+	reg      *prometheus.Registry
+	relay    *jobs.Relay
+	// mailbox keeps what the log providers would have sent; nil when
+	// nothing in this process fills it.
+	mailbox *notify.Mailbox
 }
 
 func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, roles Role, generated []string) (err error) {
@@ -210,7 +236,7 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		mailbox = notify.NewMailbox(cfg.Notify.MailboxSize)
 	}
 	if roles&RoleWorker != 0 {
-		c, err := workerComponent(cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox, roles != RoleWorker)
+		c, err := workerComponent(wiring{cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox}, roles != RoleWorker)
 		if err != nil {
 			return err
 		}
@@ -231,7 +257,7 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		if err != nil {
 			return err
 		}
-		c, url, closeAPI, err := apiComponent(cfg, logger, bdb, rdb, redisOpt, relay, reg, hasher, mailbox)
+		c, url, closeAPI, err := apiComponent(wiring{cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox}, hasher)
 		if err != nil {
 			return err
 		}
@@ -355,7 +381,8 @@ func openDB(ctx context.Context, cfg *config.Config, logger *slog.Logger, migrat
 	return bdb, nil
 }
 
-func workerComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, reg *prometheus.Registry, relay *jobs.Relay, mailbox *notify.Mailbox, embedded bool) ([]component, error) {
+func workerComponent(w wiring, embedded bool) ([]component, error) {
+	cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox := w.cfg, w.logger, w.bdb, w.rdb, w.redisOpt, w.reg, w.relay, w.mailbox
 	wlog := logger.With(slog.String("component", "worker"))
 	senders, err := newSenders(cfg, wlog, rdb, mailbox)
 	if err != nil {
@@ -459,7 +486,8 @@ func schedulerComponent(cfg *config.Config, logger *slog.Logger, redisOpt asynq.
 	return comps, nil
 }
 
-func apiComponent(cfg *config.Config, logger *slog.Logger, bdb *bun.DB, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, relay *jobs.Relay, reg *prometheus.Registry, hasher *auth.Hasher, mailbox *notify.Mailbox) (component, string, func(), error) {
+func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), error) {
+	cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox := w.cfg, w.logger, w.bdb, w.rdb, w.redisOpt, w.reg, w.relay, w.mailbox
 	tokens, err := auth.NewTokens(auth.TokenParams{Key: []byte(cfg.Auth.JWTKey), TTL: cfg.Auth.AccessTTL})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("auth: %w", err)
