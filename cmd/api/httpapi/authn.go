@@ -37,8 +37,8 @@ func bearerToken(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// verify checks an access token's signature and claims, then asks Redis
-// whether it was revoked (logout deny-list, or its session ended).
+// verify checks an access token's signature and claims, then asks the
+// session store (a Redis cache in front of SQL) whether it was revoked.
 func (s *server) verify(ctx context.Context, token string) (auth.Claims, error) {
 	c, err := s.tokens.Parse(token)
 	if err != nil {

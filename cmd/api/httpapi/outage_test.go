@@ -68,6 +68,14 @@ func TestRedisOutage(t *testing.T) {
 			{"notifications", request{method: http.MethodGet, path: "/v1/notifications", token: guest.AccessToken}, http.StatusOK},
 			{"apply for a match", request{method: http.MethodPost, path: "/v1/random-matches", token: guest.AccessToken,
 				body: `{"category":"MEAL"}`}, http.StatusAccepted},
+			// No worker admits the join, so leaving is refused, by the database.
+			{"leave a room", request{method: http.MethodDelete, path: "/v1/rooms/" + room.ID + "/participations/mine", token: guest.AccessToken}, http.StatusConflict},
+			{"comment", request{method: http.MethodPost, path: "/v1/rooms/" + room.ID + "/comments", token: host.AccessToken,
+				body: `{"body":"7시에 로비에서 봬요"}`}, http.StatusCreated},
+			{"edit a room", request{method: http.MethodPatch, path: "/v1/rooms/" + room.ID, token: host.AccessToken,
+				body: `{"capacity":6}`}, http.StatusOK},
+			{"sign up", request{method: http.MethodPost, path: "/v1/auth/signup",
+				body: signupBody("late@example.com", "late")}, http.StatusCreated},
 			{"refresh", request{method: http.MethodPost, path: "/v1/auth/refresh", body: `{"refresh_token":"` + guest.RefreshToken + `"}`}, http.StatusOK},
 		}
 		for _, tt := range works {
@@ -84,6 +92,7 @@ func TestRedisOutage(t *testing.T) {
 		unavailable := []request{
 			{method: http.MethodGet, path: "/readyz"},
 			{method: http.MethodGet, path: "/v1/events", token: guest.AccessToken},
+			{method: http.MethodPost, path: "/v1/events/ticket", token: guest.AccessToken},
 			{method: http.MethodGet, path: "/admin/queues/api/queues", auth: authAdmin},
 		}
 		for _, req := range unavailable {
