@@ -29,29 +29,11 @@ import (
 
 const prefix = "moim:auth:"
 
-// clock is a settable NowFunc.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type sessionsBundle struct {
 	s     *auth.Sessions
 	db    *bun.DB
 	rdb   *redis.Client
-	clock *clock
+	clock *jobstest.Clock
 }
 
 // newRedis connects to a Redis database of the test's own.
@@ -78,7 +60,7 @@ func setupSessions(t testing.TB, ttl time.Duration) sessionsBundle {
 func setupSessionsOn(t testing.TB, bdb *bun.DB, ttl time.Duration) sessionsBundle {
 	t.Helper()
 	rdb := newRedis(t)
-	c := &clock{now: time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)}
+	c := jobstest.NewClock(time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC))
 	s, err := auth.NewSessions(auth.SessionParams{Store: db.SessionStore{DB: bdb}, Redis: rdb, TTL: ttl, NowFunc: c.Now})
 	if err != nil {
 		t.Fatalf("NewSessions: %v", err)
@@ -135,7 +117,7 @@ func TestSessionCreateAndRotate(t *testing.T) {
 			t.Errorf("Lookup = %+v, %v; want %+v", got, err, sess)
 		}
 
-		b.clock.Add(time.Minute)
+		b.clock.Advance(time.Minute)
 		rotated, tok2, err := b.s.Rotate(ctx, tok1, "Chrome", "198.51.100.7")
 		if err != nil {
 			t.Fatalf("Rotate: %v", err)
@@ -480,12 +462,12 @@ func TestSessionTTLSlides(t *testing.T) {
 	b := setupSessions(t, time.Hour)
 	ctx := context.Background()
 	sess, tok := create(t, b, "m_alice", "ua", "ip")
-	b.clock.Add(50 * time.Minute)
+	b.clock.Advance(50 * time.Minute)
 	_, tok, err := b.s.Rotate(ctx, tok, "ua", "ip")
 	if err != nil {
 		t.Fatalf("Rotate: %v", err)
 	}
-	b.clock.Add(50 * time.Minute) // 100 minutes after Create
+	b.clock.Advance(50 * time.Minute) // 100 minutes after Create
 	if _, err := b.s.Lookup(ctx, tok); err != nil {
 		t.Errorf("Lookup 50m after the rotation: %v", err)
 	}
@@ -493,7 +475,7 @@ func TestSessionTTLSlides(t *testing.T) {
 		t.Errorf("TTL() = %s, want 1h", b.s.TTL())
 	}
 
-	b.clock.Add(10*time.Minute + time.Millisecond)
+	b.clock.Advance(10*time.Minute + time.Millisecond)
 	_, _, err = b.s.Rotate(ctx, tok, "ua", "ip")
 	wantCode(t, "Rotate(expired)", err, domain.EINVALIDTOKEN)
 	_, err = b.s.Lookup(ctx, tok)
@@ -569,13 +551,13 @@ func TestSessionList(t *testing.T) {
 		ctx := context.Background()
 
 		s1, tok1 := create(t, b, "m_alice", "phone", "ip1")
-		b.clock.Add(time.Minute)
+		b.clock.Advance(time.Minute)
 		s2, _ := create(t, b, "m_alice", "laptop", "ip2")
-		b.clock.Add(time.Minute)
+		b.clock.Advance(time.Minute)
 		s3, _ := create(t, b, "m_alice", "tablet", "ip3")
-		b.clock.Add(time.Minute)
+		b.clock.Advance(time.Minute)
 		create(t, b, "m_bob", "bob's", "ip4")
-		b.clock.Add(time.Minute)
+		b.clock.Advance(time.Minute)
 		s1, _, err := b.s.Rotate(ctx, tok1, "phone", "ip5")
 		if err != nil {
 			t.Fatal(err)
@@ -764,7 +746,7 @@ func TestSessionDenyCoversLeeway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.clock.Add(15*time.Minute + 5*time.Second)
+	b.clock.Advance(15*time.Minute + 5*time.Second)
 	c, err := toks.Parse(tok)
 	if err != nil {
 		t.Fatalf("Parse 5s after exp: %v; want it accepted within the leeway", err)
