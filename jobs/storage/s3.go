@@ -14,6 +14,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
@@ -279,10 +280,14 @@ func (s *S3) URL(ctx context.Context, key Key, expiry time.Duration) (string, er
 	return req.URL, nil
 }
 
-// fail turns a 404 into ErrNotFound and wraps anything else.
+// fail turns a 404 into ErrNotFound and wraps anything else. A missing
+// bucket is a configuration error, not a missing object, where the answer
+// says so (a HEAD answer has no body to tell).
 func (s *S3) fail(op string, key Key, err error) error {
 	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
+	var apiErr smithy.APIError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound &&
+		!(errors.As(err, &apiErr) && apiErr.ErrorCode() == "NoSuchBucket") {
 		return fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	return fmt.Errorf("s3 storage: %s %s: %w", op, key, err)

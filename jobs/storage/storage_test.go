@@ -92,6 +92,15 @@ func newLocal(t *testing.T) bundle {
 // newS3 starts an S3 protocol peer and a bucket on it.
 func newS3(t *testing.T) bundle {
 	t.Helper()
+	s, _ := startS3(t, storage.S3Options{})
+	return bundle{store: s}
+}
+
+// startS3 starts an S3 protocol peer with the bucket "moim" and returns a
+// store on it, with opts' non-empty fields over the test defaults, and
+// the peer's backend to look at what it holds.
+func startS3(t *testing.T, opts storage.S3Options) (*storage.S3, *s3mem.Backend) {
+	t.Helper()
 	backend := s3mem.New(s3mem.WithTimeSource(gofakes3.FixedTimeSource(epoch)))
 	if err := backend.CreateBucket("moim"); err != nil {
 		t.Fatalf("create bucket: %v", err)
@@ -101,7 +110,7 @@ func newS3(t *testing.T) bundle {
 	faker := gofakes3.New(backend, gofakes3.WithTimeSource(gofakes3.FixedTimeSource(epoch)), gofakes3.WithTimeSkewLimit(0))
 	srv := httptest.NewServer(faker.Server())
 	t.Cleanup(srv.Close)
-	s, err := storage.NewS3(t.Context(), storage.S3Options{
+	defaults := storage.S3Options{
 		Bucket:    "moim",
 		Endpoint:  srv.URL,
 		Region:    "us-east-1",
@@ -109,11 +118,19 @@ func newS3(t *testing.T) bundle {
 		AccessKey: "test-access",
 		SecretKey: "test-secret",
 		Prefix:    "env/test",
-	})
+	}
+	if opts.Bucket != "" {
+		defaults.Bucket = opts.Bucket
+	}
+	if opts.Prefix != "" {
+		defaults.Prefix = opts.Prefix
+	}
+	defaults.PublicBaseURL = opts.PublicBaseURL
+	s, err := storage.NewS3(t.Context(), defaults)
 	if err != nil {
 		t.Fatalf("NewS3: %v", err)
 	}
-	return bundle{store: s}
+	return s, backend
 }
 
 func key(t *testing.T, id, variant string) storage.Key {
