@@ -5,6 +5,8 @@
 package config
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"reflect"
 	"time"
 )
@@ -38,6 +40,7 @@ type Config struct {
 	Mail      MailConfig      `mapstructure:"mail"`
 	SMS       SMSConfig       `mapstructure:"sms"`
 	Slack     SlackConfig     `mapstructure:"slack"`
+	Storage   StorageConfig   `mapstructure:"storage"`
 	Worker    WorkerConfig    `mapstructure:"worker"`
 	Outbox    OutboxConfig    `mapstructure:"outbox"`
 	Scheduler SchedulerConfig `mapstructure:"scheduler"`
@@ -194,6 +197,41 @@ type SlackConfig struct {
 	Timeout time.Duration `mapstructure:"timeout" usage:"bound on one Slack API call"`
 }
 
+// The storage backends.
+const (
+	StorageLocal = "local"
+	StorageS3    = "s3"
+)
+
+// StorageConfig says where uploaded images and their variants are kept.
+type StorageConfig struct {
+	Backend string `mapstructure:"backend" usage:"local (a directory) or s3 (S3-compatible object storage)"`
+	// PublicBaseURL suits a CDN or a public bucket: download URLs are then
+	// not signed and never expire.
+	PublicBaseURL string             `mapstructure:"public_base_url" usage:"base URL clients read objects from without a signature (CDN, public bucket); empty means signed, expiring URLs"`
+	Local         StorageLocalConfig `mapstructure:"local"`
+	S3            StorageS3Config    `mapstructure:"s3"`
+}
+
+// StorageLocalConfig configures the local directory backend.
+type StorageLocalConfig struct {
+	Dir string `mapstructure:"dir" usage:"directory of the objects; every API and worker process must see the same one"`
+	// URLKey may stay empty: StorageURLKey then derives one from
+	// auth.jwt_key, which every API process shares already.
+	URLKey string `mapstructure:"url_key" secret:"value" usage:"HMAC key of the upload and download URLs the API signs, at least 32 bytes; empty means one derived from auth.jwt_key"`
+}
+
+// StorageS3Config configures the S3-compatible backend.
+type StorageS3Config struct {
+	Bucket    string `mapstructure:"bucket" usage:"bucket name"`
+	Endpoint  string `mapstructure:"endpoint" usage:"service URL (MinIO, R2, ...); empty means AWS"`
+	Region    string `mapstructure:"region" usage:"region the requests are signed for"`
+	PathStyle bool   `mapstructure:"path_style" usage:"address the bucket as endpoint/bucket (most S3-compatible services) instead of bucket.endpoint"`
+	AccessKey string `mapstructure:"access_key" usage:"access key id; empty with secret_key uses the SDK's default chain (environment, shared files, instance role)"`
+	SecretKey string `mapstructure:"secret_key" secret:"value" usage:"secret access key (prefer the environment variable)"`
+	Prefix    string `mapstructure:"prefix" usage:"put before every object key (moim/), so deployments can share a bucket"`
+}
+
 // WorkerConfig configures the asynq server.
 type WorkerConfig struct {
 	Concurrency int `mapstructure:"concurrency" usage:"tasks processed at once per worker process"`
@@ -273,6 +311,11 @@ func Default() *Config {
 			Timeout:  10 * time.Second,
 		},
 		Slack: SlackConfig{BaseURL: "https://slack.com/api", Timeout: 10 * time.Second},
+		Storage: StorageConfig{
+			Backend: StorageLocal,
+			Local:   StorageLocalConfig{Dir: "data/objects"},
+			S3:      StorageS3Config{Region: "us-east-1"},
+		},
 		RateLimit: RateLimitConfig{
 			SignupPerIP:   "10/1h",
 			LoginPerIP:    "30/1m",
@@ -312,6 +355,19 @@ func (c *Config) DatabaseURL() string {
 		return localDatabaseURL
 	}
 	return c.Database.URL
+}
+
+// StorageURLKey returns the key the local storage backend signs URLs with:
+// storage.local.url_key, or else one derived from auth.jwt_key, so that no
+// further secret has to be shared between API processes. The derivation
+// keeps the two uses apart: a signed URL is no token, nor the reverse.
+func (c *Config) StorageURLKey() []byte {
+	if c.Storage.Local.URLKey != "" {
+		return []byte(c.Storage.Local.URLKey)
+	}
+	m := hmac.New(sha256.New, []byte(c.Auth.JWTKey))
+	m.Write([]byte("moim storage URL key v1"))
+	return m.Sum(nil)
 }
 
 // leaf is one configuration key and the field holding its value.

@@ -83,6 +83,8 @@ func TestLoadDefaults(t *testing.T) {
 			From: "moim <no-reply@moim.localhost>", Timeout: 15 * time.Second},
 		SMS:   config.SMSConfig{Provider: "log", BaseURL: "https://sens.apigw.ntruss.com", Timeout: 10 * time.Second},
 		Slack: config.SlackConfig{BaseURL: "https://slack.com/api", Timeout: 10 * time.Second},
+		Storage: config.StorageConfig{Backend: "local", Local: config.StorageLocalConfig{Dir: "data/objects"},
+			S3: config.StorageS3Config{Region: "us-east-1"}},
 		Worker: config.WorkerConfig{
 			Concurrency:       10,
 			Queues:            map[string]int{"critical": 6, "default": 3, "low": 1},
@@ -226,7 +228,12 @@ func TestLoadEnvForms(t *testing.T) {
 		"MOIM_DATABASE_MAX_OPEN_CONNS": "8",
 		"MOIM_OUTBOX_RETENTION":        "36h",
 		"MOIM_ENV":                     "production",
+		"MOIM_STORAGE_S3_PATH_STYLE":   "true",
+		"MOIM_STORAGE_LOCAL_DIR":       "/srv/moim/objects",
 	})
+	if !c.Storage.S3.PathStyle || c.Storage.Local.Dir != "/srv/moim/objects" {
+		t.Errorf("storage.s3.path_style = %v, storage.local.dir = %q; want true, /srv/moim/objects", c.Storage.S3.PathStyle, c.Storage.Local.Dir)
+	}
 	if diff := cmp.Diff([]string{"10.0.0.0/8", "192.168.0.0/16"}, c.HTTP.TrustedProxies); diff != "" {
 		t.Errorf("http.trusted_proxies (-want +got):\n%s", diff)
 	}
@@ -568,6 +575,30 @@ func TestValidateRules(t *testing.T) {
 		{"grace zero", func(c *config.Config) { c.Rooms.ReminderGrace = 0 }, "rooms.reminder_grace: must be between 3m0s and 6h0m0s"},
 		{"reminder category", func(c *config.Config) { c.Rooms.EndedCategories = []string{"SWIM"} }, `rooms.ended_categories: "SWIM" is not a category (MEAL, STUDY or RUN)`},
 		{"evaluation range", func(c *config.Config) { c.Rooms.EvaluationMin = 1 }, "rooms.evaluation_min: evaluation_min..evaluation_max must be a range around 0 within -50..50"},
+		{"storage backend", func(c *config.Config) { c.Storage.Backend = "ftp" }, "storage.backend: must be local or s3"},
+		{"storage local without dir", func(c *config.Config) { c.Storage.Local.Dir = " " }, "storage.local.dir: required with storage.backend local"},
+		{"storage url key short", func(c *config.Config) { c.Storage.Local.URLKey = "short" }, "storage.local.url_key: must be at least 32 bytes"},
+		{"storage public url", func(c *config.Config) { c.Storage.PublicBaseURL = "cdn.example.com" }, "storage.public_base_url: must be an http:// or https:// URL"},
+		{"s3 with the default chain", func(c *config.Config) { c.Storage.Backend, c.Storage.S3.Bucket = "s3", "moim" }, ""},
+		{"s3 complete", func(c *config.Config) {
+			c.Storage.Backend, c.Storage.PublicBaseURL = "s3", "https://cdn.example.com/img"
+			c.Storage.S3 = config.StorageS3Config{Bucket: "moim", Endpoint: "http://127.0.0.1:9000", Region: "auto",
+				PathStyle: true, AccessKey: "AK", SecretKey: "SK", Prefix: "prod/v1.0/"}
+		}, ""},
+		{"s3 without bucket", func(c *config.Config) { c.Storage.Backend = "s3" }, "storage.s3.bucket: required with storage.backend s3"},
+		{"s3 without region", func(c *config.Config) { c.Storage.Backend, c.Storage.S3.Bucket, c.Storage.S3.Region = "s3", "moim", "" }, "storage.s3.region: required with storage.backend s3"},
+		{"s3 bad endpoint", func(c *config.Config) {
+			c.Storage.Backend, c.Storage.S3.Bucket, c.Storage.S3.Endpoint = "s3", "moim", "minio:9000"
+		}, "storage.s3.endpoint: must be an http:// or https:// URL"},
+		{"s3 secret alone", func(c *config.Config) {
+			c.Storage.Backend, c.Storage.S3.Bucket, c.Storage.S3.SecretKey = "s3", "moim", "SK"
+		}, "storage.s3.access_key: set both access_key and secret_key, or neither for the default credential chain"},
+		{"s3 climbing prefix", func(c *config.Config) {
+			c.Storage.Backend, c.Storage.S3.Bucket, c.Storage.S3.Prefix = "s3", "moim", "a/../b"
+		}, "storage.s3.prefix: must be segments of letters, digits, '-', '_' or '.' separated by '/', none of them . or .."},
+		{"s3 absolute prefix", func(c *config.Config) {
+			c.Storage.Backend, c.Storage.S3.Bucket, c.Storage.S3.Prefix = "s3", "moim", "/a"
+		}, "storage.s3.prefix: must be segments of letters, digits, '-', '_' or '.' separated by '/', none of them . or .."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -582,6 +613,27 @@ func TestValidateRules(t *testing.T) {
 				t.Errorf("Validate lines (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// Storage URLs are signed with storage.local.url_key, or else with a key
+// derived from auth.jwt_key: the same for every process with that key,
+// and never the JWT key itself.
+func TestStorageURLKey(t *testing.T) {
+	t.Parallel()
+	jwt := strings.Repeat("j", 32)
+	a := load(t, nil, map[string]string{"MOIM_AUTH_JWT_KEY": jwt})
+	b := load(t, nil, map[string]string{"MOIM_AUTH_JWT_KEY": jwt})
+	other := load(t, nil, map[string]string{"MOIM_AUTH_JWT_KEY": strings.Repeat("o", 32)})
+	if !bytes.Equal(a.StorageURLKey(), b.StorageURLKey()) || len(a.StorageURLKey()) != 32 {
+		t.Errorf("derived keys differ or are not 32 bytes: %x, %x", a.StorageURLKey(), b.StorageURLKey())
+	}
+	if bytes.Equal(a.StorageURLKey(), other.StorageURLKey()) || bytes.Equal(a.StorageURLKey(), []byte(jwt)) {
+		t.Error("the derived key does not depend on auth.jwt_key, or is auth.jwt_key itself")
+	}
+	set := load(t, nil, map[string]string{"MOIM_AUTH_JWT_KEY": jwt, "MOIM_STORAGE_LOCAL_URL_KEY": strings.Repeat("u", 32)})
+	if string(set.StorageURLKey()) != strings.Repeat("u", 32) {
+		t.Errorf("StorageURLKey = %q, want storage.local.url_key", set.StorageURLKey())
 	}
 }
 
@@ -741,12 +793,16 @@ func TestLogValueMasksSecrets(t *testing.T) {
 		"admin": "admin-secret-password",
 		"db":    "db-secret-password",
 		"redis": "redis-secret-password",
+		"s3":    "s3-secret-access-key",
+		"url":   "storage-url-key-0123456789abcdef-0123",
 	}
 	c := load(t, nil, map[string]string{
-		"MOIM_AUTH_JWT_KEY":   secrets["jwt"],
-		"MOIM_ADMIN_PASSWORD": secrets["admin"],
-		"MOIM_DATABASE_URL":   "postgres://moim:" + secrets["db"] + "@db.example:5432/moim?sslmode=require",
-		"MOIM_REDIS_URL":      "redis://:" + secrets["redis"] + "@cache.example:6379/0",
+		"MOIM_STORAGE_S3_SECRET_KEY": secrets["s3"],
+		"MOIM_STORAGE_LOCAL_URL_KEY": secrets["url"],
+		"MOIM_AUTH_JWT_KEY":          secrets["jwt"],
+		"MOIM_ADMIN_PASSWORD":        secrets["admin"],
+		"MOIM_DATABASE_URL":          "postgres://moim:" + secrets["db"] + "@db.example:5432/moim?sslmode=require",
+		"MOIM_REDIS_URL":             "redis://:" + secrets["redis"] + "@cache.example:6379/0",
 	})
 
 	var text, js bytes.Buffer

@@ -10,6 +10,8 @@ import (
 	"net/mail"
 	"net/netip"
 	"net/url"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -247,6 +249,8 @@ func (c *Config) Validate() error {
 	}
 	positive("slack.timeout", c.Slack.Timeout)
 
+	c.validateStorage(add)
+
 	switch {
 	case c.Admin.User == "":
 		add("admin.user", "must not be empty")
@@ -324,6 +328,49 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// minStorageURLKeyLen matches the JWT key: the URLs are HMAC-SHA256 too.
+const minStorageURLKeyLen = 32
+
+// storagePrefix is one or more segments of letters, digits, '-', '_' and
+// '.', separated and optionally ended by '/'.
+var storagePrefix = regexp.MustCompile(`^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?$`)
+
+func (c *Config) validateStorage(add func(key, format string, args ...any)) {
+	st := c.Storage
+	if st.PublicBaseURL != "" && !validHTTPURL(st.PublicBaseURL, true) {
+		add("storage.public_base_url", "must be an http:// or https:// URL")
+	}
+	if st.Local.URLKey != "" && len(st.Local.URLKey) < minStorageURLKeyLen {
+		add("storage.local.url_key", "must be at least %d bytes", minStorageURLKeyLen)
+	}
+	switch st.Backend {
+	case StorageLocal:
+		if strings.TrimSpace(st.Local.Dir) == "" {
+			add("storage.local.dir", "required with storage.backend local")
+		}
+	case StorageS3:
+		if st.S3.Bucket == "" {
+			add("storage.s3.bucket", "required with storage.backend s3")
+		}
+		if st.S3.Region == "" {
+			add("storage.s3.region", "required with storage.backend s3")
+		}
+		if st.S3.Endpoint != "" && !validHTTPURL(st.S3.Endpoint, true) {
+			add("storage.s3.endpoint", "must be an http:// or https:// URL")
+		}
+		if (st.S3.AccessKey == "") != (st.S3.SecretKey == "") {
+			add("storage.s3.access_key", "set both access_key and secret_key, or neither for the default credential chain")
+		}
+		if p := st.S3.Prefix; p != "" && (!storagePrefix.MatchString(p) || slices.ContainsFunc(strings.Split(p, "/"), func(seg string) bool {
+			return seg == "." || seg == ".."
+		})) {
+			add("storage.s3.prefix", "must be segments of letters, digits, '-', '_' or '.' separated by '/', none of them . or ..")
+		}
+	default:
+		add("storage.backend", "must be %s or %s", StorageLocal, StorageS3)
+	}
 }
 
 func randomString(n int, enc *base64.Encoding) (string, error) {
