@@ -144,6 +144,13 @@ func (s *S3) Put(ctx context.Context, key Key, r io.Reader, size int64, contentT
 		return err
 	}
 	body := newExactReader(ctx, r, size)
+	if size == 0 {
+		// The HTTP client need not read an empty body at all, so its
+		// look-ahead would never run: check it before sending.
+		if err := body.checkEnd(); err != nil {
+			return fmt.Errorf("s3 storage: put %s: %w", key, err)
+		}
+	}
 	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        aws.String(s.opts.Bucket),
 		Key:           aws.String(s.name(key)),

@@ -287,10 +287,13 @@ var conformance = []struct {
 	{"size mismatch", func(t *testing.T, b bundle) {
 		k := key(t, "abcdef", "original")
 		put(t, b.store, k, "kept", "image/png")
-		for _, body := range []string{"abc", "abcde"} {
-			err := b.store.Put(t.Context(), k, strings.NewReader(body), 4, "image/gif")
+		for _, tt := range []struct {
+			body string
+			size int64
+		}{{"abc", 4}, {"abcde", 4}, {"a", 0}, {"", 1}} {
+			err := b.store.Put(t.Context(), k, strings.NewReader(tt.body), tt.size, "image/gif")
 			if !errors.Is(err, storage.ErrSizeMismatch) {
-				t.Errorf("Put of %d bytes announced as 4 = %v, want ErrSizeMismatch", len(body), err)
+				t.Errorf("Put of %d bytes announced as %d = %v, want ErrSizeMismatch", len(tt.body), tt.size, err)
 			}
 		}
 		if body, info := read(t, b.store, k); body != "kept" || info.ContentType != "image/png" {
