@@ -25,7 +25,7 @@ func TestS3Prefix(t *testing.T) {
 }
 
 // The pre-signed PUT covers the length and type, so S3 refuses any other
-// body (the peer in these tests does not check signatures, S3 does).
+// body (the conformance cases send one to a peer that checks).
 func TestS3PresignPutSignsLengthAndType(t *testing.T) {
 	t.Parallel()
 	s, _ := startS3(t, storage.S3Options{})
