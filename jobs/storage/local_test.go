@@ -172,6 +172,7 @@ func TestLocalPresignRefuses(t *testing.T) {
 		{"newline in type", "image/png\nx: y", 1, time.Minute},
 		{"negative size", "image/png", -1, time.Minute},
 		{"no expiry", "image/png", 1, 0},
+		{"below a second", "image/png", 1, 999 * time.Millisecond},
 		{"beyond seven days", "image/png", 1, storage.MaxPresignExpiry + time.Second},
 	} {
 		if _, err := l.PresignPut(t.Context(), k, tt.ct, tt.size, tt.expiry); err == nil {

@@ -181,6 +181,9 @@ func checkPut(key Key, size int64, contentType string) (string, error) {
 	if contentType == "" {
 		return defaultContentType, nil
 	}
+	if _, _, err := mime.ParseMediaType(contentType); err != nil {
+		return "", fmt.Errorf("put: content type %q: %w", contentType, err)
+	}
 	return contentType, nil
 }
 
@@ -199,7 +202,8 @@ func checkPresign(key Key, contentType string, size int64, expiry time.Duration)
 }
 
 func checkExpiry(expiry time.Duration) error {
-	if expiry <= 0 || expiry > MaxPresignExpiry {
+	// Signed URLs count expiry in whole seconds.
+	if expiry < time.Second || expiry > MaxPresignExpiry {
 		return fmt.Errorf("presign: expiry must be between 1s and %v", MaxPresignExpiry)
 	}
 	return nil

@@ -360,6 +360,7 @@ var conformance = []struct {
 		for name, err := range map[string]error{
 			"Put":     b.store.Put(ctx, k, strings.NewReader("x"), 1, "image/png"),
 			"Stat":    second(b.store.Stat(ctx, k)),
+			"Open":    third(b.store.Open(ctx, k)),
 			"Delete":  b.store.Delete(ctx, k),
 			"Read":    second(b.store.ReadPrefix(ctx, k, 1)),
 			"Put URL": second(b.store.PresignPut(ctx, k, "image/png", 1, time.Minute)),
@@ -368,6 +369,18 @@ var conformance = []struct {
 			if !errors.Is(err, storage.ErrInvalidKey) {
 				t.Errorf("%s with the zero key = %v, want ErrInvalidKey", name, err)
 			}
+		}
+	}},
+	{"bad put", func(t *testing.T, b bundle) {
+		k := key(t, "abcdef", "original")
+		if err := b.store.Put(t.Context(), k, strings.NewReader("x"), 1, "image/png\r\nX-Evil: 1"); err == nil {
+			t.Error("Put with a header in the content type: no error")
+		}
+		if err := b.store.Put(t.Context(), k, strings.NewReader("x"), -1, "image/png"); err == nil {
+			t.Error("Put with a negative size: no error")
+		}
+		if _, err := b.store.Stat(t.Context(), k); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Stat after refused puts = %v, want ErrNotFound", err)
 		}
 	}},
 	{"presigned put", func(t *testing.T, b bundle) {
@@ -483,3 +496,5 @@ var conformance = []struct {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+func third[T, U any](_ T, _ U, err error) error { return err }
