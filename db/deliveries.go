@@ -311,7 +311,7 @@ func (Deliveries) AbandonStale(ctx context.Context, idb bun.IDB, staleBefore, no
 // PendingBefore returns the ids of up to limit PENDING deliveries, with id
 // above after, last changed (created or released) at or before before, in
 // id order: those whose task the delivery sweep checks is still in Redis.
-// It reads deliveries_status_id_idx, so its cost is the number of PENDING
+// It reads deliveries_status_idx, so its cost is the number of PENDING
 // rows, which is what is in flight.
 func (Deliveries) PendingBefore(ctx context.Context, idb bun.IDB, before time.Time, after int64, limit int) ([]int64, error) {
 	var ids []int64

@@ -17,9 +17,10 @@ import (
 // Notifications that exist now were fanned out under the old scheme (or
 // are past recovering), so they count as done.
 //
-// The sweeps read by (fanned_out_at, id) and (status, id): only the few rows
-// still in flight are NULL or PENDING, so a sweep that finds nothing lost
-// reads a handful of index entries.
+// The notification sweep reads by (fanned_out_at, id), the delivery sweep
+// by the existing deliveries_status_idx: only the few rows still in flight
+// are NULL or PENDING, so a sweep that finds nothing lost reads a handful
+// of index entries.
 
 // timeColumn is the type of a nullable timestamp column as the earlier
 // migrations created them through bun.
@@ -34,13 +35,7 @@ func timeColumn(bdb *bun.DB) string {
 	}
 }
 
-var sweepIndexes = []struct {
-	table, name string
-	columns     []string
-}{
-	{"notifications", "notifications_fanned_out_at_id_idx", []string{"fanned_out_at", "id"}},
-	{"deliveries", "deliveries_status_id_idx", []string{"status", "id"}},
-}
+const fannedOutIndex = "notifications_fanned_out_at_id_idx"
 
 // sweepsUp adds notifications.fanned_out_at and the sweeps' indexes.
 func sweepsUp(ctx context.Context, bdb *bun.DB) error {
@@ -53,10 +48,9 @@ func sweepsUp(ctx context.Context, bdb *bun.DB) error {
 			Set("fanned_out_at = created_at").Where("fanned_out_at IS NULL").Exec(ctx); err != nil {
 			return fmt.Errorf("mark existing notifications fanned out: %w", err)
 		}
-		for _, ix := range sweepIndexes {
-			if _, err := tx.NewCreateIndex().Table(ix.table).Index(ix.name).Column(ix.columns...).Exec(ctx); err != nil {
-				return fmt.Errorf("create index %s: %w", ix.name, err)
-			}
+		if _, err := tx.NewCreateIndex().Table("notifications").Index(fannedOutIndex).
+			Column("fanned_out_at", "id").Exec(ctx); err != nil {
+			return fmt.Errorf("create index %s: %w", fannedOutIndex, err)
 		}
 		return nil
 	})
@@ -65,17 +59,15 @@ func sweepsUp(ctx context.Context, bdb *bun.DB) error {
 // sweepsDown undoes sweepsUp.
 func sweepsDown(ctx context.Context, bdb *bun.DB) error {
 	return bdb.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		for _, ix := range sweepIndexes {
-			var err error
-			if bdb.Dialect().Name() == dialect.MySQL {
-				// MySQL names an index within its table.
-				_, err = tx.ExecContext(ctx, "DROP INDEX "+ix.name+" ON "+ix.table)
-			} else {
-				_, err = tx.NewDropIndex().Index(ix.name).IfExists().Exec(ctx)
-			}
-			if err != nil {
-				return fmt.Errorf("drop index %s: %w", ix.name, err)
-			}
+		var err error
+		if bdb.Dialect().Name() == dialect.MySQL {
+			// MySQL names an index within its table.
+			_, err = tx.ExecContext(ctx, "DROP INDEX "+fannedOutIndex+" ON notifications")
+		} else {
+			_, err = tx.NewDropIndex().Index(fannedOutIndex).IfExists().Exec(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("drop index %s: %w", fannedOutIndex, err)
 		}
 		if _, err := tx.NewDropColumn().Table("notifications").Column("fanned_out_at").Exec(ctx); err != nil {
 			return fmt.Errorf("drop notifications.fanned_out_at: %w", err)
