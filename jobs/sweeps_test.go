@@ -61,13 +61,7 @@ func TestNotificationSweepRebuildsLostFanout(t *testing.T) {
 		ctx := context.Background()
 		rdb := testRedis(t)
 		events := subscribe(t, rdb)
-		mina := newMember(t, bdb, "mina", func(m *domain.Member) {
-			m.SlackEmail, m.Phone, m.SMSConsent = "mina@slack.example", "+821012345678", true
-		})
-		joon := newMember(t, bdb, "joon", func(m *domain.Member) {
-			m.SlackEmail, m.Prefs.Mail = "joon@slack.example", false
-		})
-		hana := newMember(t, bdb, "hana", nil)
+		mina, joon, hana := fanoutMembers(t, bdb)
 		created := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 		var match, single []domain.Notification
 		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) (err error) {
