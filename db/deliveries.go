@@ -308,6 +308,26 @@ func (Deliveries) AbandonStale(ctx context.Context, idb bun.IDB, staleBefore, no
 	return out, nil
 }
 
+// PendingBefore returns the ids of up to limit PENDING deliveries, with id
+// above after, last changed (created or released) at or before before, in
+// id order: those whose task the delivery sweep checks is still in Redis.
+// It reads deliveries_status_idx, so its cost is the number of PENDING
+// rows, which is what is in flight.
+func (Deliveries) PendingBefore(ctx context.Context, idb bun.IDB, before time.Time, after int64, limit int) ([]int64, error) {
+	var ids []int64
+	err := idb.NewSelect().Model((*deliveryRow)(nil)).Column("d.id").
+		Where("d.status = ?", int16(domain.DeliveryPending)).
+		Where("d.id > ?", after).
+		Where("d.updated_at <= ?", dbTime(before)).
+		OrderExpr("d.id").
+		Limit(int64(limit)).
+		Scan(ctx, &ids)
+	if err != nil {
+		return nil, fmt.Errorf("find pending deliveries: %w", translate(err))
+	}
+	return ids, nil
+}
+
 // settle updates a delivery that is not finished yet. Errors: ENOTFOUND
 // for an unknown id, ECONFLICT when it already was finished (SENT, FAILED
 // or UNKNOWN).

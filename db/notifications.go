@@ -26,6 +26,8 @@ type notificationRow struct {
 	Args      string    `bun:"args,notnull"`
 	ReadAt    time.Time `bun:"read_at,nullzero"`
 	CreatedAt time.Time `bun:"created_at,notnull"`
+	// FannedOutAt is set once the notification's deliveries exist.
+	FannedOutAt time.Time `bun:"fanned_out_at,nullzero"`
 
 	MemberPublicID string `bun:"member_public_id,scanonly"`
 }
@@ -378,4 +380,59 @@ func (Notifications) MarkRead(ctx context.Context, idb bun.IDB, memberID string,
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
+}
+
+// MarkFannedOut records, inside the fan-out's transaction, that the
+// notification with public id id gets its deliveries now. It reports false
+// when it was fanned out before (or does not exist): the conditional
+// UPDATE makes concurrent fan-outs of one notification wait for each other
+// and lets exactly one of them create the deliveries.
+func (Notifications) MarkFannedOut(ctx context.Context, idb bun.IDB, id string, now time.Time) (bool, error) {
+	res, err := idb.NewUpdate().Model((*notificationRow)(nil)).
+		Set("fanned_out_at = ?", dbTime(now)).
+		Where("public_id = ?", id).
+		Where("fanned_out_at IS NULL").
+		Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("mark notification %s fanned out: %w", id, translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("mark notification %s fanned out: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// Unfanned is a notification whose fan-out has not happened: what the
+// notification sweep redoes.
+type Unfanned struct {
+	Key       int64 // row id, the sweep's cursor
+	ID        string
+	Type      domain.NotificationType
+	Args      string // as stored: notifications of one producer call share it
+	CreatedAt time.Time
+}
+
+// Unfanned returns up to limit notifications created at or before before
+// that are not fanned out, with row id above after, in id order. It reads
+// notifications_fanned_out_at_id_idx: only notifications still in flight
+// have no fanned_out_at.
+func (Notifications) Unfanned(ctx context.Context, idb bun.IDB, before time.Time, after int64, limit int) ([]Unfanned, error) {
+	var rows []notificationRow
+	err := idb.NewSelect().Model(&rows).
+		Column("n.id", "n.public_id", "n.type", "n.args", "n.created_at").
+		Where("n.fanned_out_at IS NULL").
+		Where("n.id > ?", after).
+		Where("n.created_at <= ?", dbTime(before)).
+		OrderExpr("n.id").
+		Limit(int64(limit)).
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find notifications not fanned out: %w", translate(err))
+	}
+	out := make([]Unfanned, len(rows))
+	for i, r := range rows {
+		out[i] = Unfanned{Key: r.ID, ID: r.PublicID, Type: domain.NotificationType(r.Type), Args: r.Args, CreatedAt: r.CreatedAt.UTC()}
+	}
+	return out, nil
 }

@@ -130,20 +130,22 @@ func NewMux(deps Deps) (*asynq.ServeMux, error) {
 // handler here when you add a task type (ticks included); register rejects
 // a type that is already taken.
 func registerHandlers(r *registry, deps Deps) error {
+	fanout := &NotifyFanoutHandler{DB: deps.DB, Relay: deps.Relay, Publisher: deps.Publisher,
+		Logger: deps.Logger, NowFunc: deps.NowFunc}
 	handlers := []struct {
 		typ string
 		h   asynq.Handler
 	}{
 		{TypePing, &PingHandler{DB: deps.DB, Logger: deps.Logger, NowFunc: deps.NowFunc}},
-		{TypeNotifyFanout, &NotifyFanoutHandler{DB: deps.DB, Relay: deps.Relay, Publisher: deps.Publisher,
-			Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeNotifyFanout, fanout},
 		{TypeNotifyDeliver, &NotifyDeliverHandler{DB: deps.DB, Renderer: deps.Renderer,
 			Mail: deps.Mail, SMS: deps.SMS, Slack: deps.Slack, MessageIDHost: deps.MessageIDHost,
 			LinkBase: deps.LinkBase, ClaimTimeout: deps.ClaimTimeout, Metrics: deps.Metrics,
 			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 
-		{TypeDeliverySweep, &DeliverySweepHandler{DB: deps.DB, ClaimTimeout: deps.ClaimTimeout,
-			Metrics: deps.Metrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeDeliverySweep, &DeliverySweepHandler{DB: deps.DB, Client: deps.Client, Inspector: deps.Inspector,
+			ClaimTimeout: deps.ClaimTimeout, Metrics: deps.Metrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeNotificationSweep, &NotificationSweepHandler{Fanout: fanout, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 
 		{TypeRoomParticipation, &RoomParticipationHandler{DB: deps.DB, Relay: deps.Relay, Params: deps.Admission,
 			Metrics: deps.RoomMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},

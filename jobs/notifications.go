@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,11 +84,12 @@ func Notify(ctx context.Context, tx bun.IDB, t domain.NotificationType, args dom
 	return out, nil
 }
 
-// NotifyFanoutHandler processes TypeNotifyFanout: for each notification it
-// creates a delivery per channel the member can be reached on (one shared
-// delivery for a group channel), enqueues their tasks in the same
-// transaction, and then announces the notifications to connected clients.
-// A second run finds the deliveries there and enqueues nothing new.
+// NotifyFanoutHandler processes TypeNotifyFanout: it announces the
+// notifications to connected clients and then, in one transaction, marks
+// each fanned out and creates a delivery per channel its member can be
+// reached on (one shared delivery for a group channel), with their tasks.
+// The marker makes the fan-out happen once however often, and however
+// concurrently, it runs; a repeated run only announces again.
 type NotifyFanoutHandler struct {
 	DB        *bun.DB
 	Relay     *Relay     // kicks the relay after the commit; nil waits for its poll
@@ -100,25 +102,37 @@ type NotifyFanoutHandler struct {
 // (conversations.open).
 const slackGroupMax = 8
 
+// deliverTaskID names a delivery's task after the delivery, so the
+// delivery sweep can tell whether Redis still has it.
+func deliverTaskID(id int64) string { return "notify:deliver:" + strconv.FormatInt(id, 10) }
+
 // ProcessTask fans the notifications of the payload out.
 func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	var p NotifyFanoutPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || len(p.NotificationIDs) == 0 {
 		return fmt.Errorf("decode %s payload: %v: %w", TypeNotifyFanout, err, asynq.SkipRetry)
 	}
+	return h.fanOut(ctx, p.NotificationIDs, p.Group)
+}
+
+// fanOut fans out the notifications of one producer call.
+func (h *NotifyFanoutHandler) fanOut(ctx context.Context, ids []string, group bool) error {
 	type target struct {
 		n domain.Notification
 		m *domain.Member
 	}
-	var targets []target
+	var (
+		found   []string
+		targets []target
+	)
 	// A group's shared Slack message hangs on the first notification of
 	// its part, whatever became of that member, so a second run finds it
 	// on the same row. Slack opens a group DM for at most slackGroupMax
 	// people, so a larger group (a room of up to 20) gets one message per
-	// part of the payload's list.
+	// part of the list.
 	anchors := make(map[int]*domain.Notification)
-	part := make(map[string]int, len(p.NotificationIDs))
-	for i, id := range p.NotificationIDs {
+	part := make(map[string]int, len(ids))
+	for i, id := range ids {
 		n, err := (db.Notifications{}).FindByID(ctx, h.DB, id)
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
 			continue // written in the task's own transaction: gone for good
@@ -126,6 +140,7 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 		if err != nil {
 			return fmt.Errorf("fan out: %w", err)
 		}
+		found = append(found, n.ID)
 		part[n.ID] = i / slackGroupMax
 		if anchors[i/slackGroupMax] == nil {
 			anchors[i/slackGroupMax] = n
@@ -139,11 +154,30 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 		}
 		targets = append(targets, target{*n, m})
 	}
-	if len(targets) == 0 {
+	if len(found) == 0 {
 		return nil
+	}
+	// Announced before anything is marked done: a failed announcement
+	// (Redis down) fails the run, and the retry, or the notification sweep
+	// if Redis lost the task, announces again. Clients drop an id they have
+	// seen.
+	if h.Publisher != nil {
+		for _, tg := range targets {
+			if err := h.Publisher.Publish(ctx, tg.n); err != nil {
+				return fmt.Errorf("fan out: %w", err)
+			}
+		}
 	}
 	now := h.NowFunc().UTC()
 	run := func(ctx context.Context, tx bun.Tx) error {
+		mine := make(map[string]bool, len(found))
+		for _, id := range found {
+			ok, err := (db.Notifications{}).MarkFannedOut(ctx, tx, id, now)
+			if err != nil {
+				return err
+			}
+			mine[id] = ok
+		}
 		var tasks []Task
 		add := func(n domain.Notification, c domain.Channel, recipients []string) error {
 			id, created, err := (db.Deliveries{}).Create(ctx, tx, n.ID, c, recipients, now)
@@ -151,13 +185,17 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 				return err
 			}
 			task, err := newTask(TypeNotifyDeliver, NotifyDeliverPayload{DeliveryID: id}, QueueDefault, deliverMaxRetry)
+			task.ID = deliverTaskID(id)
 			tasks = append(tasks, task)
 			return err
 		}
 		slackGroups := make(map[int][]string)
 		for _, tg := range targets {
+			if !mine[tg.n.ID] {
+				continue // fanned out by an earlier or a concurrent run
+			}
 			for _, c := range domain.ChannelsFor(tg.n.Type, tg.m) {
-				if p.Group && c == domain.ChannelSlack {
+				if group && c == domain.ChannelSlack {
 					k := part[tg.n.ID]
 					slackGroups[k] = append(slackGroups[k], tg.m.ID)
 					continue
@@ -167,7 +205,7 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 				}
 			}
 		}
-		for k := 0; k*slackGroupMax < len(p.NotificationIDs); k++ {
+		for k := 0; k*slackGroupMax < len(ids); k++ {
 			if members := slackGroups[k]; len(members) > 0 {
 				if err := add(*anchors[k], domain.ChannelSlack, members); err != nil {
 					return err
@@ -184,16 +222,6 @@ func (h *NotifyFanoutHandler) ProcessTask(ctx context.Context, t *asynq.Task) er
 	}
 	if err != nil {
 		return fmt.Errorf("fan out: %w", err)
-	}
-	if h.Publisher != nil {
-		for _, tg := range targets {
-			// A failed announcement retries the task; the deliveries are
-			// there by now, so only the announcement repeats (clients drop
-			// an id they have seen).
-			if err := h.Publisher.Publish(ctx, tg.n); err != nil {
-				return fmt.Errorf("fan out: %w", err)
-			}
-		}
 	}
 	return nil
 }
@@ -452,26 +480,42 @@ func (h *NotifyDeliverHandler) templateData(n *domain.Notification, m *domain.Me
 	}
 }
 
-// TypeDeliverySweep is the tick that reports deliveries whose claim was
-// left unfinished long ago and whose task will not come back.
+// TypeDeliverySweep is the tick that settles deliveries whose task will
+// not come back: claims left unfinished long ago, and PENDING deliveries
+// whose task Redis lost.
 const TypeDeliverySweep = "tick:delivery-sweep"
 
 // TickDeliverySweep is its catalogue name.
 const TickDeliverySweep = "delivery-sweep"
 
-// DeliverySweepHandler processes TypeDeliverySweep: every delivery still
+// deliverySweepAge is how long a delivery stays PENDING since it was
+// created or released before the sweep checks on its task: the relay and
+// the worker have had time to run it.
+const deliverySweepAge = 2 * time.Minute
+
+// deliverySweepBatch bounds one read of PENDING deliveries.
+const deliverySweepBatch = 500
+
+// DeliverySweepHandler processes TypeDeliverySweep. Every delivery still
 // SENDING past the claim timeout becomes UNKNOWN and is counted, so a
 // worker that died mid-send on its task's last attempt (or could not
 // record a send) is reported even though no retry will look at it again.
+// Every delivery PENDING for deliverySweepAge whose task (named after the
+// delivery) is not in Redis gets it again: a task lost with Redis, or
+// never relayed, would otherwise leave it PENDING for good. Without
+// Client and Inspector only the first part runs.
 type DeliverySweepHandler struct {
 	DB           *bun.DB
+	Client       *asynq.Client
+	Inspector    *asynq.Inspector
 	ClaimTimeout time.Duration
 	Metrics      *Metrics
 	Logger       *slog.Logger
 	NowFunc      func() time.Time
 }
 
-// ProcessTask sweeps once; running it twice finds nothing the second time.
+// ProcessTask sweeps once; running it twice, or two at once, enqueues each
+// lost task once: the task id is the delivery's.
 func (h *DeliverySweepHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if _, err := decodeTickPayload(TypeDeliverySweep, t.Payload()); err != nil {
 		return err
@@ -487,6 +531,37 @@ func (h *DeliverySweepHandler) ProcessTask(ctx context.Context, t *asynq.Task) e
 	}
 	if err != nil {
 		return fmt.Errorf("sweep deliveries: %w", err)
+	}
+	if h.Client == nil || h.Inspector == nil {
+		return nil
+	}
+	requeued := 0
+	for after := int64(0); ; {
+		ids, err := (db.Deliveries{}).PendingBefore(ctx, h.DB, now.Add(-deliverySweepAge), after, deliverySweepBatch)
+		if err != nil {
+			return fmt.Errorf("sweep deliveries: %w", err)
+		}
+		for _, id := range ids {
+			task, err := newTask(TypeNotifyDeliver, NotifyDeliverPayload{DeliveryID: id}, QueueDefault, deliverMaxRetry)
+			if err != nil {
+				return err
+			}
+			state, err := enqueueOnce(ctx, h.Client, h.Inspector, asynq.NewTask(task.Type, task.Payload), task.Queue,
+				deliverTaskID(id), asynq.MaxRetry(task.MaxRetry))
+			if err != nil {
+				return fmt.Errorf("sweep deliveries: enqueue delivery %d: %w", id, err)
+			}
+			if state == 0 {
+				requeued++
+			}
+		}
+		if len(ids) < deliverySweepBatch {
+			break
+		}
+		after = ids[len(ids)-1]
+	}
+	if requeued > 0 {
+		h.Logger.WarnContext(ctx, "pending deliveries had no task; enqueued again", slog.Int("deliveries", requeued))
 	}
 	return nil
 }

@@ -141,19 +141,26 @@ func testRedis(t *testing.T) *redis.Client {
 	return rdb
 }
 
+// fanoutMembers stores three members a match notifies: mina on Slack,
+// mail and SMS, joon on Slack only (mail off), hana by mail (no Slack).
+func fanoutMembers(t *testing.T, bdb *bun.DB) (mina, joon, hana *domain.Member) {
+	t.Helper()
+	mina = newMember(t, bdb, "mina", func(m *domain.Member) {
+		m.SlackEmail, m.Phone, m.SMSConsent = "mina@slack.example", "+821012345678", true
+	})
+	joon = newMember(t, bdb, "joon", func(m *domain.Member) {
+		m.SlackEmail, m.Prefs.Mail = "joon@slack.example", false
+	})
+	return mina, joon, newMember(t, bdb, "hana", nil)
+}
+
 func TestFanout(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
 		rdb := testRedis(t)
 		events := subscribe(t, rdb)
-		mina := newMember(t, bdb, "mina", func(m *domain.Member) {
-			m.SlackEmail, m.Phone, m.SMSConsent = "mina@slack.example", "+821012345678", true
-		})
-		joon := newMember(t, bdb, "joon", func(m *domain.Member) {
-			m.SlackEmail, m.Prefs.Mail = "joon@slack.example", false
-		})
-		hana := newMember(t, bdb, "hana", nil) // no Slack account
+		mina, joon, hana := fanoutMembers(t, bdb)
 		now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 		var created []domain.Notification
 		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) (err error) {

@@ -21,14 +21,15 @@ import (
 // the caller's transaction instead of becoming a row the relay can never
 // hand to asynq.
 const (
-	maxOutboxQueueLen = 64
-	maxOutboxTypeLen  = 128
+	maxOutboxQueueLen  = 64
+	maxOutboxTypeLen   = 128
+	maxOutboxTaskIDLen = 64
 )
 
 // Enqueue writes tasks as outbox rows through idb, normally the caller's
 // bun.Tx, so the tasks exist exactly when the transaction commits. Each row
-// gets a fresh random task id ("ob_" + 26 base32 characters) that becomes the
-// asynq task id; the request id in ctx, if any, travels as the
+// gets the task's ID or else a fresh random task id ("ob_" + 26 base32
+// characters) that becomes the asynq task id; the request id in ctx, if any, travels as the
 // HeaderRequestID header. Call (*Relay).Wake after the commit, or use
 // (*Relay).RunInTx, so the relay picks the rows up at once.
 func Enqueue(ctx context.Context, idb bun.IDB, tasks ...Task) error {
@@ -46,12 +47,19 @@ func Enqueue(ctx context.Context, idb bun.IDB, tasks ...Task) error {
 		if err := validateTask(t.Type, queue, t.MaxRetry); err != nil {
 			return fmt.Errorf("enqueue task %d of %d: %w", i+1, len(tasks), err)
 		}
+		id := t.ID
+		switch {
+		case id == "":
+			id = "ob_" + db.NewPublicID()
+		case len(id) > maxOutboxTaskIDLen:
+			return fmt.Errorf("enqueue task %d of %d: task id %q is longer than %d bytes", i+1, len(tasks), id, maxOutboxTaskIDLen)
+		}
 		headers := map[string]string{}
 		if rid != "" {
 			headers[HeaderRequestID] = rid
 		}
 		rows[i] = db.OutboxRow{
-			TaskID:    "ob_" + db.NewPublicID(),
+			TaskID:    id,
 			Queue:     queue,
 			Type:      t.Type,
 			Payload:   t.Payload,

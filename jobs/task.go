@@ -24,6 +24,10 @@ const HeaderRequestID = "request_id"
 // and delivery options. The relay turns it into an asynq task whose TaskID is
 // the outbox row's task id.
 type Task struct {
+	// ID, if set, is the asynq task id instead of a random one: a task
+	// that a sweep may enqueue again when Redis lost it is named after
+	// its work, so the sweep and the relay never make it twice.
+	ID        string
 	Type      string
 	Payload   []byte
 	Queue     string    // "" means QueueDefault

@@ -86,12 +86,23 @@ func Ticks() []Tick {
 			},
 		},
 		{
-			Name:  TickDeliverySweep,
-			Spec:  "*/5 * * * *",
+			Name: TickDeliverySweep,
+			// Every minute: a delivery whose task Redis lost waits at most
+			// this plus deliverySweepAge.
+			Spec:  "* * * * *",
 			Queue: QueueLow,
 			Build: func(slot time.Time) (Task, error) {
 				// The next slot finds whatever this one missed.
 				return newTickTask(TypeDeliverySweep, slot, QueueLow, 1)
+			},
+		},
+		{
+			Name:  TickNotificationSweep,
+			Spec:  "* * * * *",
+			Queue: QueueDefault,
+			Build: func(slot time.Time) (Task, error) {
+				// The next slot finds whatever this one missed.
+				return newTickTask(TypeNotificationSweep, slot, QueueDefault, 1)
 			},
 		},
 		{

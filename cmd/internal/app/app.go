@@ -210,7 +210,14 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		closers = append(closers, func() { _ = bdb.Close() })
 	}
 
-	var comps []component
+	// Every role enqueues or inspects; asynq's clients register a queue
+	// only once per process, so each process puts the names back after
+	// Redis lost them.
+	queueNames := jobs.QueueNames(cfg.Worker.Queues)
+	qlog := logger.With(slog.String("component", "queues"))
+	comps := []component{{"queues", func(ctx context.Context) error {
+		return jobs.KeepQueuesRegistered(ctx, rdb, queueNames, 0, qlog)
+	}}}
 	var relay *jobs.Relay
 	if bdb != nil {
 		relay, err = jobs.NewRelay(bdb, jobs.RelayParams{
