@@ -37,14 +37,16 @@ import (
 const (
 	chaosMembers = 24
 	chaosRooms   = 6
-	chaosLoadFor = 12 * time.Second
-	// The faults, as offsets into the load.
-	chaosKillWorker0 = 2 * time.Second
-	chaosKillWorker1 = 4 * time.Second
-	chaosFlushAll    = 6 * time.Second
-	chaosRedisCrash  = 8 * time.Second
+	chaosLoadFor = 9 * time.Second
+	// The faults, as offsets into the load. What a killed worker's relay
+	// had claimed waits for the outbox lease (30s) after the last kill, so
+	// the faults come early.
+	chaosKillWorker0 = 1500 * time.Millisecond
+	chaosKillWorker1 = 3 * time.Second
+	chaosFlushAll    = 4500 * time.Millisecond
+	chaosRedisCrash  = 6 * time.Second
 	// chaosSettle bounds the wait for the system to settle after the load.
-	chaosSettle = 75 * time.Second
+	chaosSettle = 60 * time.Second
 	// chaosLease is asynq's lease on an active task: the Redis restart must
 	// land within it, while the killed worker's task is still its own.
 	chaosLease = 30 * time.Second
@@ -113,6 +115,8 @@ func TestChaos(t *testing.T) {
 		"MOIM_AUTH_PASSWORD_ITERATIONS=1",
 		"MOIM_OUTBOX_POLL_INTERVAL=200ms",
 		"MOIM_NOTIFY_CLAIM_TIMEOUT=1m",
+		// A room request whose task Redis lost is taken up again after 5s.
+		"MOIM_WORKER_SWEEP_AFTER=5s",
 		"MOIM_WORKER_SHUTDOWN_TIMEOUT=5s",
 		"MOIM_HTTP_SHUTDOWN_TIMEOUT=2s",
 		"MOIM_SCHEDULER_TICKS=" + strings.Join(ticks, ","),
