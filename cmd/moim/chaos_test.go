@@ -474,23 +474,44 @@ func (p *chaosProc) stop() {
 
 // logProblems shows the process's warnings and errors, for a failed run.
 func (p *chaosProc) logProblems() {
-	f, err := os.Open(p.logPath)
-	if err != nil {
-		return
-	}
-	defer f.Close()
 	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if line := sc.Text(); !strings.Contains(line, `"level":"INFO"`) && !strings.Contains(line, `"level":"DEBUG"`) {
-			lines = append(lines, line)
+	_ = eachLogLine(p.logPath, func(line chaosLogLine, raw string) {
+		if line.Level != "INFO" && line.Level != "DEBUG" {
+			lines = append(lines, raw)
 		}
-	}
+	})
 	if len(lines) > 40 {
 		lines = append(lines[:20], append([]string{"…"}, lines[len(lines)-20:]...)...)
 	}
-	p.t.Logf("%s warnings and errors:\n%s", p.name, strings.Join(lines, "\n"))
+	if len(lines) > 0 {
+		p.t.Logf("%s warnings and errors:\n%s", p.name, strings.Join(lines, "\n"))
+	}
+}
+
+// chaosLogLine is what the test reads of a JSON log line.
+type chaosLogLine struct {
+	Level string `json:"level"`
+	Msg   string `json:"msg"`
+	To    string `json:"to"`
+	Err   string `json:"err"`
+}
+
+// eachLogLine calls fn with each line of the log at path. Lines that are
+// not JSON (one cut short by SIGKILL, a panic) come with an empty line.
+func eachLogLine(path string, fn func(line chaosLogLine, raw string)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var line chaosLogLine
+		_ = json.Unmarshal(sc.Bytes(), &line)
+		fn(line, sc.Text())
+	}
+	return sc.Err()
 }
 
 // chaosMember is a member of the load with the tokens of their login.
@@ -957,7 +978,7 @@ func (c *chaosCheck) notifications() {
 		fail("%d deliveries on channels their notification does not call for", extra)
 	}
 
-	mails, sms, err := c.sends()
+	mails, sms, queueNotFound, err := c.sends()
 	if err != nil {
 		fail("read the workers' logs: %v", err)
 	}
@@ -981,42 +1002,31 @@ func (c *chaosCheck) notifications() {
 		total += n
 	}
 	c.nums = append(c.nums, fmt.Sprintf("notifications %d; deliveries sent %d, in doubt after a kill mid-send %d; log providers sent %d mails and %d SMS",
-		len(notifications), sent, inDoubt, total, sms))
+		len(notifications), sent, inDoubt, total, sms),
+		fmt.Sprintf("task attempts that failed on a queue Redis had forgotten: %d", queueNotFound))
 }
 
 // sends counts what the log providers sent, from the workers' logs: mails
-// by address, and SMS (whose log line names no number).
-func (c *chaosCheck) sends() (mails map[string]int, sms int, err error) {
+// by address, and SMS (whose log line names no number); and the task
+// attempts that failed because Redis had forgotten a queue.
+func (c *chaosCheck) sends() (mails map[string]int, sms, queueNotFound int, err error) {
 	mails = map[string]int{}
 	for _, path := range c.logs {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, 0, err
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var line struct {
-				Msg string `json:"msg"`
-				To  string `json:"to"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				continue // a line cut by SIGKILL, or not a log line
-			}
-			switch line.Msg {
-			case "mail not sent: log provider":
+		err := eachLogLine(path, func(line chaosLogLine, _ string) {
+			switch {
+			case line.Msg == "mail not sent: log provider":
 				mails[line.To]++
-			case "sms not sent: log provider":
+			case line.Msg == "sms not sent: log provider":
 				sms++
+			case strings.Contains(line.Err, "queue not found"):
+				queueNotFound++
 			}
-		}
-		err = sc.Err()
-		f.Close()
+		})
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 	}
-	return mails, sms, nil
+	return mails, sms, queueNotFound, nil
 }
 
 func (c *chaosCheck) logNumbers(t *testing.T) {
