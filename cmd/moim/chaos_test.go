@@ -132,16 +132,13 @@ func TestChaos(t *testing.T) {
 	api := newProc("api", "api")
 	base := api.startAPI()
 	workers := []*chaosProc{newProc("worker-1", "worker"), newProc("worker-2", "worker")}
-	for _, w := range workers {
-		w.start()
+	schedulers := []*chaosProc{newProc("scheduler-1", "scheduler"), newProc("scheduler-2", "scheduler")}
+	for _, p := range slices.Concat(workers, schedulers) {
+		p.start()
 	}
-	for _, name := range []string{"scheduler-1", "scheduler-2"} {
-		newProc(name, "scheduler").start()
-	}
-	procs := func() []*chaosProc { return append([]*chaosProc{api}, workers...) }
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, p := range procs() {
+			for _, p := range slices.Concat([]*chaosProc{api}, workers, schedulers) {
 				p.logProblems()
 			}
 		}
@@ -163,6 +160,8 @@ func TestChaos(t *testing.T) {
 	// The load runs while the faults land.
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	// Also when a fault fails the test early: no request may outlive it.
+	t.Cleanup(func() { stopLoad(); wg.Wait() })
 	for i := range l.members {
 		wg.Go(func() { l.memberLoop(loadCtx, i) })
 	}
@@ -239,6 +238,9 @@ func TestChaos(t *testing.T) {
 	}
 	if n := l.count(func(status int) bool { return status >= 500 && status != http.StatusServiceUnavailable }); n > 0 {
 		t.Errorf("%d answers were 5xx other than 503 during the load: %s", n, l.summary())
+	}
+	if n := l.count(func(status int) bool { return status == 0 }); n > 0 {
+		t.Errorf("%d requests got no answer during the load", n)
 	}
 	if n := l.count(func(status int) bool { return status == http.StatusUnauthorized }); n > 0 {
 		t.Errorf("%d answers were 401 during the load: a member was logged out", n)
