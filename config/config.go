@@ -243,6 +243,10 @@ type WorkerConfig struct {
 	// TaskCheckInterval is how long asynq sleeps when every queue is empty,
 	// so it bounds the latency of picking up a new task.
 	TaskCheckInterval time.Duration `mapstructure:"task_check_interval" usage:"idle poll interval; bounds task pickup latency"`
+	// SweepAfter is how long a room request waits for its own task before
+	// the participation sweep enqueues it again (its task may have been
+	// lost with Redis).
+	SweepAfter time.Duration `mapstructure:"sweep_after" usage:"a room request undecided this long is enqueued again by the participation sweep"`
 }
 
 // OutboxConfig configures the relay that moves outbox rows into Redis.
@@ -329,6 +333,7 @@ func Default() *Config {
 			ShutdownTimeout:   25 * time.Second,
 			MetricsAddr:       ":9091",
 			TaskCheckInterval: 10 * time.Millisecond,
+			SweepAfter:        time.Minute,
 		},
 		Outbox: OutboxConfig{
 			PollInterval: time.Second,

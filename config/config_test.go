@@ -91,6 +91,7 @@ func TestLoadDefaults(t *testing.T) {
 			ShutdownTimeout:   25 * time.Second,
 			MetricsAddr:       ":9091",
 			TaskCheckInterval: 10 * time.Millisecond,
+			SweepAfter:        time.Minute,
 		},
 		Outbox: config.OutboxConfig{
 			PollInterval: time.Second,

@@ -286,6 +286,7 @@ func (c *Config) Validate() error {
 		add("scheduler.metrics_addr", "must be host:port or empty")
 	}
 	positive("worker.task_check_interval", c.Worker.TaskCheckInterval)
+	positive("worker.sweep_after", c.Worker.SweepAfter)
 
 	positive("outbox.poll_interval", c.Outbox.PollInterval)
 	if c.Outbox.BatchSize < 1 {

@@ -52,6 +52,9 @@ type Deps struct {
 	// ClaimTimeout is how long a delivery claim may stay unfinished before
 	// it counts as abandoned; zero means DefaultClaimTimeout.
 	ClaimTimeout time.Duration
+	// SweepAfter is how long a room request may wait for its task before
+	// the participation sweep enqueues it again; zero means a minute.
+	SweepAfter time.Duration
 
 	// Client and Inspector let the matching handlers enqueue deduplicated
 	// runs straight to Redis; without both, random matching is not served.
@@ -166,7 +169,7 @@ func registerHandlers(r *registry, deps Deps) error {
 			{TypeMatchSweep, &MatchSweepHandler{DB: deps.DB, Relay: deps.Relay, Client: deps.Client,
 				Inspector: deps.Inspector, Metrics: deps.MatchMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 			{TypeParticipationSweep, &ParticipationSweepHandler{DB: deps.DB, Client: deps.Client,
-				Inspector: deps.Inspector, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+				Inspector: deps.Inspector, After: deps.SweepAfter, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		}...)
 	}
 	for _, e := range handlers {

@@ -199,22 +199,25 @@ func notifyDecision(ctx context.Context, tx bun.IDB, adm *db.Admission, now time
 	return err
 }
 
-// participationSweepAge is how old a REQUESTED request must be before the
-// sweep enqueues it again: its own task has had time to run.
-const participationSweepAge = time.Minute
+// DefaultParticipationSweepAfter is how old a REQUESTED request must be
+// before the sweep enqueues it again: its own task has had time to run.
+const DefaultParticipationSweepAfter = time.Minute
 
 // participationSweepBatch bounds the requests one sweep re-enqueues.
 const participationSweepBatch = 500
 
 // ParticipationSweepHandler processes TypeParticipationSweep: requests
-// still REQUESTED a minute after they were made get their task again,
-// under a task id per request so a task still queued is not doubled.
+// still REQUESTED After they were made get their task again, under a task
+// id per request so a task still queued is not doubled.
 type ParticipationSweepHandler struct {
 	DB        *bun.DB
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
-	Logger    *slog.Logger
-	NowFunc   func() time.Time
+	// After is the age of a request the sweep takes up; zero means
+	// DefaultParticipationSweepAfter.
+	After   time.Duration
+	Logger  *slog.Logger
+	NowFunc func() time.Time
 }
 
 // ProcessTask sweeps once.
@@ -222,7 +225,11 @@ func (h *ParticipationSweepHandler) ProcessTask(ctx context.Context, t *asynq.Ta
 	if _, err := decodeTickPayload(TypeParticipationSweep, t.Payload()); err != nil {
 		return err
 	}
-	pending, err := (db.Participations{}).Pending(ctx, h.DB, h.NowFunc().Add(-participationSweepAge), participationSweepBatch)
+	after := h.After
+	if after <= 0 {
+		after = DefaultParticipationSweepAfter
+	}
+	pending, err := (db.Participations{}).Pending(ctx, h.DB, h.NowFunc().Add(-after), participationSweepBatch)
 	if err != nil {
 		return fmt.Errorf("participation sweep: %w", err)
 	}

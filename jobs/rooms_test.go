@@ -343,9 +343,9 @@ func TestAdmissionRules(t *testing.T) {
 	})
 }
 
-// TestParticipationSweep: a request left undecided a minute after it was
-// made gets its task again, also when an earlier sweep's task for it was
-// archived after its retries; one still queued is not doubled.
+// TestParticipationSweep: a request left undecided a minute (or After)
+// after it was made gets its task again, also when an earlier sweep's task
+// for it was archived after its retries; one still queued is not doubled.
 func TestParticipationSweep(t *testing.T) {
 	t.Parallel()
 	bdb := dbtest.Open(t, "sqlite")
@@ -375,11 +375,12 @@ func TestParticipationSweep(t *testing.T) {
 		}
 	}
 	id := "room:participation:" + strconv.FormatInt(p.Key, 10)
-	sweep() // too young: its own task is on the way
+	now = now.Add(59 * time.Second)
+	sweep() // younger than the default minute: its own task is on the way
 	if _, err := insp.GetTaskInfo(jobs.QueueCritical, id); !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
 		t.Fatalf("a fresh request was swept: %v", err)
 	}
-	now = now.Add(2 * time.Minute)
+	h.After = 30 * time.Second
 	sweep()
 	sweep()
 	if q, err := insp.GetQueueInfo(jobs.QueueCritical); err != nil || q.Pending != 1 {

@@ -69,24 +69,7 @@ func Open(tb testing.TB, dialect string) *bun.DB {
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 
-	var dsn string
-	switch dialect {
-	case SQLite:
-		dsn = "sqlite:" + filepath.Join(tb.TempDir(), "moim.db")
-	case Postgres, MySQL:
-		env := PostgresURLEnv
-		if dialect == MySQL {
-			env = MySQLURLEnv
-		}
-		serverURL := os.Getenv(env)
-		if serverURL == "" {
-			tb.Skipf("dbtest: %s is not set", env)
-		}
-		dsn = createDatabase(ctx, tb, dialect, serverURL)
-	default:
-		tb.Fatalf("dbtest: unknown dialect %q (want %s, %s or %s)", dialect, SQLite, Postgres, MySQL)
-	}
-
+	dsn := URL(tb, dialect)
 	bdb, err := db.Open(ctx, dsn, db.Options{})
 	if err != nil {
 		tb.Fatalf("dbtest: %v", err)
@@ -98,6 +81,32 @@ func Open(tb testing.TB, dialect string) *bun.DB {
 		tb.Fatalf("dbtest: migrate %s database: %v", dialect, err)
 	}
 	return bdb
+}
+
+// URL returns the URL of a fresh, empty (not migrated) database of the
+// given dialect, for a test that runs the migrations itself or hands the
+// database to processes it starts. Server databases are dropped when the
+// test ends. It skips and fails as Open does.
+func URL(tb testing.TB, dialect string) string {
+	tb.Helper()
+	switch dialect {
+	case SQLite:
+		return "sqlite:" + filepath.Join(tb.TempDir(), "moim.db")
+	case Postgres, MySQL:
+		env := PostgresURLEnv
+		if dialect == MySQL {
+			env = MySQLURLEnv
+		}
+		serverURL := os.Getenv(env)
+		if serverURL == "" {
+			tb.Skipf("dbtest: %s is not set", env)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+		defer cancel()
+		return createDatabase(ctx, tb, dialect, serverURL)
+	}
+	tb.Fatalf("dbtest: unknown dialect %q (want %s, %s or %s)", dialect, SQLite, Postgres, MySQL)
+	return ""
 }
 
 // createDatabase creates an empty database with a random name on the server

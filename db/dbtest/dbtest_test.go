@@ -131,3 +131,31 @@ func subtestDialect(t *testing.T) string {
 	}
 	return name
 }
+
+// TestURL checks that URL gives an empty database of its own, dropped
+// afterwards on a server.
+func TestURL(t *testing.T) {
+	t.Parallel()
+	names := map[string]string{} // dialect -> database name
+	t.Run("run", func(t *testing.T) {
+		for _, dialect := range dbtest.Backends() {
+			t.Run(dialect, func(t *testing.T) {
+				ctx := context.Background()
+				bdb, err := db.Open(ctx, dbtest.URL(t, dialect), db.Options{MaxOpenConns: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer bdb.Close()
+				if _, err := bdb.NewSelect().Table("pings").Count(ctx); err == nil {
+					t.Error("the database has a pings table: want it empty, not migrated")
+				}
+				names[dialect] = currentDatabase(t, bdb)
+			})
+		}
+	})
+	for _, dialect := range []string{dbtest.Postgres, dbtest.MySQL} {
+		if name := names[dialect]; name != "" && databaseExists(t, dialect, name) {
+			t.Errorf("%s database %s still exists after the test", dialect, name)
+		}
+	}
+}

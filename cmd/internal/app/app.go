@@ -434,6 +434,7 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 		MessageIDHost: messageIDHost(cfg.Mail.From),
 		LinkBase:      cfg.Notify.AppURL,
 		ClaimTimeout:  cfg.Notify.ClaimTimeout,
+		SweepAfter:    cfg.Worker.SweepAfter,
 	})
 	if err != nil {
 		_ = client.Close()
