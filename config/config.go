@@ -243,10 +243,9 @@ type WorkerConfig struct {
 	// TaskCheckInterval is how long asynq sleeps when every queue is empty,
 	// so it bounds the latency of picking up a new task.
 	TaskCheckInterval time.Duration `mapstructure:"task_check_interval" usage:"idle poll interval; bounds task pickup latency"`
-	// SweepAfter is how long a room request waits for its own task before
-	// the participation sweep enqueues it again (its task may have been
-	// lost with Redis).
-	SweepAfter time.Duration `mapstructure:"sweep_after" usage:"a room request undecided this long is enqueued again by the participation sweep"`
+	// SweepAfter is how long pending work waits for its own task before a
+	// sweep redoes it (its task may have been lost with Redis).
+	SweepAfter time.Duration `mapstructure:"sweep_after" usage:"a room request, notification or delivery still pending this long is redone by its sweep"`
 }
 
 // OutboxConfig configures the relay that moves outbox rows into Redis.

@@ -52,8 +52,9 @@ type Deps struct {
 	// ClaimTimeout is how long a delivery claim may stay unfinished before
 	// it counts as abandoned; zero means DefaultClaimTimeout.
 	ClaimTimeout time.Duration
-	// SweepAfter is how long a room request may wait for its task before
-	// the participation sweep enqueues it again; zero means a minute.
+	// SweepAfter is how long pending work (a room request, a notification,
+	// a delivery) may wait for its task before a sweep redoes it; zero
+	// means DefaultSweepAfter.
 	SweepAfter time.Duration
 
 	// Client and Inspector let the matching handlers enqueue deduplicated
@@ -147,8 +148,8 @@ func registerHandlers(r *registry, deps Deps) error {
 			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 
 		{TypeDeliverySweep, &DeliverySweepHandler{DB: deps.DB, Client: deps.Client, Inspector: deps.Inspector,
-			ClaimTimeout: deps.ClaimTimeout, Metrics: deps.Metrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
-		{TypeNotificationSweep, &NotificationSweepHandler{Fanout: fanout, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+			ClaimTimeout: deps.ClaimTimeout, After: deps.SweepAfter, Metrics: deps.Metrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeNotificationSweep, &NotificationSweepHandler{Fanout: fanout, After: deps.SweepAfter, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 
 		{TypeRoomParticipation, &RoomParticipationHandler{DB: deps.DB, Relay: deps.Relay, Params: deps.Admission,
 			Metrics: deps.RoomMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},

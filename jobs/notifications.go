@@ -488,11 +488,6 @@ const TypeDeliverySweep = "tick:delivery-sweep"
 // TickDeliverySweep is its catalogue name.
 const TickDeliverySweep = "delivery-sweep"
 
-// deliverySweepAge is how long a delivery stays PENDING since it was
-// created or released before the sweep checks on its task: the relay and
-// the worker have had time to run it.
-const deliverySweepAge = 2 * time.Minute
-
 // deliverySweepBatch bounds one read of PENDING deliveries.
 const deliverySweepBatch = 500
 
@@ -500,7 +495,7 @@ const deliverySweepBatch = 500
 // SENDING past the claim timeout becomes UNKNOWN and is counted, so a
 // worker that died mid-send on its task's last attempt (or could not
 // record a send) is reported even though no retry will look at it again.
-// Every delivery PENDING for deliverySweepAge whose task (named after the
+// Every delivery PENDING for After whose task (named after the
 // delivery) is not in Redis gets it again: a task lost with Redis, or
 // never relayed, would otherwise leave it PENDING for good. Without
 // Client and Inspector only the first part runs.
@@ -509,9 +504,13 @@ type DeliverySweepHandler struct {
 	Client       *asynq.Client
 	Inspector    *asynq.Inspector
 	ClaimTimeout time.Duration
-	Metrics      *Metrics
-	Logger       *slog.Logger
-	NowFunc      func() time.Time
+	// After is how long a delivery stays PENDING since it was created or
+	// released before the sweep checks on its task (the relay and the
+	// worker have had time to run it); zero means DefaultSweepAfter.
+	After   time.Duration
+	Metrics *Metrics
+	Logger  *slog.Logger
+	NowFunc func() time.Time
 }
 
 // ProcessTask sweeps once; running it twice, or two at once, enqueues each
@@ -537,7 +536,7 @@ func (h *DeliverySweepHandler) ProcessTask(ctx context.Context, t *asynq.Task) e
 	}
 	requeued := 0
 	for after := int64(0); ; {
-		ids, err := (db.Deliveries{}).PendingBefore(ctx, h.DB, now.Add(-deliverySweepAge), after, deliverySweepBatch)
+		ids, err := (db.Deliveries{}).PendingBefore(ctx, h.DB, now.Add(-sweepAfter(h.After)), after, deliverySweepBatch)
 		if err != nil {
 			return fmt.Errorf("sweep deliveries: %w", err)
 		}

@@ -199,9 +199,18 @@ func notifyDecision(ctx context.Context, tx bun.IDB, adm *db.Admission, now time
 	return err
 }
 
-// DefaultParticipationSweepAfter is how old a REQUESTED request must be
-// before the sweep enqueues it again: its own task has had time to run.
-const DefaultParticipationSweepAfter = time.Minute
+// DefaultSweepAfter is how old pending work (a REQUESTED room request, a
+// notification not fanned out, a PENDING delivery) must be before a sweep
+// redoes it: its own task has had time to run.
+const DefaultSweepAfter = time.Minute
+
+// sweepAfter is d, or DefaultSweepAfter when d is not set.
+func sweepAfter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultSweepAfter
+	}
+	return d
+}
 
 // participationSweepBatch bounds the requests one sweep re-enqueues.
 const participationSweepBatch = 500
@@ -214,7 +223,7 @@ type ParticipationSweepHandler struct {
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
 	// After is the age of a request the sweep takes up; zero means
-	// DefaultParticipationSweepAfter.
+	// DefaultSweepAfter.
 	After   time.Duration
 	Logger  *slog.Logger
 	NowFunc func() time.Time
@@ -225,11 +234,7 @@ func (h *ParticipationSweepHandler) ProcessTask(ctx context.Context, t *asynq.Ta
 	if _, err := decodeTickPayload(TypeParticipationSweep, t.Payload()); err != nil {
 		return err
 	}
-	after := h.After
-	if after <= 0 {
-		after = DefaultParticipationSweepAfter
-	}
-	pending, err := (db.Participations{}).Pending(ctx, h.DB, h.NowFunc().Add(-after), participationSweepBatch)
+	pending, err := (db.Participations{}).Pending(ctx, h.DB, h.NowFunc().Add(-sweepAfter(h.After)), participationSweepBatch)
 	if err != nil {
 		return fmt.Errorf("participation sweep: %w", err)
 	}

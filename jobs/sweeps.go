@@ -22,20 +22,19 @@ const (
 	TickNotificationSweep = "notification-sweep"
 )
 
-// notificationSweepAge is how old a notification must be before the sweep
-// fans it out: its own task has had time to run.
-const notificationSweepAge = 2 * time.Minute
-
 // notificationSweepBatch bounds one read of notifications not fanned out.
 const notificationSweepBatch = 500
 
 // NotificationSweepHandler processes TypeNotificationSweep: every
-// notification older than notificationSweepAge that is not fanned out is
+// notification older than After that is not fanned out is
 // fanned out here, announcement included, through Fanout. The
 // notifications of one producer call (same type, arguments and time) are
 // fanned out together, so a group keeps its one Slack message.
 type NotificationSweepHandler struct {
-	Fanout  *NotifyFanoutHandler
+	Fanout *NotifyFanoutHandler
+	// After is how old a notification must be before the sweep fans it
+	// out (its own task has had time to run); zero means DefaultSweepAfter.
+	After   time.Duration
 	Logger  *slog.Logger
 	NowFunc func() time.Time
 }
@@ -46,7 +45,7 @@ func (h *NotificationSweepHandler) ProcessTask(ctx context.Context, t *asynq.Tas
 	if _, err := decodeTickPayload(TypeNotificationSweep, t.Payload()); err != nil {
 		return err
 	}
-	before := h.NowFunc().UTC().Add(-notificationSweepAge)
+	before := h.NowFunc().UTC().Add(-sweepAfter(h.After))
 	redone := 0
 	var errs []error
 	for after := int64(0); ; {

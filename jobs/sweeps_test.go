@@ -79,7 +79,7 @@ func TestNotificationSweepRebuildsLostFanout(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		now := created.Add(time.Minute)
+		now := created.Add(30 * time.Second)
 		fanout := &jobs.NotifyFanoutHandler{DB: bdb, Publisher: jobs.NewPublisher(rdb), Logger: slog.New(slog.DiscardHandler),
 			NowFunc: func() time.Time { return now }}
 		sweep := &jobs.NotificationSweepHandler{Fanout: fanout, Logger: slog.New(slog.DiscardHandler), NowFunc: func() time.Time { return now }}
@@ -88,7 +88,7 @@ func TestNotificationSweepRebuildsLostFanout(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := outboxTasks(t, bdb, jobs.TypeNotifyDeliver); len(got) != 0 {
-			t.Fatalf("a sweep one minute after the notifications made %d deliveries; their task may still run", len(got))
+			t.Fatalf("a sweep half a minute after the notifications made %d deliveries; their task may still run", len(got))
 		}
 
 		now = created.Add(3 * time.Minute)
@@ -241,7 +241,7 @@ func TestDeliverySweepRebuildsLostTasks(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		now := created.Add(time.Minute)
+		now := created.Add(30 * time.Second)
 		sweep := &jobs.DeliverySweepHandler{DB: bdb, Client: client, Inspector: insp, ClaimTimeout: jobs.DefaultClaimTimeout,
 			Logger: slog.New(slog.DiscardHandler), NowFunc: func() time.Time { return now }}
 		run := func() error { return sweep.ProcessTask(ctx, tickTask(t, jobs.TypeDeliverySweep, now)) }
@@ -249,7 +249,7 @@ func TestDeliverySweepRebuildsLostTasks(t *testing.T) {
 			t.Fatal(err)
 		}
 		if q, err := insp.GetQueueInfo(jobs.QueueDefault); err != nil || q.Pending != 0 {
-			t.Fatalf("queue after a sweep one minute in: %+v, %v; want nothing pending yet", q, err)
+			t.Fatalf("queue after a sweep half a minute in: %+v, %v; want nothing pending yet", q, err)
 		}
 
 		now = created.Add(3 * time.Minute)

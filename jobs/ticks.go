@@ -88,7 +88,7 @@ func Ticks() []Tick {
 		{
 			Name: TickDeliverySweep,
 			// Every minute: a delivery whose task Redis lost waits at most
-			// this plus deliverySweepAge.
+			// this plus worker.sweep_after.
 			Spec:  "* * * * *",
 			Queue: QueueLow,
 			Build: func(slot time.Time) (Task, error) {
