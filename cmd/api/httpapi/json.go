@@ -54,7 +54,8 @@ func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, dst any, all
 	if !isJSONContentType(r.Header.Get("Content-Type")) {
 		return domain.Errorf(codeUnsupportedMediaType, "Content-Type must be application/json.")
 	}
-	dec := json.NewDecoder(body)
+	nul := &nulScanner{r: body}
+	dec := json.NewDecoder(nul)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		if errors.Is(err, io.EOF) { // only whitespace was sent
@@ -69,7 +70,43 @@ func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, dst any, all
 		}
 		return domain.Errorf(domain.EINVALIDJSON, "Request body must contain a single JSON value.")
 	}
-	return validate(dst)
+	// Validation goes first: a field check that refuses control characters
+	// names the field, which this catch-all cannot.
+	if err := validate(dst); err != nil || !nul.found {
+		return err
+	}
+	return domain.Errorf(domain.EINVALID, msgNUL)
+}
+
+// nulScanner passes a JSON text through and notes whether any string in it
+// holds a NUL character. JSON can only carry one as the escape \u0000 (a raw
+// control byte is a syntax error), and outside strings a backslash is a
+// syntax error too, so following escapes byte by byte is enough; the state
+// carries across reads.
+type nulScanner struct {
+	r     io.Reader
+	state int // 0 plain, 1 after a backslash, 2–5 after \u and state-2 zeros
+	found bool
+}
+
+func (n *nulScanner) Read(p []byte) (int, error) {
+	c, err := n.r.Read(p)
+	for _, b := range p[:c] {
+		switch {
+		case n.state == 0:
+			if b == '\\' {
+				n.state = 1
+			}
+		case n.state == 1 && b == 'u', n.state >= 2 && b == '0':
+			n.state++
+			if n.state == 6 {
+				n.found, n.state = true, 0
+			}
+		default: // the escape was another character
+			n.state = 0
+		}
+	}
+	return c, err
 }
 
 // emptyBody handles a request that sent no JSON value.
