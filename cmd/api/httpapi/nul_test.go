@@ -55,7 +55,7 @@ func TestNULInput(t *testing.T) {
 			{method: http.MethodPost, path: "/v1/notifications/read", token: host.AccessToken, body: `{"ids":["a\u0000b"]}`},
 			{method: http.MethodPut, path: "/v1/rooms/" + room.ID + "/attendance", token: host.AccessToken, body: `{"member_ids":["\u0000"]}`},
 			{method: http.MethodPost, path: "/v1/admin/notifications", auth: authAdmin,
-				body: `{"type":"TASK_DONE","member_ids":["a\u0000"]}`},
+				body: `{"type":"TASK_DONE","member_ids":["a\u0000"],"args":{"title":"t"}}`},
 			{method: http.MethodPost, path: "/v1/auth/login", body: `{"email":"host@example.com","password":"pass\u0000word"}`},
 		} {
 			resp, body := s.do(t, req)
