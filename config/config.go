@@ -129,6 +129,9 @@ type MatchingConfig struct {
 // RoomsConfig tunes rooms.
 type RoomsConfig struct {
 	RunLead time.Duration `mapstructure:"run_lead" usage:"how far ahead a RUN room must start when it is opened"`
+	// A start years ahead is a typo or a probe, and keeps the room open
+	// (and listed) for that long.
+	MaxDaysAhead int `mapstructure:"max_days_ahead" usage:"how many days ahead a room may start at most"`
 	// Joins that lose the optimistic race are tried again in the same task
 	// this many times before the task's own retry takes over.
 	AdmissionRetries   int           `mapstructure:"admission_retries" usage:"retries of a join or leave that lost the race for the room"`
@@ -255,7 +258,7 @@ func Default() *Config {
 		},
 		Matching: MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
 		// ErunJrun's 6-hour lead; 42Partner's 3 retries 100 ms apart and 5 s list cache.
-		Rooms: RoomsConfig{RunLead: 6 * time.Hour, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second,
+		Rooms: RoomsConfig{RunLead: 6 * time.Hour, MaxDaysAhead: 365, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second,
 			DDayTime: "08:00", StartsSoonBefore: 30 * time.Minute, EndedAfter: time.Hour, ReminderGrace: 15 * time.Minute,
 			DDayCategories: []string{"RUN"}, StartsSoonCategories: []string{"RUN"}, EndedCategories: []string{"RUN"},
 			EvaluationMin: -5, EvaluationMax: 5},

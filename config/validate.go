@@ -146,6 +146,9 @@ func (c *Config) Validate() error {
 	if c.Rooms.RunLead < 0 || c.Rooms.RunLead > 7*24*time.Hour {
 		add("rooms.run_lead", "must be between 0 and 168h")
 	}
+	if c.Rooms.MaxDaysAhead < 1 || c.Rooms.MaxDaysAhead > 3650 {
+		add("rooms.max_days_ahead", "must be between 1 and 3650")
+	}
 	if c.Rooms.AdmissionRetries < 0 || c.Rooms.AdmissionRetries > 20 {
 		add("rooms.admission_retries", "must be between 0 and 20")
 	}

@@ -84,7 +84,8 @@ type Deps struct {
 	// Queues are the queue names a ping may be sent to; empty means the
 	// standard critical, default and low.
 	Queues []string
-	// RoomRules are the limits of opening a room (a RUN room's lead time).
+	// RoomRules are the limits of opening a room (a RUN room's lead time,
+	// how far ahead a room may start).
 	RoomRules domain.RoomRules
 	// RoomLocation is the zone a room's date and start time are read and
 	// shown in; nil means DefaultRoomLocation.
