@@ -215,7 +215,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 	if len(d.CORSOrigins) > 0 {
 		r.Use(corsHandler(d.CORSOrigins))
 	}
-	r.Use(s.rejectNUL)
+	r.Use(s.rejectNUL, s.guardAdmin)
 	r.NotFound(s.handleNotFound)
 	r.MethodNotAllowed(s.handleMethodNotAllowed)
 
