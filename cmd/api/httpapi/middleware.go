@@ -296,6 +296,15 @@ func (s *server) rejectNUL(next http.Handler) http.Handler {
 	})
 }
 
+// noStore keeps answers that carry tokens or a member's own account out
+// of every cache, the browser's and a shared proxy's alike (RFC 9111).
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // msgNUL is the client's text for any input holding a NUL character.
 const msgNUL = "Input must not contain NUL characters."
 
