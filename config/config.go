@@ -160,16 +160,19 @@ type NotifyConfig struct {
 	MailboxSize  int           `mapstructure:"mailbox_size" usage:"messages the log providers keep for /admin/mailbox"`
 }
 
-// The mail and SMS providers.
+// The mail and SMS providers. Log sends nothing and keeps the messages for
+// /admin/mailbox, so production refuses it; none turns the channel off (its
+// deliveries fail at once as not configured, never count as sent).
 const (
 	ProviderLog  = "log"
 	ProviderSMTP = "smtp"
 	ProviderSENS = "sens"
+	ProviderNone = "none"
 )
 
 // MailConfig configures outgoing mail.
 type MailConfig struct {
-	Provider string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing) or smtp"`
+	Provider string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing; refused in production), smtp, or none (no mail)"`
 	Host     string        `mapstructure:"host" usage:"SMTP server host"`
 	Port     int           `mapstructure:"port" usage:"SMTP server port (587 submission, 465 implicit TLS, 25)"`
 	TLS      string        `mapstructure:"tls" usage:"mandatory, opportunistic or none"`
@@ -181,7 +184,7 @@ type MailConfig struct {
 
 // SMSConfig configures text messages (Naver Cloud SENS).
 type SMSConfig struct {
-	Provider  string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing) or sens"`
+	Provider  string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing; refused in production), sens, or none (no SMS)"`
 	BaseURL   string        `mapstructure:"base_url" usage:"SENS API base URL"`
 	ServiceID string        `mapstructure:"service_id" usage:"SENS SMS service id"`
 	AccessKey string        `mapstructure:"access_key" usage:"Naver Cloud access key"`

@@ -550,7 +550,9 @@ func TestValidateRules(t *testing.T) {
 		{"smtp", func(c *config.Config) { c.Mail.Provider, c.Mail.Host = "smtp", "smtp.example.com" }, ""},
 		{"smtp without host", func(c *config.Config) { c.Mail.Provider = "smtp" }, "mail.host: required with mail.provider smtp"},
 		{"smtp bad tls", func(c *config.Config) { c.Mail.Provider, c.Mail.Host, c.Mail.TLS = "smtp", "h", "maybe" }, "mail.tls: must be mandatory, opportunistic or none"},
-		{"mail provider", func(c *config.Config) { c.Mail.Provider = "sendgrid" }, "mail.provider: must be log or smtp"},
+		{"mail provider", func(c *config.Config) { c.Mail.Provider = "sendgrid" }, "mail.provider: must be log, smtp or none"},
+		{"mail off", func(c *config.Config) { c.Mail.Provider = "none" }, ""},
+		{"sms off", func(c *config.Config) { c.SMS.Provider = "none" }, ""},
 		{"sens without keys", func(c *config.Config) {
 			c.SMS.Provider, c.SMS.ServiceID, c.SMS.AccessKey, c.SMS.From = "sens", "ncp:sms:kr:1:moim", "AK", "0212345678"
 		}, "sms.secret_key: required with sms.provider sens"},
@@ -603,7 +605,9 @@ func TestProductionRequiresSecrets(t *testing.T) {
 		"admin.password: required in production",
 		"auth.jwt_key: required in production",
 		"database.url: required in production",
+		"mail.provider: log sends no mail (it only keeps it for /admin/mailbox); in production set smtp, or none to turn mail off",
 		"redis.url: required in production",
+		"sms.provider: log sends no SMS (it only keeps them for /admin/mailbox); in production set sens, or none to turn SMS off",
 	}
 	if diff := cmp.Diff(want, lines(c.Validate())); diff != "" {
 		t.Errorf("Validate lines (-want +got):\n%s", diff)
@@ -615,6 +619,8 @@ func TestProductionRequiresSecrets(t *testing.T) {
 		"MOIM_REDIS_URL":      "redis://:pw@cache:6379/0",
 		"MOIM_AUTH_JWT_KEY":   strings.Repeat("k", 32),
 		"MOIM_ADMIN_PASSWORD": "a-long-admin-password",
+		"MOIM_MAIL_PROVIDER":  "none",
+		"MOIM_SMS_PROVIDER":   "none",
 	})
 	if err := full.Validate(); err != nil {
 		t.Errorf("Validate of a complete production config: %v", err)
