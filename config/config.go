@@ -132,6 +132,9 @@ type MatchingConfig struct {
 // RoomsConfig tunes rooms.
 type RoomsConfig struct {
 	RunLead time.Duration `mapstructure:"run_lead" usage:"how far ahead a RUN room must start when it is opened"`
+	// A start years ahead is a typo or a probe, and keeps the room open
+	// (and listed) for that long.
+	MaxDaysAhead int `mapstructure:"max_days_ahead" usage:"how many days ahead a room may start at most"`
 	// Joins that lose the optimistic race are tried again in the same task
 	// this many times before the task's own retry takes over.
 	AdmissionRetries   int           `mapstructure:"admission_retries" usage:"retries of a join or leave that lost the race for the room"`
@@ -160,16 +163,19 @@ type NotifyConfig struct {
 	MailboxSize  int           `mapstructure:"mailbox_size" usage:"messages the log providers keep for /admin/mailbox"`
 }
 
-// The mail and SMS providers.
+// The mail and SMS providers. Log sends nothing and keeps the messages for
+// /admin/mailbox, so production refuses it; none turns the channel off (its
+// deliveries fail at once as not configured, never count as sent).
 const (
 	ProviderLog  = "log"
 	ProviderSMTP = "smtp"
 	ProviderSENS = "sens"
+	ProviderNone = "none"
 )
 
 // MailConfig configures outgoing mail.
 type MailConfig struct {
-	Provider string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing) or smtp"`
+	Provider string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing; refused in production), smtp, or none (no mail)"`
 	Host     string        `mapstructure:"host" usage:"SMTP server host"`
 	Port     int           `mapstructure:"port" usage:"SMTP server port (587 submission, 465 implicit TLS, 25)"`
 	TLS      string        `mapstructure:"tls" usage:"mandatory, opportunistic or none"`
@@ -181,7 +187,7 @@ type MailConfig struct {
 
 // SMSConfig configures text messages (Naver Cloud SENS).
 type SMSConfig struct {
-	Provider  string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing) or sens"`
+	Provider  string        `mapstructure:"provider" usage:"log (keep in /admin/mailbox, send nothing; refused in production), sens, or none (no SMS)"`
 	BaseURL   string        `mapstructure:"base_url" usage:"SENS API base URL"`
 	ServiceID string        `mapstructure:"service_id" usage:"SENS SMS service id"`
 	AccessKey string        `mapstructure:"access_key" usage:"Naver Cloud access key"`
@@ -296,7 +302,7 @@ func Default() *Config {
 		},
 		Matching: MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
 		// ErunJrun's 6-hour lead; 42Partner's 3 retries 100 ms apart and 5 s list cache.
-		Rooms: RoomsConfig{RunLead: 6 * time.Hour, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second,
+		Rooms: RoomsConfig{RunLead: 6 * time.Hour, MaxDaysAhead: 365, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second,
 			DDayTime: "08:00", StartsSoonBefore: 30 * time.Minute, EndedAfter: time.Hour, ReminderGrace: 15 * time.Minute,
 			DDayCategories: []string{"RUN"}, StartsSoonCategories: []string{"RUN"}, EndedCategories: []string{"RUN"},
 			EvaluationMin: -5, EvaluationMax: 5},

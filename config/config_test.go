@@ -74,7 +74,7 @@ func TestLoadDefaults(t *testing.T) {
 		RateLimit: config.RateLimitConfig{SignupPerIP: "10/1h", LoginPerIP: "30/1m",
 			LoginPerEmail: "10/15m", RefreshPerIP: "60/1m"},
 		Matching: config.MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
-		Rooms: config.RoomsConfig{RunLead: 6 * time.Hour, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second,
+		Rooms: config.RoomsConfig{RunLead: 6 * time.Hour, MaxDaysAhead: 365, AdmissionRetries: 3, AdmissionRetryWait: 100 * time.Millisecond, ListCacheTTL: 5 * time.Second,
 			DDayTime: "08:00", StartsSoonBefore: 30 * time.Minute, EndedAfter: time.Hour, ReminderGrace: 15 * time.Minute,
 			DDayCategories: []string{"RUN"}, StartsSoonCategories: []string{"RUN"}, EndedCategories: []string{"RUN"},
 			EvaluationMin: -5, EvaluationMax: 5},
@@ -558,7 +558,9 @@ func TestValidateRules(t *testing.T) {
 		{"smtp", func(c *config.Config) { c.Mail.Provider, c.Mail.Host = "smtp", "smtp.example.com" }, ""},
 		{"smtp without host", func(c *config.Config) { c.Mail.Provider = "smtp" }, "mail.host: required with mail.provider smtp"},
 		{"smtp bad tls", func(c *config.Config) { c.Mail.Provider, c.Mail.Host, c.Mail.TLS = "smtp", "h", "maybe" }, "mail.tls: must be mandatory, opportunistic or none"},
-		{"mail provider", func(c *config.Config) { c.Mail.Provider = "sendgrid" }, "mail.provider: must be log or smtp"},
+		{"mail provider", func(c *config.Config) { c.Mail.Provider = "sendgrid" }, "mail.provider: must be log, smtp or none"},
+		{"mail off", func(c *config.Config) { c.Mail.Provider = "none" }, ""},
+		{"sms off", func(c *config.Config) { c.SMS.Provider = "none" }, ""},
 		{"sens without keys", func(c *config.Config) {
 			c.SMS.Provider, c.SMS.ServiceID, c.SMS.AccessKey, c.SMS.From = "sens", "ncp:sms:kr:1:moim", "AK", "0212345678"
 		}, "sms.secret_key: required with sms.provider sens"},
@@ -569,6 +571,7 @@ func TestValidateRules(t *testing.T) {
 		{"group of 9", func(c *config.Config) { c.Matching.StudyGroupSize = 9 }, "matching.study_group_size: must be between 2 and 8"},
 		{"wait limit short", func(c *config.Config) { c.Matching.WaitLimit = time.Second }, "matching.wait_limit: must be at least 1m"},
 		{"run lead negative", func(c *config.Config) { c.Rooms.RunLead = -time.Hour }, "rooms.run_lead: must be between 0 and 168h"},
+		{"max days ahead zero", func(c *config.Config) { c.Rooms.MaxDaysAhead = 0 }, "rooms.max_days_ahead: must be between 1 and 3650"},
 		{"admission retries", func(c *config.Config) { c.Rooms.AdmissionRetries = 21 }, "rooms.admission_retries: must be between 0 and 20"},
 		{"admission wait", func(c *config.Config) { c.Rooms.AdmissionRetryWait = time.Minute }, "rooms.admission_retry_wait: must be between 0 and 5s"},
 		{"list cache long", func(c *config.Config) { c.Rooms.ListCacheTTL = time.Hour }, "rooms.list_cache_ttl: must be between 0 and 1m"},
@@ -655,7 +658,9 @@ func TestProductionRequiresSecrets(t *testing.T) {
 		"admin.password: required in production",
 		"auth.jwt_key: required in production",
 		"database.url: required in production",
+		"mail.provider: log sends no mail (it only keeps it for /admin/mailbox); in production set smtp, or none to turn mail off",
 		"redis.url: required in production",
+		"sms.provider: log sends no SMS (it only keeps them for /admin/mailbox); in production set sens, or none to turn SMS off",
 	}
 	if diff := cmp.Diff(want, lines(c.Validate())); diff != "" {
 		t.Errorf("Validate lines (-want +got):\n%s", diff)
@@ -667,6 +672,8 @@ func TestProductionRequiresSecrets(t *testing.T) {
 		"MOIM_REDIS_URL":      "redis://:pw@cache:6379/0",
 		"MOIM_AUTH_JWT_KEY":   strings.Repeat("k", 32),
 		"MOIM_ADMIN_PASSWORD": "a-long-admin-password",
+		"MOIM_MAIL_PROVIDER":  "none",
+		"MOIM_SMS_PROVIDER":   "none",
 	})
 	if err := full.Validate(); err != nil {
 		t.Errorf("Validate of a complete production config: %v", err)

@@ -148,6 +148,9 @@ func (c *Config) Validate() error {
 	if c.Rooms.RunLead < 0 || c.Rooms.RunLead > 7*24*time.Hour {
 		add("rooms.run_lead", "must be between 0 and 168h")
 	}
+	if c.Rooms.MaxDaysAhead < 1 || c.Rooms.MaxDaysAhead > 3650 {
+		add("rooms.max_days_ahead", "must be between 1 and 3650")
+	}
 	if c.Rooms.AdmissionRetries < 0 || c.Rooms.AdmissionRetries > 20 {
 		add("rooms.admission_retries", "must be between 0 and 20")
 	}
@@ -207,6 +210,10 @@ func (c *Config) Validate() error {
 	}
 	switch c.Mail.Provider {
 	case ProviderLog:
+		if c.IsProduction() {
+			add("mail.provider", "log sends no mail (it only keeps it for /admin/mailbox); in production set smtp, or none to turn mail off")
+		}
+	case ProviderNone:
 	case ProviderSMTP:
 		if c.Mail.Host == "" {
 			add("mail.host", "required with mail.provider smtp")
@@ -223,11 +230,15 @@ func (c *Config) Validate() error {
 			add("mail.from", "must be an address such as moim <no-reply@example.com>")
 		}
 	default:
-		add("mail.provider", "must be log or smtp")
+		add("mail.provider", "must be log, smtp or none")
 	}
 	positive("mail.timeout", c.Mail.Timeout)
 	switch c.SMS.Provider {
 	case ProviderLog:
+		if c.IsProduction() {
+			add("sms.provider", "log sends no SMS (it only keeps them for /admin/mailbox); in production set sens, or none to turn SMS off")
+		}
+	case ProviderNone:
 	case ProviderSENS:
 		for _, f := range []struct{ key, value string }{
 			{"sms.service_id", c.SMS.ServiceID}, {"sms.access_key", c.SMS.AccessKey},
@@ -241,7 +252,7 @@ func (c *Config) Validate() error {
 			add("sms.base_url", "must be an http:// or https:// URL")
 		}
 	default:
-		add("sms.provider", "must be log or sens")
+		add("sms.provider", "must be log, sens or none")
 	}
 	positive("sms.timeout", c.SMS.Timeout)
 	if c.Slack.Token != "" && !validHTTPURL(c.Slack.BaseURL, true) {

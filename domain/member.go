@@ -163,14 +163,20 @@ func NormalizeNickname(s string) (string, error) {
 		return "", FieldErrorf(EINVALID, "nickname", "Field \"nickname\" must be %d to %d characters.", MinNicknameLen, MaxNicknameLen)
 	}
 	for _, r := range s {
-		// Control characters, invisible formatting (zero-width space, bidi
-		// overrides) and the blank Hangul fillers let two nicknames look
-		// identical, or a nickname look empty.
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || isBlankFiller(r) {
+		if hidden(r) {
 			return "", FieldErrorf(EINVALID, "nickname", "Field \"nickname\" must not contain control or invisible characters.")
 		}
 	}
 	return s, nil
+}
+
+// hidden reports the characters member-written text may not hold: control
+// characters (C0, DEL, C1), invisible formatting (zero-width space, bidi
+// overrides that show text reversed) and the blank fillers. They let two
+// names look identical, a text look empty, or a text read differently from
+// what it says.
+func hidden(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || isBlankFiller(r)
 }
 
 // isBlankFiller reports the letters that render as nothing: the Hangul

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -190,6 +191,58 @@ type NotificationArgs struct {
 	Excerpt   string    `json:"excerpt,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	Link      string    `json:"link,omitempty"` // path in the client app
+}
+
+// notificationNeeds lists, per type, the arguments its texts cannot do
+// without: the room or task a member is told about by its title, the time
+// of a run reminder, the people of a match. Every other argument is shown
+// when given. A type not listed needs nothing.
+var notificationNeeds = map[NotificationType][]string{
+	NotifyParticipationOnMyRoom:  {"title"},
+	NotifyParticipationCancelled: {"title"},
+	NotifyJoinAccepted:           {"title"},
+	NotifyJoinRejectedFull:       {"title"},
+	NotifyMatchConfirmed:         {"members"},
+	NotifyNoMatchFound:           {"category"},
+	NotifyReplyOnMyComment:       {"excerpt"},
+	NotifyCommentOnMyRoom:        {"excerpt"},
+	NotifyRoomUpdated:            {"title"},
+	NotifyRoomCancelled:          {"title"},
+	NotifyRunDDay:                {"title", "starts_at"},
+	NotifyRunStartsSoon:          {"title", "starts_at"},
+	NotifyRunEnded:               {"title"},
+	NotifyMissionStarted:         {"title"},
+	NotifyMissionClosed:          {"title"},
+	NotifyTaskMatchingStarted:    {"title"},
+	NotifyTaskInvitation:         {"title"},
+	NotifyTaskMatched:            {"title"},
+	NotifyTaskDone:               {"title"},
+}
+
+// CheckFor reports the first argument type t's texts need that a lacks, as
+// EINVALID naming the field "args.<name>". Producers in the code fill what
+// they need; this guards arguments written by hand (an operator's test
+// notification).
+func (a *NotificationArgs) CheckFor(t NotificationType) error {
+	for _, name := range notificationNeeds[t] {
+		var has bool
+		switch name {
+		case "title":
+			has = strings.TrimSpace(a.Title) != ""
+		case "category":
+			has = strings.TrimSpace(a.Category) != ""
+		case "excerpt":
+			has = strings.TrimSpace(a.Excerpt) != ""
+		case "starts_at":
+			has = !a.StartsAt.IsZero()
+		case "members":
+			has = len(a.Members) > 0
+		}
+		if !has {
+			return FieldErrorf(EINVALID, "args."+name, "A %s notification needs \"args.%s\".", t, name)
+		}
+	}
+	return nil
 }
 
 // Notification is one entry of a member's in-app list.

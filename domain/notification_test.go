@@ -2,8 +2,10 @@ package domain_test
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/moim/moim/domain"
 )
@@ -62,6 +64,35 @@ func TestChannelsFor(t *testing.T) {
 		}
 		if got := domain.ChannelsFor(tt.typ, &m); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: channels %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestNotificationArgsCheckFor(t *testing.T) {
+	t.Parallel()
+	full := domain.NotificationArgs{Title: "Han river", Category: "RUN", Excerpt: "me too",
+		StartsAt: time.Date(2026, 5, 2, 19, 0, 0, 0, time.UTC), Members: []string{"mina"}}
+	for _, typ := range domain.NotificationTypes() {
+		if err := full.CheckFor(typ); err != nil {
+			t.Errorf("%s with every argument: %v", typ, err)
+		}
+	}
+	for _, tt := range []struct {
+		typ       domain.NotificationType
+		args      domain.NotificationArgs
+		wantField string
+	}{
+		{domain.NotifyRunDDay, domain.NotificationArgs{Title: "Han river"}, "args.starts_at"},
+		{domain.NotifyRunStartsSoon, domain.NotificationArgs{StartsAt: full.StartsAt}, "args.title"},
+		{domain.NotifyMatchConfirmed, domain.NotificationArgs{Title: "x"}, "args.members"},
+		{domain.NotifyNoMatchFound, domain.NotificationArgs{Category: " "}, "args.category"},
+		{domain.NotifyCommentOnMyRoom, domain.NotificationArgs{}, "args.excerpt"},
+		{domain.NotifyTaskDone, domain.NotificationArgs{Title: "\t"}, "args.title"},
+	} {
+		err := tt.args.CheckFor(tt.typ)
+		var de *domain.Error
+		if !errors.As(err, &de) || de.Code != domain.EINVALID || de.Field != tt.wantField {
+			t.Errorf("%s with %+v: %v, want invalid %s", tt.typ, tt.args, err, tt.wantField)
 		}
 	}
 }

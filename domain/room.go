@@ -127,10 +127,15 @@ func (r *Room) Participant(memberID string) *Participant {
 type RoomRules struct {
 	// RunLead is how far ahead a RUN room must start (ErunJrun: 6 hours).
 	RunLead time.Duration
+	// MaxAhead is how far ahead a room may start; 0 means no limit.
+	MaxAhead time.Duration
 }
 
-// normalizeRoomText trims s and checks it is 1..max characters without
-// control characters other than line breaks and tabs (when multiline).
+const zeroWidthJoiner = '\u200D'
+
+// normalizeRoomText trims s and checks it is 1..max characters with no
+// hidden character other than line breaks and tabs (when multiline) and the
+// zero-width joiner, which emoji such as 🏃‍♀️ are made of.
 func normalizeRoomText(field, s string, max int, multiline bool) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -148,8 +153,8 @@ func normalizeRoomText(field, s string, max int, multiline bool) (string, error)
 				continue
 			}
 		}
-		if r < 0x20 || r == 0x7f {
-			return "", FieldErrorf(EINVALID, field, "%q contains a control character.", field)
+		if r != zeroWidthJoiner && hidden(r) {
+			return "", FieldErrorf(EINVALID, field, "%q contains a control or invisible character.", field)
 		}
 	}
 	return s, nil
@@ -157,8 +162,8 @@ func normalizeRoomText(field, s string, max int, multiline bool) (string, error)
 
 // Validate normalises r's texts and checks what a host may open at now:
 // a room category, title 1–255, body up to 100,000, place 1–255, capacity
-// 1–20, a start not in the past (RUN rooms at least rules.RunLead ahead)
-// and conditions that fit the category.
+// 1–20, a start not in the past nor more than rules.MaxAhead ahead (RUN
+// rooms at least rules.RunLead ahead) and conditions that fit the category.
 func (r *Room) Validate(now time.Time, rules RoomRules) error {
 	if !r.Category.Valid() {
 		return FieldErrorf(EINVALID, "category", "Unknown category.")
@@ -200,6 +205,9 @@ func (r *Room) checkStart(now time.Time, rules RoomRules) error {
 	}
 	if r.Category == CategoryRun && r.StartsAt.Before(now.Add(rules.RunLead)) {
 		return FieldErrorf(EINVALID, "date", "A RUN room must start at least %v from now.", rules.RunLead)
+	}
+	if rules.MaxAhead > 0 && r.StartsAt.After(now.Add(rules.MaxAhead)) {
+		return FieldErrorf(EINVALID, "date", "A room may start at most %d days from now.", int(rules.MaxAhead/(24*time.Hour)))
 	}
 	return nil
 }

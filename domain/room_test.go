@@ -17,7 +17,7 @@ func validRoom() domain.Room {
 }
 
 func TestRoomValidate(t *testing.T) {
-	rules := domain.RoomRules{RunLead: 6 * time.Hour}
+	rules := domain.RoomRules{RunLead: 6 * time.Hour, MaxAhead: 365 * 24 * time.Hour}
 	r := validRoom()
 	if err := r.Validate(roomNow, rules); err != nil {
 		t.Fatalf("valid room: %v", err)
@@ -40,6 +40,12 @@ func TestRoomValidate(t *testing.T) {
 		{"long title", func(r *domain.Room) { r.Title = strings.Repeat("가", 256) }, domain.EINVALID, "title"},
 		{"control in title", func(r *domain.Room) { r.Title = "a\x00b" }, domain.EINVALID, "title"},
 		{"newline in title", func(r *domain.Room) { r.Title = "a\nb" }, domain.EINVALID, "title"},
+		{"bidi override in title", func(r *domain.Room) { r.Title = "gpj.\u202Eexe" }, domain.EINVALID, "title"},
+		{"zero-width space in place", func(r *domain.Room) { r.Place = "개\u200B포" }, domain.EINVALID, "place"},
+		{"C1 control in body", func(r *domain.Room) { r.Body = "a\u0085b" }, domain.EINVALID, "body"},
+		{"Hangul filler in title", func(r *domain.Room) { r.Title = "a\u3164" }, domain.EINVALID, "title"},
+		{"beyond the horizon", func(r *domain.Room) { r.StartsAt = roomNow.Add(365*24*time.Hour + time.Minute) }, domain.EINVALID, "date"},
+		{"year 9999", func(r *domain.Room) { r.StartsAt = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC) }, domain.EINVALID, "date"},
 		{"long body", func(r *domain.Room) { r.Body = strings.Repeat("a", domain.RoomBodyMax+1) }, domain.EINVALID, "body"},
 		{"no place", func(r *domain.Room) { r.Place = "" }, domain.EINVALID, "place"},
 		{"study types on MEAL", func(r *domain.Room) { r.Conditions.StudyTypes = 1 }, domain.EINVALID, "study_types"},
@@ -67,6 +73,16 @@ func TestRoomValidate(t *testing.T) {
 	run.Category, run.StartsAt = domain.CategoryRun, roomNow.Add(6*time.Hour)
 	if err := run.Validate(roomNow, rules); err != nil {
 		t.Errorf("RUN exactly at the lead: %v", err)
+	}
+	far := validRoom()
+	far.StartsAt = roomNow.Add(365 * 24 * time.Hour)
+	if err := far.Validate(roomNow, rules); err != nil {
+		t.Errorf("start exactly at the horizon: %v", err)
+	}
+	emoji := validRoom()
+	emoji.Title = "한강 🏃\u200D♀️ 5km"
+	if err := emoji.Validate(roomNow, rules); err != nil {
+		t.Errorf("emoji joined by a zero-width joiner: %v", err)
 	}
 	long := validRoom()
 	long.Body = strings.Repeat("가", domain.RoomBodyMax)
@@ -115,6 +131,14 @@ func TestRoomApply(t *testing.T) {
 	past := roomNow.Add(-time.Hour)
 	if _, err := r.Apply(domain.RoomUpdate{StartsAt: &past}, roomNow, rules); domain.ErrorCode(err) != domain.EINVALID {
 		t.Errorf("start in the past: %v", err)
+	}
+	farOff := roomNow.AddDate(0, 0, 31)
+	if _, err := r.Apply(domain.RoomUpdate{StartsAt: &farOff}, roomNow, domain.RoomRules{MaxAhead: 30 * 24 * time.Hour}); domain.ErrorCode(err) != domain.EINVALID {
+		t.Errorf("start beyond MaxAhead: %v", err)
+	}
+	bidi := "a\u202Eb"
+	if _, err := r.Apply(domain.RoomUpdate{Body: &bidi}, roomNow, rules); domain.ErrorCode(err) != domain.EINVALID {
+		t.Errorf("bidi override in body: %v", err)
 	}
 	started := roomNow.Add(3 * time.Hour)
 	if _, err := r.Apply(domain.RoomUpdate{Capacity: &three}, started, rules); domain.ErrorCode(err) != domain.EROOMCLOSED {

@@ -57,7 +57,7 @@ func TestProductionRefusesMissingSecrets(t *testing.T) {
 	if err == nil {
 		t.Fatal("production started without its secrets")
 	}
-	for _, key := range []string{"database.url", "redis.url", "auth.jwt_key", "admin.password"} {
+	for _, key := range []string{"database.url", "redis.url", "auth.jwt_key", "admin.password", "mail.provider", "sms.provider"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s:\n%v", key, err)
 		}

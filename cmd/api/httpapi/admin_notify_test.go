@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/uptrace/bun"
@@ -47,17 +48,26 @@ func TestAdminNotify(t *testing.T) {
 			{"no members", authAdmin, "", `{"member_ids":[],"type":"TASK_DONE"}`, 400, "invalid", "member_ids"},
 			{"unknown arg", authAdmin, "", `{"member_ids":["` + mina.ID + `"],"type":"TASK_DONE","args":{"color":"red"}}`, 400, "invalid", "color"},
 			{"malformed", authAdmin, "", `{"member_ids":`, 400, "invalid_json", ""},
+			{"starts_at not a date", authAdmin, "", `{"member_ids":["` + mina.ID + `"],"type":"RUN_DDAY","args":{"title":"Han river","starts_at":"notadate"}}`, 400, "invalid", ""},
+			{"starts_at a number", authAdmin, "", `{"member_ids":["` + mina.ID + `"],"type":"RUN_DDAY","args":{"title":"Han river","starts_at":5}}`, 400, "invalid", ""},
+			{"run reminder without its time", authAdmin, "", `{"member_ids":["` + mina.ID + `"],"type":"RUN_DDAY","args":{"title":"Han river"}}`, 400, "invalid", "args.starts_at"},
+			{"task text without its title", authAdmin, "", `{"member_ids":["` + mina.ID + `"],"type":"TASK_DONE","args":{"title":"  "}}`, 400, "invalid", "args.title"},
+			{"match without its members", authAdmin, "", `{"member_ids":["` + mina.ID + `"],"type":"MATCH_CONFIRMED"}`, 400, "invalid", "args.members"},
+			{"unknown member", authAdmin, "", `{"member_ids":["` + mina.ID + `","nobody","nobody"],"type":"MATCH_CONFIRMED","args":{"members":["mina"]}}`, 404, "not_found", "member_ids"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				resp, body := s.do(t, request{method: http.MethodPost, path: path, auth: tt.auth, token: tt.token, body: tt.body})
 				checkError(t, resp, body, tt.wantStatus, tt.wantCode, tt.wantField)
+				if tt.wantStatus == http.StatusNotFound && !strings.Contains(string(body), `No such members: nobody.`) {
+					t.Errorf("answer does not name the unknown id once: %s", body)
+				}
 				if n, f := count(); n != 0 || f != 0 {
 					t.Errorf("stored %d notifications, %d fan-out tasks", n, f)
 				}
 			})
 		}
 		resp, body := s.do(t, request{method: http.MethodPost, path: path, auth: authAdmin,
-			body: `{"member_ids":["` + mina.ID + `","` + joon.ID + `","nobody"],"type":"MATCH_CONFIRMED","args":{"members":["mina","joon"]}}`})
+			body: `{"member_ids":["` + mina.ID + `","` + joon.ID + `"],"type":"MATCH_CONFIRMED","args":{"members":["mina","joon"]}}`})
 		if resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("status = %d (body %s)", resp.StatusCode, body)
 		}

@@ -27,6 +27,7 @@ const (
 // per e-mail address, inside the handler once the address is known).
 func (s *server) registerAuthRoutes(r chi.Router, limits RateLimits) {
 	s.loginPerEmail = s.newLimiter("login-email", limits.LoginPerEmail)
+	r = r.With(noStore)
 	r.With(s.limitByIP(s.newLimiter("signup-ip", limits.SignupPerIP))).Post("/v1/auth/signup", s.handleSignup)
 	r.With(s.limitByIP(s.newLimiter("login-ip", limits.LoginPerIP))).Post("/v1/auth/login", s.handleLogin)
 	r.With(s.limitByIP(s.newLimiter("refresh-ip", limits.RefreshPerIP))).Post("/v1/auth/refresh", s.handleRefresh)

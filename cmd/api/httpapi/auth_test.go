@@ -996,3 +996,38 @@ func TestLoginRacingAccountChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestNoStore: answers that carry tokens or the member's own account are
+// never kept by a browser or proxy cache.
+func TestNoStore(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, newEnv(t, dbtest.Open(t, dbtest.SQLite)), nil, nil)
+	check := func(name string, resp *http.Response, body []byte, want int) {
+		t.Helper()
+		if resp.StatusCode != want {
+			t.Fatalf("%s: status = %d, want %d (body %s)", name, resp.StatusCode, want, body)
+		}
+		if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("%s: Cache-Control = %q, want no-store", name, got)
+		}
+	}
+	resp, body := s.do(t, request{method: http.MethodPost, path: "/v1/auth/signup", body: signupBody("mina@example.com", "mina")})
+	check("signup", resp, body, http.StatusCreated)
+	resp, body = s.do(t, request{method: http.MethodPost, path: "/v1/auth/login",
+		body: `{"email":"mina@example.com","password":"correct horse battery"}`})
+	check("login", resp, body, http.StatusOK)
+	var tok tokenBody
+	decodeStrict(t, body, &tok)
+	resp, body = s.refresh(t, tok.RefreshToken)
+	check("refresh", resp, body, http.StatusOK)
+	decodeStrict(t, body, &tok)
+	resp, body = s.do(t, request{method: http.MethodPost, path: "/v1/auth/login",
+		body: `{"email":"mina@example.com","password":"wrong"}`})
+	check("failed login", resp, body, http.StatusUnauthorized)
+	resp, body = s.do(t, request{method: http.MethodGet, path: "/v1/me", token: tok.AccessToken})
+	check("me", resp, body, http.StatusOK)
+	resp, body = s.do(t, request{method: http.MethodPatch, path: "/v1/me", token: tok.AccessToken, body: `{"nickname":"mina2"}`})
+	check("me update", resp, body, http.StatusOK)
+	resp, body = s.do(t, request{method: http.MethodGet, path: "/v1/me/sessions", token: tok.AccessToken})
+	check("sessions", resp, body, http.StatusOK)
+}

@@ -99,6 +99,8 @@ func TestComments(t *testing.T) {
 		}{
 			{`{"body":""}`, "invalid", "body", 400},
 			{`{"body":"` + strings.Repeat("a", 1001) + `"}`, "invalid", "body", 400},
+			{`{"body":"a\u202Eb"}`, "invalid", "body", 400},
+			{`{"body":"a\u200Bb"}`, "invalid", "body", 400},
 			{`{"body":"x","parent_id":"` + reply.ID + `"}`, "invalid", "parent_id", 400},
 			{`{"body":"x","parent_id":"nope"}`, "not_found", "parent_id", 404},
 			{`{"body":"x","parent_id":""}`, "invalid", "parent_id", 400},

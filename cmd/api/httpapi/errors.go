@@ -18,6 +18,7 @@ const (
 	codeMethodNotAllowed     = "method_not_allowed"
 	codeUnsupportedMediaType = "unsupported_media_type"
 	codeRateLimited          = "rate_limited"
+	codeCrossSite            = "cross_site_request"
 )
 
 // statusOf is the one table from error code to HTTP status. A code missing
@@ -28,7 +29,7 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case domain.EUNAUTHORIZED, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
 		return http.StatusUnauthorized
-	case domain.EFORBIDDEN:
+	case domain.EFORBIDDEN, codeCrossSite:
 		return http.StatusForbidden
 	case domain.ENOTFOUND:
 		return http.StatusNotFound

@@ -84,7 +84,8 @@ type Deps struct {
 	// Queues are the queue names a ping may be sent to; empty means the
 	// standard critical, default and low.
 	Queues []string
-	// RoomRules are the limits of opening a room (a RUN room's lead time).
+	// RoomRules are the limits of opening a room (a RUN room's lead time,
+	// how far ahead a room may start).
 	RoomRules domain.RoomRules
 	// RoomLocation is the zone a room's date and start time are read and
 	// shown in; nil means DefaultRoomLocation.
@@ -214,6 +215,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 	if len(d.CORSOrigins) > 0 {
 		r.Use(corsHandler(d.CORSOrigins))
 	}
+	r.Use(s.rejectNUL, s.guardAdmin)
 	r.NotFound(s.handleNotFound)
 	r.MethodNotAllowed(s.handleMethodNotAllowed)
 

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moim/moim/domain"
 )
@@ -47,29 +48,72 @@ func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, dst any, all
 		if errors.Is(err, io.EOF) {
 			return s.emptyBody(dst, allowEmpty)
 		}
-		return s.decodeError(err)
+		return s.decodeError(err, true)
 	}
 	// Checked only once a body is known to exist: a bodyless POST from a
 	// client that sends no Content-Type is fine where the body is optional.
 	if !isJSONContentType(r.Header.Get("Content-Type")) {
 		return domain.Errorf(codeUnsupportedMediaType, "Content-Type must be application/json.")
 	}
-	dec := json.NewDecoder(body)
+	nul := &nulScanner{r: body}
+	dec := json.NewDecoder(nul)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		if errors.Is(err, io.EOF) { // only whitespace was sent
 			return s.emptyBody(dst, allowEmpty)
 		}
-		return s.decodeError(err)
+		return s.decodeError(err, nul.readErr != nil)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return s.decodeError(err)
+			return s.decodeError(err, true)
 		}
 		return domain.Errorf(domain.EINVALIDJSON, "Request body must contain a single JSON value.")
 	}
-	return validate(dst)
+	// Validation goes first: a field check that refuses control characters
+	// names the field, which this catch-all cannot.
+	if err := validate(dst); err != nil || !nul.found {
+		return err
+	}
+	return domain.Errorf(domain.EINVALID, msgNUL)
+}
+
+// nulScanner passes a JSON text through and notes whether any string in it
+// holds a NUL character. JSON can only carry one as the escape \u0000 (a raw
+// control byte is a syntax error), and outside strings a backslash is a
+// syntax error too, so following escapes byte by byte is enough; the state
+// carries across reads.
+type nulScanner struct {
+	r     io.Reader
+	state int // 0 plain, 1 after a backslash, 2–5 after \u and state-2 zeros
+	found bool
+	// readErr is the body's read failure other than EOF, which tells a
+	// broken connection from a value the decoder refused.
+	readErr error
+}
+
+func (n *nulScanner) Read(p []byte) (int, error) {
+	c, err := n.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		n.readErr = err
+	}
+	for _, b := range p[:c] {
+		switch {
+		case n.state == 0:
+			if b == '\\' {
+				n.state = 1
+			}
+		case n.state == 1 && b == 'u', n.state >= 2 && b == '0':
+			n.state++
+			if n.state == 6 {
+				n.found, n.state = true, 0
+			}
+		default: // the escape was another character
+			n.state = 0
+		}
+	}
+	return c, err
 }
 
 // emptyBody handles a request that sent no JSON value.
@@ -99,13 +143,16 @@ func validate(dst any) error {
 	return &domain.Error{Code: domain.EINVALID, Message: "Invalid request.", Err: err}
 }
 
-// decodeError turns an encoding/json or body-read error into a client error.
-func (s *server) decodeError(err error) error {
+// decodeError turns an encoding/json or body-read error into a client error;
+// readFailed says the body could not be read, which is not the client's
+// fault unless the body was too large.
+func (s *server) decodeError(err error, readFailed bool) error {
 	var (
 		tooLarge  *http.MaxBytesError
 		syntax    *json.SyntaxError
 		typeErr   *json.UnmarshalTypeError
 		invalidUm *json.InvalidUnmarshalError
+		timeErr   *time.ParseError
 	)
 	switch {
 	case errors.As(err, &tooLarge):
@@ -122,6 +169,9 @@ func (s *server) decodeError(err error) error {
 			Message: fmt.Sprintf("Field %q must be a JSON %s.", typeErr.Field, jsonKind(typeErr.Type)), Err: err}
 	case errors.As(err, &invalidUm):
 		return fmt.Errorf("decode request body: %w", err) // a programming error: internal
+	case errors.As(err, &timeErr):
+		return &domain.Error{Code: domain.EINVALID,
+			Message: fmt.Sprintf("%q is not a time: write RFC 3339, such as 2026-05-02T12:30:00+09:00.", timeErr.Value), Err: err}
 	}
 	// A value that decodes itself (UnmarshalText of an enum) says what was
 	// wrong, in the client's terms.
@@ -139,7 +189,12 @@ func (s *server) decodeError(err error) error {
 		return &domain.Error{Code: domain.EINVALID, Field: field,
 			Message: fmt.Sprintf("Unknown field %q.", field), Err: err}
 	}
-	return fmt.Errorf("read request body: %w", err)
+	if readFailed {
+		return fmt.Errorf("read request body: %w", err)
+	}
+	// Any other failure came from a value's own decoder (a time sent as a
+	// number, say): the body is at fault.
+	return &domain.Error{Code: domain.EINVALID, Message: "Request body holds a value of the wrong form.", Err: err}
 }
 
 // jsonKind names the JSON type a Go type decodes from.

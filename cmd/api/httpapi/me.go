@@ -17,7 +17,7 @@ import (
 // registerMeRoutes mounts the signed-in member's own account.
 func (s *server) registerMeRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
-		r.Use(s.authenticate)
+		r.Use(noStore, s.authenticate)
 		r.Get("/v1/me", s.handleMeGet)
 		r.Patch("/v1/me", s.handleMeUpdate)
 		r.Delete("/v1/me", s.handleMeDelete)

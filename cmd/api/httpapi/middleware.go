@@ -281,6 +281,33 @@ func bodyLimit(n int64) func(http.Handler) http.Handler {
 	}
 }
 
+// rejectNUL answers 400 to a request whose path or query holds a NUL byte
+// (%00). Ids, cursors and filters go to SQL as text, which PostgreSQL
+// refuses with NUL in it; no valid value has one, so it is turned away
+// here, once, before any handler sees it. JSON bodies are checked by
+// decodeBody.
+func (s *server) rejectNUL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.ContainsRune(r.URL.Path, 0) || strings.Contains(r.URL.RawQuery, "%00") {
+			s.writeError(w, r, domain.Errorf(domain.EINVALID, msgNUL))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// noStore keeps answers that carry tokens or a member's own account out
+// of every cache, the browser's and a shared proxy's alike (RFC 9111).
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// msgNUL is the client's text for any input holding a NUL character.
+const msgNUL = "Input must not contain NUL characters."
+
 // corsHandler allows browser calls from the configured origins only.
 // Credentials (cookies) are not allowed: clients authenticate with an
 // Authorization header, which CORS already lets through.

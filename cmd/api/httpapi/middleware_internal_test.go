@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -63,6 +65,34 @@ func TestValidRequestID(t *testing.T) {
 	for _, tt := range tests {
 		if got := validRequestID(tt.id); got != tt.want {
 			t.Errorf("validRequestID(%q) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+}
+
+// TestCrossSiteBehindProxy: the host a browser's Origin is matched against
+// may come from X-Forwarded-Host, but only when a trusted proxy sent it.
+func TestCrossSiteBehindProxy(t *testing.T) {
+	t.Parallel()
+	s := &server{trustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tt := range []struct {
+		peer, host, forwarded, origin string
+		want                          bool
+	}{
+		{"10.0.0.2:5000", "api:8080", "moim.example", "https://moim.example", false},
+		{"10.0.0.2:5000", "api:8080", "moim.example, api:8080", "https://moim.example", false},
+		{"10.0.0.2:5000", "api:8080", "moim.example", "https://evil.example", true},
+		{"203.0.113.9:5000", "api:8080", "moim.example", "https://moim.example", true},
+		{"203.0.113.9:5000", "moim.example", "", "https://moim.example", false},
+		{"203.0.113.9:5000", "moim.example", "", "https://MOIM.example", false},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/admin/queues/api/queues/default:pause", nil)
+		r.RemoteAddr, r.Host = tt.peer, tt.host
+		r.Header.Set("Origin", tt.origin)
+		if tt.forwarded != "" {
+			r.Header.Set("X-Forwarded-Host", tt.forwarded)
+		}
+		if got := s.crossSite(r); got != tt.want {
+			t.Errorf("%+v: crossSite = %v, want %v", tt, got, tt.want)
 		}
 	}
 }

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -165,7 +167,7 @@ func (req *adminNotifyRequest) Validate() error {
 	case !req.Type.Valid():
 		return domain.FieldErrorf(domain.EINVALID, "type", "Field \"type\" is required.")
 	}
-	return nil
+	return req.Args.CheckFor(req.Type)
 }
 
 type adminNotifyResponse struct {
@@ -174,7 +176,9 @@ type adminNotifyResponse struct {
 
 // handleAdminNotify records a notification for the members through the
 // same producer every feature uses (several members make a group: one
-// Slack message). Unknown or deleted members are passed over.
+// Slack message). An unknown or deleted member among them is a 404 naming
+// the ids, with nothing stored: the producer passes such members over,
+// which an operator checking a channel would take for a send.
 func (s *server) handleAdminNotify(w http.ResponseWriter, r *http.Request) {
 	var req adminNotifyRequest
 	if err := s.decode(w, r, &req); err != nil {
@@ -184,7 +188,10 @@ func (s *server) handleAdminNotify(w http.ResponseWriter, r *http.Request) {
 	var created []domain.Notification
 	err := s.relay.RunInTx(r.Context(), func(ctx context.Context, tx bun.Tx) (err error) {
 		created, err = jobs.Notify(ctx, tx, req.Type, req.Args, s.now(), req.MemberIDs...)
-		return err
+		if err != nil {
+			return err
+		}
+		return unknownMembers(req.MemberIDs, created)
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -195,6 +202,25 @@ func (s *server) handleAdminNotify(w http.ResponseWriter, r *http.Request) {
 		resp.Notifications = append(resp.Notifications, newNotificationResponse(&created[i]))
 	}
 	s.writeJSON(w, r, http.StatusAccepted, resp)
+}
+
+// unknownMembers is ENOTFOUND naming the ids of asked that got no
+// notification, or nil when every one did.
+func unknownMembers(asked []string, created []domain.Notification) error {
+	got := make(map[string]bool, len(created))
+	for i := range created {
+		got[created[i].MemberID] = true
+	}
+	var missing []string
+	for _, id := range asked {
+		if !got[id] && !slices.Contains(missing, id) {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return domain.FieldErrorf(domain.ENOTFOUND, "member_ids", "No such members: %s.", strings.Join(missing, ", "))
 }
 
 // queryLimit reads ?limit= of a list: defaultPageSize when absent.

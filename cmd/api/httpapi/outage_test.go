@@ -128,6 +128,13 @@ func TestRedisOutage(t *testing.T) {
 // with a well-formed id that names nothing.
 func walkRoutes(t *testing.T, s *testServer, fn func(method, path string)) {
 	t.Helper()
+	walkRoutesWith(t, s, "aaaaaaaaaaaaaaaaaaaaaaaaaa", fn)
+}
+
+// walkRoutesWith is walkRoutes with path parameters filled with param (sent
+// as written, so it may be percent-encoded).
+func walkRoutesWith(t *testing.T, s *testServer, param string, fn func(method, path string)) {
+	t.Helper()
 	err := chi.Walk(s.routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		if strings.HasSuffix(route, "/*") {
 			route = strings.TrimSuffix(route, "*")
@@ -135,7 +142,7 @@ func walkRoutes(t *testing.T, s *testServer, fn func(method, path string)) {
 		var b strings.Builder
 		for part := range strings.SplitSeq(route, "/") {
 			if strings.HasPrefix(part, "{") {
-				part = "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+				part = param
 			}
 			b.WriteString(part + "/")
 		}

@@ -5,6 +5,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/jobs"
 )
 
 func TestQueueUI(t *testing.T) {
@@ -61,5 +66,96 @@ func TestQueueUI(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAdminFraming: nothing under /admin may be framed by another page
+// (clickjacking the queue UI), whatever the answer.
+func TestAdminFraming(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, newEnv(t, openSQLite(t)), nil, nil)
+	for _, req := range []request{
+		{method: http.MethodGet, path: "/admin/queues", auth: authAdmin},
+		{method: http.MethodGet, path: "/admin/queues/queues/default", auth: authAdmin},
+		{method: http.MethodGet, path: "/admin/queues/api/queues", auth: authAdmin},
+		{method: http.MethodGet, path: "/admin/queues"},
+		{method: http.MethodGet, path: "/admin/mailbox", auth: authAdmin},
+		{method: http.MethodGet, path: "/admin/nothing-here", auth: authAdmin},
+	} {
+		resp, body := s.do(t, req)
+		if got := resp.Header.Get("X-Frame-Options"); got != "DENY" {
+			t.Errorf("%s (status %d): X-Frame-Options = %q, want DENY (body %.100s)", req.path, resp.StatusCode, got, body)
+		}
+		if got := resp.Header.Get("Content-Security-Policy"); got != "frame-ancestors 'none'" {
+			t.Errorf("%s: Content-Security-Policy = %q", req.path, got)
+		}
+	}
+	resp, _ := s.do(t, request{method: http.MethodGet, path: "/healthz"})
+	if got := resp.Header.Get("X-Frame-Options"); got != "" {
+		t.Errorf("/healthz: X-Frame-Options = %q, want none outside /admin", got)
+	}
+}
+
+// TestAdminCrossSite: a page on another site cannot use the browser's
+// cached admin credentials to change anything (here: pause a queue), while
+// the queue UI's own requests and scripts without browser marks work.
+func TestAdminCrossSite(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.Open(t, dbtest.SQLite))
+	s := newServer(t, e, nil, nil)
+	client := asynq.NewClient(e.redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	if _, err := client.Enqueue(asynq.NewTask("test:noop", nil), asynq.Queue(jobs.QueueDefault)); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspector(e.redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	paused := func() bool {
+		t.Helper()
+		info, err := insp.GetQueueInfo(jobs.QueueDefault)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Paused
+	}
+	const pause = "/admin/queues/api/queues/" + jobs.QueueDefault + ":pause"
+	for _, tt := range []struct {
+		name   string
+		header map[string]string
+	}{
+		{"cross-site fetch", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}},
+		{"same-site fetch", map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "https://evil.example"}},
+		{"foreign origin, older browser", map[string]string{"Origin": "https://evil.example"}},
+		{"opaque origin", map[string]string{"Origin": "null"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := s.do(t, request{method: http.MethodPost, path: pause, auth: authAdmin,
+				contentType: "text/plain", body: "x", header: tt.header})
+			checkError(t, resp, body, http.StatusForbidden, "cross_site_request", "")
+			if paused() {
+				t.Fatal("the queue was paused")
+			}
+		})
+	}
+	// The admin API is guarded as well; a bearer token, which the browser
+	// does not add by itself, is no forgery and goes on to be checked.
+	crossSite := map[string]string{"Sec-Fetch-Site": "cross-site"}
+	resp, body := s.do(t, request{method: http.MethodPost, path: "/v1/admin/notifications", auth: authAdmin,
+		body: `{}`, header: crossSite})
+	checkError(t, resp, body, http.StatusForbidden, "cross_site_request", "")
+	s.signup(t, "member@example.com", "member")
+	resp, body = s.do(t, request{method: http.MethodPost, path: "/v1/admin/notifications",
+		token: s.login(t, "member@example.com").AccessToken, body: `{}`, header: crossSite})
+	checkError(t, resp, body, http.StatusForbidden, "forbidden", "")
+
+	origin := strings.TrimSuffix(s.url, "/")
+	resp, body = s.do(t, request{method: http.MethodPost, path: pause, auth: authAdmin,
+		header: map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": origin}})
+	if resp.StatusCode >= 300 || !paused() {
+		t.Fatalf("same-origin pause: status = %d (body %s), paused = %v", resp.StatusCode, body, paused())
+	}
+	resume := "/admin/queues/api/queues/" + jobs.QueueDefault + ":resume"
+	if resp, body = s.do(t, request{method: http.MethodPost, path: resume, auth: authAdmin}); resp.StatusCode >= 300 || paused() {
+		t.Fatalf("resume without browser headers (a script): status = %d (body %s)", resp.StatusCode, body)
 	}
 }

@@ -133,7 +133,7 @@ func newRoomServer(t testing.TB, e *env, ttl time.Duration, mutate func(*httpapi
 	clock := &roomClock{now: roomsStart}
 	s := newServer(t, e, func(d *httpapi.Deps) {
 		d.NowFunc = clock.Now
-		d.RoomRules = domain.RoomRules{RunLead: 6 * time.Hour}
+		d.RoomRules = domain.RoomRules{RunLead: 6 * time.Hour, MaxAhead: 365 * 24 * time.Hour}
 		d.RoomListCacheTTL = ttl
 		if mutate != nil {
 			mutate(d)
@@ -461,6 +461,11 @@ func TestRoomCreateRejects(t *testing.T) {
 			{"blank title", tok, roomJSON(t, map[string]any{"title": "   "}), 400, "invalid", "title"},
 			{"title of 256", tok, roomJSON(t, map[string]any{"title": strings.Repeat("a", 256)}), 400, "invalid", "title"},
 			{"title with a newline", tok, roomJSON(t, map[string]any{"title": "a\nb"}), 400, "invalid", "title"},
+			{"title with a bidi override", tok, roomJSON(t, map[string]any{"title": "gpj.\u202Eexe"}), 400, "invalid", "title"},
+			{"body with a zero-width space", tok, roomJSON(t, map[string]any{"body": "a\u200Bb"}), 400, "invalid", "body"},
+			{"place with a C1 control", tok, roomJSON(t, map[string]any{"place": "a\u009Bb"}), 400, "invalid", "place"},
+			{"year 9999", tok, roomJSON(t, map[string]any{"date": "9999-12-31"}), 400, "invalid", "date"},
+			{"beyond rooms.max_days_ahead", tok, roomJSON(t, map[string]any{"date": "2027-05-02"}), 400, "invalid", "date"},
 			{"missing place", tok, roomJSON(t, map[string]any{"place": nil}), 400, "invalid", "place"},
 			{"date without zeros", tok, roomJSON(t, map[string]any{"date": "2026-5-2"}), 400, "invalid", "date"},
 			{"no such day", tok, roomJSON(t, map[string]any{"date": "2026-02-30"}), 400, "invalid", "date"},

@@ -24,7 +24,8 @@ type senders struct {
 }
 
 // newSenders builds the channels the configuration names; the log
-// providers keep their messages in mailbox.
+// providers keep their messages in mailbox. A channel set to none is left
+// nil: the worker then fails its deliveries at once as not configured.
 func newSenders(cfg *config.Config, logger *slog.Logger, rdb redis.UniversalClient, mailbox *notify.Mailbox) (senders, error) {
 	var out senders
 	switch cfg.Mail.Provider {
@@ -42,6 +43,7 @@ func newSenders(cfg *config.Config, logger *slog.Logger, rdb redis.UniversalClie
 			return out, fmt.Errorf("mail: %w", err)
 		}
 		out.mail = s
+	case config.ProviderNone:
 	default:
 		out.mail = &notify.LogMail{Logger: logger, Mailbox: mailbox, NowFunc: time.Now}
 	}
@@ -59,6 +61,7 @@ func newSenders(cfg *config.Config, logger *slog.Logger, rdb redis.UniversalClie
 			return out, fmt.Errorf("sms: %w", err)
 		}
 		out.sms = c
+	case config.ProviderNone:
 	default:
 		out.sms = &sms.LogSender{Logger: logger, Mailbox: mailbox, NowFunc: time.Now}
 	}
