@@ -19,6 +19,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
 )
@@ -26,7 +27,7 @@ import (
 // openRoom stores a MEAL room of host starting tomorrow.
 func openRoom(t *testing.T, bdb *bun.DB, host string, capacity int) *domain.Room {
 	t.Helper()
-	now := time.Now().UTC()
+	now := clocktest.Now().UTC()
 	r := &domain.Room{HostID: host, Category: domain.CategoryMeal, Title: "점심 같이 먹어요", Place: "개포 클러스터 앞",
 		StartsAt: now.Add(24 * time.Hour), Capacity: capacity, CreatedAt: now}
 	if err := r.Validate(now, domain.RoomRules{}); err != nil {
@@ -41,7 +42,7 @@ func openRoom(t *testing.T, bdb *bun.DB, host string, capacity int) *domain.Room
 // request records a join or leave request of member for room, with its task
 // in the outbox, as the API does.
 func request(ctx context.Context, bdb *bun.DB, room *domain.Room, member string, kind domain.ParticipationKind) (*domain.Participation, error) {
-	p := &domain.Participation{MemberID: member, Kind: kind, CreatedAt: time.Now().UTC()}
+	p := &domain.Participation{MemberID: member, Kind: kind, CreatedAt: clocktest.Now().UTC()}
 	err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 		if err := (db.Participations{}).Create(ctx, tx, room, p); err != nil {
 			return err
@@ -57,7 +58,7 @@ func request(ctx context.Context, bdb *bun.DB, room *domain.Room, member string,
 
 func newAdmitter(bdb *bun.DB) *jobs.RoomParticipationHandler {
 	return &jobs.RoomParticipationHandler{DB: bdb, Params: jobs.AdmissionParams{Retries: 3, RetryWait: 5 * time.Millisecond},
-		Metrics: jobs.NewRoomMetrics(nil), Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+		Metrics: jobs.NewRoomMetrics(nil), Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now}
 }
 
 // process runs the handler on the request's task the way a worker does:
