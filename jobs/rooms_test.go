@@ -327,7 +327,7 @@ func TestAdmissionRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := (db.Rooms{}).Delete(ctx, bdb, cur, time.Now()); err != nil {
+		if err := (db.Rooms{}).Delete(ctx, bdb, cur, clocktest.Now()); err != nil {
 			t.Fatal(err)
 		}
 		adm, err := h.Decide(ctx, p.Key)
@@ -338,7 +338,7 @@ func TestAdmissionRules(t *testing.T) {
 			t.Errorf("count %d rows %d, want 2", count, rows)
 		}
 		// A stale room version is refused.
-		if err := (db.Rooms{}).Delete(ctx, bdb, room, time.Now()); err == nil {
+		if err := (db.Rooms{}).Delete(ctx, bdb, room, clocktest.Now()); err == nil {
 			t.Error("Delete at an old version succeeded")
 		}
 	})
@@ -362,7 +362,7 @@ func TestParticipationSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
+	now := clocktest.Now()
 	h := &jobs.ParticipationSweepHandler{DB: bdb, Client: client, Inspector: insp,
 		Logger: slog.New(slog.DiscardHandler), NowFunc: func() time.Time { return now }}
 	tick, err := json.Marshal(jobs.TickPayload{Slot: now.UTC().Format(time.RFC3339)})
