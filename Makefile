@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: run test vet lint bench build migrate clean
+.PHONY: run test test-clocks vet lint bench build migrate clean
 
 run: ## run api + worker + scheduler + relay in one process (SQLite + in-memory Redis by default)
 	$(GO) run ./cmd/moim
@@ -13,6 +13,22 @@ test: vet ## vet, then every test with the race detector
 	@[ -n "$$MOIM_TEST_POSTGRES_URL" ] || echo "note: MOIM_TEST_POSTGRES_URL unset: PostgreSQL subtests do not run"
 	@[ -n "$$MOIM_TEST_MYSQL_URL" ] || echo "note: MOIM_TEST_MYSQL_URL unset: MariaDB/MySQL subtests do not run"
 	$(GO) test -race -count=1 ./...
+
+# The packages with date and time rules, and the clocks test-clocks runs them
+# on: a zone 14 hours ahead of UTC (every dialect, for the drivers' time
+# conversions), then, on SQLite to stay quick, 23:59 on New Year's Eve in
+# Seoul and 05:30 UTC (the D-day reminder hour) in a zone with a half-hour
+# offset. internal/clocktest fails if a zone or MOIM_TEST_NOW did not take.
+CLOCK_PKGS := ./internal/clocktest ./domain/... ./db/... ./jobs/... ./cmd/api/... ./cmd/scheduler/...
+SQLITE_ONLY := MOIM_TEST_POSTGRES_URL= MOIM_TEST_MYSQL_URL=
+CLOCKS := "TZ=Pacific/Kiritimati" \
+	"TZ=Asia/Seoul MOIM_TEST_NOW=2026-12-31T23:59:00+09:00 $(SQLITE_ONLY)" \
+	"TZ=America/St_Johns MOIM_TEST_NOW=2026-03-01T05:30:00Z $(SQLITE_ONLY)"
+
+test-clocks: ## the time-sensitive tests again at fixed instants and in odd zones
+	@set -e; for c in $(CLOCKS); do \
+		echo "== $$c"; env $$c $(GO) test -count=1 $(CLOCK_PKGS); \
+	done
 
 vet:
 	$(GO) vet ./...

@@ -18,6 +18,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 )
 
 // outboxRows returns n rows with distinct task ids, queue and type.
@@ -82,7 +83,7 @@ func TestOutboxInsertAndClaim(t *testing.T) {
 			t.Fatalf("CountUnsent = %d, %v, want 4", n, err)
 		}
 
-		now := time.Now()
+		now := clocktest.Now()
 		claimed, err := store.Claim(ctx, bdb, 3, now, time.Minute)
 		if err != nil {
 			t.Fatalf("Claim: %v", err)
@@ -188,13 +189,13 @@ func TestOutboxBadArguments(t *testing.T) {
 		ctx := context.Background()
 		var store db.Outbox
 		for _, limit := range []int{0, -1} {
-			if _, err := store.Claim(ctx, bdb, limit, time.Now(), time.Minute); err == nil {
+			if _, err := store.Claim(ctx, bdb, limit, clocktest.Now(), time.Minute); err == nil {
 				t.Errorf("Claim(limit %d) = nil error, want one", limit)
 			}
-			if _, err := store.Claim(ctx, bdb, 10, time.Now(), time.Duration(limit)*time.Second); err == nil {
+			if _, err := store.Claim(ctx, bdb, 10, clocktest.Now(), time.Duration(limit)*time.Second); err == nil {
 				t.Errorf("Claim(lease %ds) = nil error, want one", limit)
 			}
-			if _, err := store.DeleteSentBefore(ctx, bdb, time.Now(), limit); err == nil {
+			if _, err := store.DeleteSentBefore(ctx, bdb, clocktest.Now(), limit); err == nil {
 				t.Errorf("DeleteSentBefore(limit %d) = nil error, want one", limit)
 			}
 		}
@@ -329,7 +330,7 @@ func TestOutboxRecordFailureReleasesClaim(t *testing.T) {
 		if err := store.Insert(ctx, bdb, outboxRows("release", 2)); err != nil {
 			t.Fatalf("Insert: %v", err)
 		}
-		now := time.Now()
+		now := clocktest.Now()
 		claimed, err := store.Claim(ctx, bdb, 10, now, time.Hour)
 		if err != nil || len(claimed) != 2 {
 			t.Fatalf("Claim = %d rows, %v, want 2", len(claimed), err)
@@ -357,7 +358,7 @@ func TestOutboxClaimsDisjoint(t *testing.T) {
 		if err := store.Insert(ctx, bdb, outboxRows("disjoint", 10)); err != nil {
 			t.Fatalf("Insert: %v", err)
 		}
-		now := time.Now()
+		now := clocktest.Now()
 		first, err := store.Claim(ctx, bdb, 4, now, time.Minute)
 		if err != nil || len(first) != 4 {
 			t.Fatalf("first claim = %d rows, %v, want 4", len(first), err)
@@ -423,7 +424,7 @@ func TestOutboxClaimSkipsLockedRows(t *testing.T) {
 		t.Cleanup(func() { _ = tx1.Rollback() })
 		if sqlite {
 			_, err = tx1.NewUpdate().Model((*db.OutboxRow)(nil)).
-				Set("claimed_until = ?", time.Now().Add(time.Hour)).
+				Set("claimed_until = ?", clocktest.Now().Add(time.Hour)).
 				Where("id IN (?)", bun.List(held)).
 				Exec(ctx)
 		} else {
@@ -440,7 +441,7 @@ func TestOutboxClaimSkipsLockedRows(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			rows, err := store.Claim(ctx, bdb, 10, time.Now(), time.Minute)
+			rows, err := store.Claim(ctx, bdb, 10, clocktest.Now(), time.Minute)
 			done <- result{rows, err}
 		}()
 		var got result
@@ -485,9 +486,9 @@ func TestOutboxConcurrentClaimers(t *testing.T) {
 		for range workers {
 			wg.Go(func() {
 				for {
-					got, err := store.Claim(ctx, bdb, batch, time.Now(), time.Hour)
+					got, err := store.Claim(ctx, bdb, batch, clocktest.Now(), time.Hour)
 					if err == nil && len(got) > 0 {
-						err = store.MarkSent(ctx, bdb, ids(got), time.Now())
+						err = store.MarkSent(ctx, bdb, ids(got), clocktest.Now())
 					}
 					if err != nil {
 						errs <- err

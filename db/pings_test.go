@@ -13,6 +13,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 )
 
 // usec truncates t to the microseconds every dialect keeps.
@@ -93,7 +94,7 @@ func TestPingsErrors(t *testing.T) {
 				return err
 			}, domain.ENOTFOUND},
 			{"mark unknown id", func() error {
-				_, err := pings.MarkProcessed(ctx, bdb, "nosuchping", time.Now())
+				_, err := pings.MarkProcessed(ctx, bdb, "nosuchping", clocktest.Now())
 				return err
 			}, domain.ENOTFOUND},
 		}
@@ -117,7 +118,7 @@ func TestPingsMarkProcessedIsIdempotent(t *testing.T) {
 		if err := pings.Create(ctx, bdb, &p); err != nil {
 			t.Fatal(err)
 		}
-		first := usec(time.Now().In(time.FixedZone("X", -5*60*60)))
+		first := usec(clocktest.Now().In(time.FixedZone("X", -5*60*60)))
 
 		steps := []struct {
 			at          time.Time
@@ -162,7 +163,7 @@ func TestPingsMarkProcessedConcurrent(t *testing.T) {
 		for i := range workers {
 			wg.Go(func() {
 				<-start
-				at := time.Now().Add(time.Duration(i) * time.Second)
+				at := clocktest.Now().Add(time.Duration(i) * time.Second)
 				changed, err := pings.MarkProcessed(ctx, bdb, p.ID, at)
 				if err != nil {
 					t.Errorf("worker %d: %v", i, err)

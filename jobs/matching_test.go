@@ -16,6 +16,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
 )
@@ -29,7 +30,7 @@ func randomConditions(r *rand.Rand) domain.Conditions {
 }
 
 func apply(ctx context.Context, bdb *bun.DB, member string, c domain.Conditions) error {
-	now := time.Now().UTC()
+	now := clocktest.Now().UTC()
 	return db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 		a := domain.Application{MemberID: member, Category: domain.CategoryMeal, Conditions: c,
 			CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
@@ -40,7 +41,7 @@ func apply(ctx context.Context, bdb *bun.DB, member string, c domain.Conditions)
 func newMatcher(bdb *bun.DB, size int) *jobs.MatchRunHandler {
 	return &jobs.MatchRunHandler{DB: bdb, Params: jobs.MatchingParams{
 		GroupSize: map[domain.Category]int{domain.CategoryMeal: size}, Parallel: 4},
-		Metrics: jobs.NewMatchMetrics(nil), Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+		Metrics: jobs.NewMatchMetrics(nil), Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now}
 }
 
 // appRow is an application as the checks read it.
@@ -84,7 +85,7 @@ func TestMatcherUnderConcurrency(t *testing.T) {
 				}
 				if i < cancellers {
 					time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
-					_, err := (db.Applications{}).Cancel(ctx, bdb, ids[i], domain.CategoryMeal, time.Now().UTC())
+					_, err := (db.Applications{}).Cancel(ctx, bdb, ids[i], domain.CategoryMeal, clocktest.Now().UTC())
 					if err != nil && domain.ErrorCode(err) != domain.ENOTFOUND && !db.IsRetryable(err) {
 						errs <- fmt.Errorf("cancel %d: %w", i, err)
 					}
@@ -217,7 +218,7 @@ func TestMatchTriggersFoldIntoFewRuns(t *testing.T) {
 	metrics := jobs.NewMetrics(nil)
 	logger, _ := newTestLogger()
 	mux, err := jobs.NewMux(jobs.Deps{DB: bdb, Logger: logger, Metrics: metrics, Relay: relay,
-		Client: client, Inspector: insp})
+		Client: client, Inspector: insp, NowFunc: clocktest.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +235,7 @@ func TestMatchTriggersFoldIntoFewRuns(t *testing.T) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			now := time.Now().UTC()
+			now := clocktest.Now().UTC()
 			err := relay.RunInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 				a := domain.Application{MemberID: ids[i], Category: domain.CategoryMeal,
 					Conditions: domain.Conditions{Places: domain.Places.Full(), Second: domain.WaysOfEating.Full()},
@@ -255,7 +256,7 @@ func TestMatchTriggersFoldIntoFewRuns(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, 30*time.Second, "every application matched", func() bool {
-		n, err := (db.Applications{}).CountWaiting(ctx, bdb, domain.CategoryMeal, time.Now().UTC())
+		n, err := (db.Applications{}).CountWaiting(ctx, bdb, domain.CategoryMeal, clocktest.Now().UTC())
 		return err == nil && n == 0
 	})
 	matched, err := bdb.NewSelect().Table("random_applications").Where("status = ?", int(domain.ApplicationMatched)).Count(ctx)

@@ -23,6 +23,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
 	"github.com/moim/moim/jobs/memredis"
@@ -35,7 +36,7 @@ import (
 // newMember stores a member; adjust edits it before it is stored.
 func newMember(t *testing.T, bdb *bun.DB, nickname string, adjust func(*domain.Member)) *domain.Member {
 	t.Helper()
-	now := time.Now().UTC().Truncate(time.Second)
+	now := clocktest.Now().UTC().Truncate(time.Second)
 	m := &domain.Member{
 		Email: nickname + "@example.com", PasswordHash: "x", Nickname: nickname,
 		Prefs: domain.DefaultNotificationPrefs(), Role: domain.RoleMember, CreatedAt: now, UpdatedAt: now,
@@ -170,7 +171,7 @@ func TestFanout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := &jobs.NotifyFanoutHandler{DB: bdb, Publisher: jobs.NewPublisher(rdb), Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+		h := &jobs.NotifyFanoutHandler{DB: bdb, Publisher: jobs.NewPublisher(rdb), Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now}
 		task := notifyTask(t, jobs.TypeNotifyFanout, outboxTasks(t, bdb, jobs.TypeNotifyFanout)[0])
 		for run := 1; run <= 2; run++ {
 			if err := h.ProcessTask(ctx, task); err != nil {
@@ -316,10 +317,10 @@ func newDeliverBundle(t *testing.T, bdb *bun.DB, smsSender notify.SMSSender) *de
 	b := &deliverBundle{db: bdb, mailbox: box, metrics: m}
 	b.h = &jobs.NotifyDeliverHandler{
 		DB: bdb, Renderer: r,
-		Mail:          &notify.LogMail{Logger: slog.New(slog.DiscardHandler), Mailbox: box, NowFunc: time.Now},
+		Mail:          &notify.LogMail{Logger: slog.New(slog.DiscardHandler), Mailbox: box, NowFunc: clocktest.Now},
 		SMS:           smsSender,
 		MessageIDHost: "moim.test", LinkBase: "https://app.moim.test",
-		ClaimTimeout: 5 * time.Minute, Metrics: m, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now,
+		ClaimTimeout: 5 * time.Minute, Metrics: m, Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now,
 	}
 	b.member = newMember(t, bdb, "runner", func(m *domain.Member) { m.Phone, m.SMSConsent = "+821012345678", true })
 	return b
@@ -330,12 +331,12 @@ func newDeliverBundle(t *testing.T, bdb *bun.DB, smsSender notify.SMSSender) *de
 func (b *deliverBundle) delivery(t *testing.T, typ domain.NotificationType, c domain.Channel) (int64, *asynq.Task) {
 	t.Helper()
 	ctx := context.Background()
-	n := domain.Notification{MemberID: b.member.ID, Type: typ, CreatedAt: time.Now(),
-		Args: domain.NotificationArgs{Title: "한강 러닝", Link: "/rooms/r1", StartsAt: time.Now().Add(30 * time.Minute)}}
+	n := domain.Notification{MemberID: b.member.ID, Type: typ, CreatedAt: clocktest.Now(),
+		Args: domain.NotificationArgs{Title: "한강 러닝", Link: "/rooms/r1", StartsAt: clocktest.Now().Add(30 * time.Minute)}}
 	if err := (db.Notifications{}).Create(ctx, b.db, &n); err != nil {
 		t.Fatal(err)
 	}
-	id, _, err := (db.Deliveries{}).Create(ctx, b.db, n.ID, c, nil, time.Now())
+	id, _, err := (db.Deliveries{}).Create(ctx, b.db, n.ID, c, nil, clocktest.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +431,7 @@ func TestDeliverPermanentFailures(t *testing.T) {
 		}
 		smsID, smsTask := b.delivery(t, domain.NotifyRoomCancelled, domain.ChannelSMS)
 		d := b.status(t, smsID)
-		mailID, _, err := (db.Deliveries{}).Create(ctx, bdb, d.NotificationID, domain.ChannelMail, nil, time.Now())
+		mailID, _, err := (db.Deliveries{}).Create(ctx, bdb, d.NotificationID, domain.ChannelMail, nil, clocktest.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -498,7 +499,7 @@ func TestDeliverAbandonedClaimIsReported(t *testing.T) {
 		b := newDeliverBundle(t, bdb, peer.client(t))
 		id, task := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
 		// The dead worker's claim, ten minutes ago.
-		then := time.Now().Add(-10 * time.Minute)
+		then := clocktest.Now().Add(-10 * time.Minute)
 		if res, err := (db.Deliveries{}).Claim(ctx, bdb, id, then, then.Add(-time.Minute)); err != nil || res != db.Claimed {
 			t.Fatalf("claim = %v, %v", res, err)
 		}
@@ -516,7 +517,7 @@ func TestDeliverAbandonedClaimIsReported(t *testing.T) {
 		}
 		// A fresh claim (a worker sending right now) is left alone: retry later.
 		id2, task2 := b.delivery(t, domain.NotifyRunEnded, domain.ChannelSMS)
-		if _, err := (db.Deliveries{}).Claim(ctx, bdb, id2, time.Now(), time.Now().Add(-time.Minute)); err != nil {
+		if _, err := (db.Deliveries{}).Claim(ctx, bdb, id2, clocktest.Now(), clocktest.Now().Add(-time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if err := b.h.ProcessTask(ctx, task2); !errors.Is(err, jobs.ErrDeliveryBusy) {
@@ -564,7 +565,7 @@ func TestDeliverySweepReportsOrphanedClaims(t *testing.T) {
 		old, _ := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
 		fresh, _ := b.delivery(t, domain.NotifyRunEnded, domain.ChannelSMS)
 		pending, _ := b.delivery(t, domain.NotifyRunDDay, domain.ChannelSMS)
-		now := time.Now()
+		now := clocktest.Now()
 		for _, c := range []struct {
 			id int64
 			at time.Time
@@ -574,7 +575,7 @@ func TestDeliverySweepReportsOrphanedClaims(t *testing.T) {
 			}
 		}
 		h := &jobs.DeliverySweepHandler{DB: bdb, ClaimTimeout: 5 * time.Minute, Metrics: b.metrics,
-			Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+			Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now}
 		tick := asynq.NewTask(jobs.TypeDeliverySweep, []byte(`{"slot":"2026-11-26T00:00:00Z"}`))
 		for range 2 {
 			if err := h.ProcessTask(ctx, tick); err != nil {
@@ -602,10 +603,10 @@ func TestDeliverPermanentFailureLeavesAClaimAlone(t *testing.T) {
 		peer := newSENSPeer(t, 0)
 		b := newDeliverBundle(t, bdb, peer.client(t))
 		id, task := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
-		if res, err := (db.Deliveries{}).Claim(ctx, bdb, id, time.Now(), time.Now().Add(-time.Minute)); err != nil || res != db.Claimed {
+		if res, err := (db.Deliveries{}).Claim(ctx, bdb, id, clocktest.Now(), clocktest.Now().Add(-time.Minute)); err != nil || res != db.Claimed {
 			t.Fatalf("claim: %v %v", res, err)
 		}
-		if err := (db.Members{}).Delete(ctx, bdb, b.member.ID, time.Now()); err != nil {
+		if err := (db.Members{}).Delete(ctx, bdb, b.member.ID, clocktest.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if err := b.h.ProcessTask(ctx, task); err != nil {
@@ -631,18 +632,18 @@ func TestFanoutGroupAnchorIsStable(t *testing.T) {
 		bm := newMember(t, bdb, "bora", slackOn)
 		c := newMember(t, bdb, "cora", slackOn)
 		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-			_, err := jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, domain.NotificationArgs{}, time.Now(), a.ID, bm.ID, c.ID)
+			_, err := jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, domain.NotificationArgs{}, clocktest.Now(), a.ID, bm.ID, c.ID)
 			return err
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := &jobs.NotifyFanoutHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+		h := &jobs.NotifyFanoutHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now}
 		task := notifyTask(t, jobs.TypeNotifyFanout, outboxTasks(t, bdb, jobs.TypeNotifyFanout)[0])
 		if err := h.ProcessTask(ctx, task); err != nil {
 			t.Fatal(err)
 		}
-		if err := (db.Members{}).Delete(ctx, bdb, a.ID, time.Now()); err != nil {
+		if err := (db.Members{}).Delete(ctx, bdb, a.ID, clocktest.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if err := h.ProcessTask(ctx, task); err != nil {
@@ -667,7 +668,7 @@ func TestDeliverBusyOnLastAttemptEnds(t *testing.T) {
 	peer := newSENSPeer(t, 0)
 	b := newDeliverBundle(t, bdb, peer.client(t))
 	id, task := b.delivery(t, domain.NotifyRunStartsSoon, domain.ChannelSMS)
-	if res, err := (db.Deliveries{}).Claim(context.Background(), bdb, id, time.Now(), time.Now().Add(-time.Minute)); err != nil || res != db.Claimed {
+	if res, err := (db.Deliveries{}).Claim(context.Background(), bdb, id, clocktest.Now(), clocktest.Now().Add(-time.Minute)); err != nil || res != db.Claimed {
 		t.Fatalf("claim: %v %v", res, err)
 	}
 	mux := asynq.NewServeMux()
@@ -709,13 +710,13 @@ func TestFanoutLargeGroupSplitsSlack(t *testing.T) {
 	var ns []domain.Notification
 	err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 		var err error
-		ns, err = jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, domain.NotificationArgs{}, time.Now(), ids...)
+		ns, err = jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, domain.NotificationArgs{}, clocktest.Now(), ids...)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &jobs.NotifyFanoutHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+	h := &jobs.NotifyFanoutHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now}
 	task := notifyTask(t, jobs.TypeNotifyFanout, outboxTasks(t, bdb, jobs.TypeNotifyFanout)[0])
 	for range 2 {
 		if err := h.ProcessTask(ctx, task); err != nil {
@@ -814,17 +815,17 @@ func TestGroupSlackWhenTheAnchorLeft(t *testing.T) {
 	c := newMember(t, bdb, "cora", slackOn)
 	err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 		_, err := jobs.Notify(ctx, tx, domain.NotifyMatchConfirmed, domain.NotificationArgs{Members: []string{"anna", "bora", "cora"}},
-			time.Now(), a.ID, bm.ID, c.ID)
+			clocktest.Now(), a.ID, bm.ID, c.ID)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fan := &jobs.NotifyFanoutHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+	fan := &jobs.NotifyFanoutHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now}
 	if err := fan.ProcessTask(ctx, notifyTask(t, jobs.TypeNotifyFanout, outboxTasks(t, bdb, jobs.TypeNotifyFanout)[0])); err != nil {
 		t.Fatal(err)
 	}
-	if err := (db.Members{}).Delete(ctx, bdb, a.ID, time.Now()); err != nil {
+	if err := (db.Members{}).Delete(ctx, bdb, a.ID, clocktest.Now()); err != nil {
 		t.Fatal(err)
 	}
 	var id int64

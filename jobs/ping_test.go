@@ -16,6 +16,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
 )
@@ -23,7 +24,7 @@ import (
 // createPing stores a fresh, unprocessed ping and returns its id.
 func createPing(t *testing.T, bdb *bun.DB, requestID string) string {
 	t.Helper()
-	p := &domain.Ping{RequestID: requestID, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	p := &domain.Ping{RequestID: requestID, CreatedAt: clocktest.Now().UTC().Truncate(time.Second)}
 	if err := (db.Pings{}).Create(context.Background(), bdb, p); err != nil {
 		t.Fatalf("create ping: %v", err)
 	}

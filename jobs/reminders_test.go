@@ -14,6 +14,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 )
 
@@ -59,7 +60,7 @@ func roomWithGuests(t *testing.T, bdb *bun.DB, host string, start time.Time, gue
 		t.Fatal(err)
 	}
 	cur.StartsAt = start
-	if err := (db.Rooms{}).Update(ctx, bdb, cur, time.Now()); err != nil {
+	if err := (db.Rooms{}).Update(ctx, bdb, cur, clocktest.Now()); err != nil {
 		t.Fatal(err)
 	}
 	h := newAdmitter(bdb)
@@ -82,7 +83,7 @@ func TestRemindersExactlyOnce(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		start := time.Now().UTC().Add(3 * time.Hour).Truncate(time.Minute)
+		start := clocktest.Now().UTC().Add(3 * time.Hour).Truncate(time.Minute)
 		host := newMember(t, bdb, "host", nil).ID
 		var guests []string
 		for i := range 4 {
@@ -167,10 +168,14 @@ func TestReminderGrace(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		start := time.Now().UTC().Add(3 * time.Hour).Truncate(time.Minute)
+		start := clocktest.Now().UTC().Add(3 * time.Hour).Truncate(time.Minute)
 		host := newMember(t, bdb, "host", nil).ID
 		roomWithGuests(t, bdb, host, start)
-		h := &jobs.RoomRemindersHandler{DB: bdb, Rules: reminderRules(), Logger: slog.New(slog.DiscardHandler)}
+		// The start follows the clock: a D-day reminder, due at a time of
+		// day, would fall into the ticks below at some times of day.
+		rules := reminderRules()
+		delete(rules.Categories, domain.ReminderDDay)
+		h := &jobs.RoomRemindersHandler{DB: bdb, Rules: rules, Logger: slog.New(slog.DiscardHandler)}
 		h.NowFunc = func() time.Time { return start.Add(-30*time.Minute + 16*time.Minute) }
 		if n, err := h.Run(ctx); err != nil || n != 0 {
 			t.Errorf("tick after the grace sent %d, %v", n, err)
@@ -192,12 +197,15 @@ func TestDDayReminder(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		tomorrow := time.Now().UTC().AddDate(0, 0, 1)
-		start := time.Date(tomorrow.Year(), tomorrow.Month(), tomorrow.Day(), 19, 0, 0, 0, time.UTC)
+		// The day is Seoul's, as in production: tomorrow there, at 19:00.
+		kst := time.FixedZone("KST", 9*3600)
+		y, m, d := clocktest.Now().In(kst).AddDate(0, 0, 1).Date()
+		start := time.Date(y, m, d, 19, 0, 0, 0, kst)
 		host := newMember(t, bdb, "host", nil).ID
 		guest := newMember(t, bdb, "guest", nil).ID
 		roomWithGuests(t, bdb, host, start, guest)
 		rules := reminderRules()
+		rules.Location = kst
 		rules.Categories = map[domain.ReminderKind][]domain.Category{domain.ReminderDDay: {domain.CategoryMeal}}
 		clock := start.Add(-11*time.Hour - time.Minute) // 07:59 on the day
 		h := &jobs.RoomRemindersHandler{DB: bdb, Rules: rules, Logger: slog.New(slog.DiscardHandler),

@@ -19,6 +19,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
 )
@@ -26,7 +27,7 @@ import (
 // openRoom stores a MEAL room of host starting tomorrow.
 func openRoom(t *testing.T, bdb *bun.DB, host string, capacity int) *domain.Room {
 	t.Helper()
-	now := time.Now().UTC()
+	now := clocktest.Now().UTC()
 	r := &domain.Room{HostID: host, Category: domain.CategoryMeal, Title: "점심 같이 먹어요", Place: "개포 클러스터 앞",
 		StartsAt: now.Add(24 * time.Hour), Capacity: capacity, CreatedAt: now}
 	if err := r.Validate(now, domain.RoomRules{}); err != nil {
@@ -41,7 +42,7 @@ func openRoom(t *testing.T, bdb *bun.DB, host string, capacity int) *domain.Room
 // request records a join or leave request of member for room, with its task
 // in the outbox, as the API does.
 func request(ctx context.Context, bdb *bun.DB, room *domain.Room, member string, kind domain.ParticipationKind) (*domain.Participation, error) {
-	p := &domain.Participation{MemberID: member, Kind: kind, CreatedAt: time.Now().UTC()}
+	p := &domain.Participation{MemberID: member, Kind: kind, CreatedAt: clocktest.Now().UTC()}
 	err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 		if err := (db.Participations{}).Create(ctx, tx, room, p); err != nil {
 			return err
@@ -57,7 +58,7 @@ func request(ctx context.Context, bdb *bun.DB, room *domain.Room, member string,
 
 func newAdmitter(bdb *bun.DB) *jobs.RoomParticipationHandler {
 	return &jobs.RoomParticipationHandler{DB: bdb, Params: jobs.AdmissionParams{Retries: 3, RetryWait: 5 * time.Millisecond},
-		Metrics: jobs.NewRoomMetrics(nil), Logger: slog.New(slog.DiscardHandler), NowFunc: time.Now}
+		Metrics: jobs.NewRoomMetrics(nil), Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now}
 }
 
 // process runs the handler on the request's task the way a worker does:
@@ -326,7 +327,7 @@ func TestAdmissionRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := (db.Rooms{}).Delete(ctx, bdb, cur, time.Now()); err != nil {
+		if err := (db.Rooms{}).Delete(ctx, bdb, cur, clocktest.Now()); err != nil {
 			t.Fatal(err)
 		}
 		adm, err := h.Decide(ctx, p.Key)
@@ -337,7 +338,7 @@ func TestAdmissionRules(t *testing.T) {
 			t.Errorf("count %d rows %d, want 2", count, rows)
 		}
 		// A stale room version is refused.
-		if err := (db.Rooms{}).Delete(ctx, bdb, room, time.Now()); err == nil {
+		if err := (db.Rooms{}).Delete(ctx, bdb, room, clocktest.Now()); err == nil {
 			t.Error("Delete at an old version succeeded")
 		}
 	})
@@ -361,7 +362,7 @@ func TestParticipationSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
+	now := clocktest.Now()
 	h := &jobs.ParticipationSweepHandler{DB: bdb, Client: client, Inspector: insp,
 		Logger: slog.New(slog.DiscardHandler), NowFunc: func() time.Time { return now }}
 	tick, err := json.Marshal(jobs.TickPayload{Slot: now.UTC().Format(time.RFC3339)})

@@ -28,11 +28,13 @@ var allowedImports = []struct {
 	{pkg: "cmd/api/auth/...", allowed: []string{"domain"}, tests: []string{"db"}},
 	{pkg: "cmd/api/httpapi/...", allowed: []string{"domain", "db/...", "jobs/...", "cmd/api/auth/...", "cmd/api/httpapi/..."}},
 	{pkg: "cmd/scheduler/cronrun/...", allowed: []string{"domain", "jobs/..."}},
+	{pkg: "internal/clocktest", allowed: nil},
 }
 
 // Test helper packages. Any package's tests may import them (a per-test
-// database or Redis); production code keeps to allowedImports.
-var testHelpers = []string{"db/dbtest", "jobs/jobstest"}
+// database or Redis, the instant a run treats as now); production code
+// keeps to allowedImports.
+var testHelpers = []string{"db/dbtest", "jobs/jobstest", "internal/clocktest"}
 
 // Third-party packages that must never reach domain: it is pure Go, no I/O.
 var domainForbidden = []string{
@@ -109,6 +111,8 @@ func TestCheckImports(t *testing.T) {
 		{"wrong import", listedPackage{path: mod + "/cmd/api/auth", imports: []string{mod + "/db"}}, 1},
 		{"test helper in production", listedPackage{path: mod + "/cmd/api/auth", imports: []string{mod + "/jobs/jobstest"}}, 1},
 		{"test helpers in tests", listedPackage{path: mod + "/cmd/api/auth", testImports: []string{mod + "/jobs/jobstest", mod + "/db/dbtest"}}, 0},
+		{"clock helper in domain tests", listedPackage{path: mod + "/domain", testImports: []string{mod + "/internal/clocktest"}}, 0},
+		{"clock helper in production", listedPackage{path: mod + "/jobs", imports: []string{mod + "/internal/clocktest"}}, 1},
 		{"wrong test import", listedPackage{path: mod + "/cmd/api/auth", testImports: []string{mod + "/jobs"}}, 1},
 		{"test-only import in tests", listedPackage{path: mod + "/cmd/api/auth", testImports: []string{mod + "/db"}}, 0},
 		{"test-only import in production", listedPackage{path: mod + "/cmd/api/auth", imports: []string{mod + "/db"}}, 1},

@@ -146,20 +146,21 @@ func TestAsynqEnqueueAndProcess(t *testing.T) {
 		LogLevel:        asynq.FatalLevel,
 		ShutdownTimeout: time.Second,
 	})
-	if err := worker.Start(mux); err != nil {
-		t.Fatalf("server start: %v", err)
-	}
-	t.Cleanup(worker.Shutdown)
-
 	cl := asynq.NewClient(opt)
 	t.Cleanup(func() { _ = cl.Close() })
 	if _, err := cl.Enqueue(asynq.NewTask("test:echo", []byte("hello")), asynq.TaskID("t1")); err != nil {
 		t.Fatalf("Enqueue: %v", err)
 	}
-	// The task id makes a second enqueue a conflict, as the outbox relay expects.
+	// The task id makes a second enqueue a conflict, as the outbox relay
+	// expects. The worker starts after it: a task already processed (and
+	// deleted) frees its id.
 	if _, err := cl.Enqueue(asynq.NewTask("test:echo", []byte("again")), asynq.TaskID("t1")); !errors.Is(err, asynq.ErrTaskIDConflict) {
 		t.Errorf("second Enqueue with the same id: err = %v, want ErrTaskIDConflict", err)
 	}
+	if err := worker.Start(mux); err != nil {
+		t.Fatalf("server start: %v", err)
+	}
+	t.Cleanup(worker.Shutdown)
 	select {
 	case p := <-got:
 		if p != "hello" {

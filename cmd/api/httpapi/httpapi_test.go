@@ -23,6 +23,7 @@ import (
 	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/cmd/api/httpapi"
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
 )
@@ -121,6 +122,7 @@ func (e *env) deps(logs *logBuffer, reg *prometheus.Registry) httpapi.Deps {
 		Passwords:      e.hasher,
 		Tokens:         e.tokens,
 		Sessions:       e.sessions,
+		NowFunc:        clocktest.Now,
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 )
 
@@ -269,7 +270,7 @@ func (s *testServer) randomMember(t testing.TB, nickname string) randomMember {
 // runMatcher runs the matcher of c once, as the worker would.
 func runMatcher(t testing.TB, bdb *bun.DB, c domain.Category) jobs.RunResult {
 	t.Helper()
-	h := jobs.MatchRunHandler{DB: bdb, NowFunc: time.Now, Logger: slog.New(slog.DiscardHandler)}
+	h := jobs.MatchRunHandler{DB: bdb, NowFunc: clocktest.Now, Logger: slog.New(slog.DiscardHandler)}
 	res, err := h.Run(context.Background(), c)
 	if err != nil {
 		t.Fatalf("run matcher %v: %v", c, err)
@@ -312,9 +313,9 @@ func TestRandomApply(t *testing.T) {
 		for i, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				m := s.randomMember(t, fmt.Sprintf("member%d", i))
-				before := time.Now().UTC().Truncate(time.Microsecond)
+				before := clocktest.Now().UTC().Truncate(time.Microsecond)
 				a := s.applyRandom(t, m.token, tt.body)
-				after := time.Now().UTC()
+				after := clocktest.Now().UTC()
 
 				if a.ID == "" || a.Category != tt.category || a.Status != "WAITING" || a.MatchID != nil {
 					t.Errorf("answer %+v", a)
@@ -919,7 +920,7 @@ func TestMatchPagingSameInstant(t *testing.T) {
 		mina, jun := s.randomMember(t, "mina"), s.randomMember(t, "jun")
 		// Both runs record their match at this instant, after every
 		// application, as a real run would.
-		at := time.Now().Add(time.Minute)
+		at := clocktest.Now().Add(time.Minute)
 		h := jobs.MatchRunHandler{DB: bdb, NowFunc: func() time.Time { return at }, Logger: slog.New(slog.DiscardHandler)}
 		var ids []string
 		for range 2 {
