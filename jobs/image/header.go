@@ -113,7 +113,8 @@ type signature struct {
 }
 
 var signatures = []signature{
-	{TypeJPEG, "\xff\xd8\xff"},
+	// Only the SOI marker: image/jpeg reads a JPEG whatever follows it.
+	{TypeJPEG, "\xff\xd8"},
 	{TypePNG, "\x89PNG\r\n\x1a\n"},
 	{TypeGIF, "GIF87a"},
 	{TypeGIF, "GIF89a"},
