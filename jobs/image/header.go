@@ -330,6 +330,16 @@ func (r *headerReader) skip(n int) error {
 	return nil
 }
 
+// isExif tells whether the n-byte APP1 segment ahead is EXIF, so other APP1
+// segments (XMP) are skipped rather than read. A short read is left for the
+// caller's skip to report.
+func (r *headerReader) isExif(n int) bool {
+	id, err := r.br.Peek(len(exifID))
+	return err == nil && n >= len(exifID) && string(id) == exifID
+}
+
+const exifID = "Exif\x00\x00"
+
 // JPEG markers (ITU T.81 table B.1).
 const (
 	markerSOF0  = 0xc0 // baseline
@@ -408,7 +418,7 @@ func readJPEG(r *headerReader) (Header, error) {
 			return checkDims(h, "JPEG")
 		case m < markerSOF0:
 			return Header{}, corrupt("The JPEG has an unknown marker.")
-		case m == markerAPP1 && h.Orientation == 1:
+		case m == markerAPP1 && h.Orientation == 1 && r.isExif(n):
 			seg := make([]byte, n) // at most 64 KiB, the segment length's bound
 			if err := r.full(seg); err != nil {
 				return Header{}, err
@@ -427,7 +437,7 @@ func readJPEG(r *headerReader) (Header, error) {
 // exifOrientation returns the orientation tag of IFD0 in an APP1 segment, or
 // 0 when the segment is not EXIF or has no valid orientation.
 func exifOrientation(seg []byte) int {
-	t, ok := bytes.CutPrefix(seg, []byte("Exif\x00\x00"))
+	t, ok := bytes.CutPrefix(seg, []byte(exifID))
 	if !ok || len(t) < 8 {
 		return 0
 	}
