@@ -44,6 +44,16 @@ const (
 	// its time.
 	ENOTOPENYET = "not_open_yet"
 
+	// Image upload refusals: the bytes are not an accepted image type (415),
+	// they disagree with the declared type (400), the image has more pixels
+	// than allowed, a decompression bomb (413), it is smaller than its
+	// purpose needs (400), or its header is truncated or invalid (400).
+	EUNSUPPORTEDTYPE = "unsupported_type"
+	ETYPEMISMATCH    = "type_mismatch"
+	ETOOMANYPIXELS   = "too_many_pixels"
+	EIMAGETOOSMALL   = "image_too_small"
+	ECORRUPTIMAGE    = "corrupt_image"
+
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
 	ETOKENEXPIRED = "token_expired"
