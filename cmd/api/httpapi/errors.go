@@ -25,7 +25,8 @@ const (
 // here answers 500, so a new domain code is noticed rather than misreported.
 func statusOf(code string) int {
 	switch code {
-	case domain.EINVALID, domain.EINVALIDJSON:
+	case domain.EINVALID, domain.EINVALIDJSON,
+		domain.ETYPEMISMATCH, domain.EIMAGETOOSMALL, domain.ECORRUPTIMAGE:
 		return http.StatusBadRequest
 	case domain.EUNAUTHORIZED, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
 		return http.StatusUnauthorized
@@ -39,9 +40,9 @@ func statusOf(code string) int {
 		domain.EROOMCLOSED, domain.ECAPACITYBELOWCOUNT, domain.EALREADYJOINED, domain.ENOTPARTICIPATING,
 		domain.EHOSTCANNOTLEAVE, domain.EREQUESTPENDING, domain.EALREADYEVALUATED, domain.ENOTOPENYET:
 		return http.StatusConflict
-	case domain.ETOOLARGE:
+	case domain.ETOOLARGE, domain.ETOOMANYPIXELS:
 		return http.StatusRequestEntityTooLarge
-	case codeUnsupportedMediaType:
+	case codeUnsupportedMediaType, domain.EUNSUPPORTEDTYPE:
 		return http.StatusUnsupportedMediaType
 	case codeRateLimited:
 		return http.StatusTooManyRequests
