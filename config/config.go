@@ -211,9 +211,11 @@ type WorkerConfig struct {
 type OutboxConfig struct {
 	PollInterval time.Duration `mapstructure:"poll_interval" usage:"how often the relay looks for unsent rows"`
 	BatchSize    int           `mapstructure:"batch_size" usage:"rows relayed per round"`
-	// Retention keeps sent tasks in Redis so a row sent again after a crash
-	// meets a TaskID conflict instead of running twice.
-	Retention time.Duration `mapstructure:"retention" usage:"how long sent tasks stay in Redis for deduplication (at least 10m)"`
+	// Retention keeps completed tasks in Redis so a row sent again soon
+	// after a crash meets a task id conflict instead of running again (a
+	// later re-send runs, and the handlers make it a no-op). Each kept task
+	// costs Redis memory, so it stays short.
+	Retention time.Duration `mapstructure:"retention" usage:"how long completed outbox tasks stay in Redis to catch a row sent again (at least 1m)"`
 	KeepSent  time.Duration `mapstructure:"keep_sent" usage:"sent outbox rows are pruned after this"`
 }
 
@@ -290,8 +292,8 @@ func Default() *Config {
 		Outbox: OutboxConfig{
 			PollInterval: time.Second,
 			BatchSize:    100,
-			Retention:    24 * time.Hour,
-			KeepSent:     72 * time.Hour,
+			Retention:    10 * time.Minute,
+			KeepSent:     24 * time.Hour,
 		},
 		Scheduler: SchedulerConfig{
 			TimeZone:      "Asia/Seoul",

@@ -89,7 +89,7 @@ func validateTask(typ, queue string, maxRetry int) error {
 const (
 	DefaultRelayPollInterval = time.Second
 	DefaultRelayBatchSize    = 100
-	DefaultRelayRetention    = 24 * time.Hour
+	DefaultRelayRetention    = 10 * time.Minute
 	DefaultRelayLease        = 30 * time.Second
 	// DefaultRelayEnqueueTimeout caps the default enqueue timeout, which is
 	// otherwise half the lease.
@@ -129,9 +129,16 @@ type RelayParams struct {
 	// the lease, at most DefaultRelayEnqueueTimeout.
 	EnqueueTimeout time.Duration
 	// Retention is how long asynq keeps a relayed task after it completes.
-	// A row relayed again after a crash between enqueue and mark must meet
-	// asynq.ErrTaskIDConflict, which needs the task to still be in Redis;
-	// zero means DefaultRelayRetention.
+	// A row is relayed again when a relay dies (or fails to mark) between
+	// enqueue and mark, once the lease has passed, or after an enqueue that
+	// reached Redis but was not confirmed in time. While the task is still
+	// in Redis, pending or retained, the second enqueue meets
+	// asynq.ErrTaskIDConflict and nothing runs twice; a few minutes covers
+	// the lease and a short database outage. Past that the task runs
+	// again, and every outbox task's handler is idempotent by the rows it
+	// reads (a decided request, an existing delivery, a processed ping), so
+	// the second run does nothing new. Every completed task holds Redis
+	// memory this long. Zero means DefaultRelayRetention.
 	Retention time.Duration
 	// Logger receives failures and recoveries; nil discards them.
 	Logger *slog.Logger
@@ -145,7 +152,9 @@ type RelayParams struct {
 // short transaction (see db.Outbox.Claim) and talks to Redis with no
 // transaction open, so a slow or hung Redis never holds a database lock that
 // the API's writes wait for. A task id already in asynq counts as relayed,
-// so a row sent again after a lease ran out still becomes exactly one task.
+// so a row sent again after a lease ran out becomes no second task while
+// the first is retained (RelayParams.Retention); later, the handlers'
+// idempotence makes a second run a no-op.
 type Relay struct {
 	db             *bun.DB
 	store          db.Outbox

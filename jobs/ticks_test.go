@@ -244,7 +244,7 @@ func TestOutboxPruneHandler(t *testing.T) {
 		{
 			name: "default keep and batch",
 			sentAgo: map[string]time.Duration{
-				"old-1": 8 * 24 * time.Hour, "recent-1": 6 * 24 * time.Hour, "unsent-1": 0,
+				"old-1": 25 * time.Hour, "recent-1": 23 * time.Hour, "unsent-1": 0,
 			},
 			want: []string{"recent-1", "unsent-1"},
 		},
