@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -168,6 +169,12 @@ type Relay struct {
 	logger         *slog.Logger
 	wake           chan struct{}
 
+	// floor is the highest row id this relay has claimed, and fullDue (Unix
+	// nanoseconds of now) when a claim next starts from the beginning of
+	// the table instead of after floor; see claimAfter.
+	floor   atomic.Int64
+	fullDue atomic.Int64
+
 	// now is the clock leases are taken and rows marked by; tests shift it.
 	now func() time.Time
 	// afterEnqueue, if set, runs after a batch's enqueues and before its
@@ -298,7 +305,10 @@ func (r *Relay) Close() error {
 
 // Wake asks Run to look at the table now instead of at the next poll. It
 // never blocks: kicks that arrive while one is pending are merged, which is
-// enough because a pass relays everything committed before it starts.
+// enough because a pass relays everything committed before it starts (a
+// row whose id is below one already relayed, from a transaction that
+// committed after a later one, waits for the next full claim, within a
+// poll interval; see claimAfter).
 func (r *Relay) Wake() {
 	select {
 	case r.wake <- struct{}{}:
@@ -421,8 +431,9 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 // each database step a short statement or transaction of its own, and
 // returns how many rows it relayed.
 func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	rows, err := r.store.Claim(ctx, r.db, r.batch, r.now(), r.lease)
+	rows, err := r.store.ClaimAfter(ctx, r.db, r.claimAfter(), r.batch, r.now(), r.lease)
 	if err != nil {
+		r.fullDue.Store(0)
 		if ctx.Err() != nil {
 			// Shutting down: no failure of the database's.
 			return 0, fmt.Errorf("relay outbox batch: %w", ctx.Err())
@@ -432,6 +443,10 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	}
 	if len(rows) == 0 {
 		return 0, nil
+	}
+	// Rows come sorted by id.
+	if last := rows[len(rows)-1].ID; last > r.floor.Load() {
+		r.floor.Store(last)
 	}
 	// A claimed batch is finished even when ctx is cancelled (a shutdown):
 	// enqueues are bounded by the enqueue timeout, and marking the rows now
@@ -469,10 +484,28 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 		}
 	}
 	if len(errs) > 0 {
+		// The failed rows lie below the floor: the next claim starts from
+		// the beginning.
+		r.fullDue.Store(0)
 		r.failures.Inc()
 		return relayed, fmt.Errorf("relay outbox batch: %w", errors.Join(errs...))
 	}
 	return relayed, nil
+}
+
+// claimAfter returns the id the next claim starts after. Mostly that is the
+// highest id this relay has claimed, so claims skip the dead index entries
+// that sent rows leave at the start of the unsent range until VACUUM. Once
+// per poll interval, and after any failure, it is 0: a full claim then
+// picks up rows below the floor — those of a transaction that committed
+// after a later one, a failed batch's, and those whose lease ran out on
+// another relay — so they wait at most a poll interval more.
+func (r *Relay) claimAfter() int64 {
+	now := r.now().UnixNano()
+	if due := r.fullDue.Load(); now >= due && r.fullDue.CompareAndSwap(due, now+int64(r.poll)) {
+		return 0
+	}
+	return r.floor.Load()
 }
 
 // enqueueResult sorts a batch's rows by what asynq said.
