@@ -40,6 +40,7 @@ type Config struct {
 	Slack     SlackConfig     `mapstructure:"slack"`
 	Worker    WorkerConfig    `mapstructure:"worker"`
 	Outbox    OutboxConfig    `mapstructure:"outbox"`
+	Retention RetentionConfig `mapstructure:"retention"`
 	Scheduler SchedulerConfig `mapstructure:"scheduler"`
 }
 
@@ -219,6 +220,15 @@ type OutboxConfig struct {
 	KeepSent  time.Duration `mapstructure:"keep_sent" usage:"sent outbox rows are pruned after this"`
 }
 
+// RetentionConfig says how long the retention tick keeps rows that would
+// otherwise pile up for ever.
+type RetentionConfig struct {
+	NotificationsRead   time.Duration `mapstructure:"notifications_read" usage:"a notification is deleted this long after it was read"`
+	NotificationsUnread time.Duration `mapstructure:"notifications_unread" usage:"a notification never read is deleted this long after it was created"`
+	Deliveries          time.Duration `mapstructure:"deliveries" usage:"a sent, failed or unknown delivery is deleted this long after it last changed"`
+	Sessions            time.Duration `mapstructure:"sessions" usage:"a session is deleted this long after it expired"`
+}
+
 // SchedulerConfig configures the cron scheduler.
 type SchedulerConfig struct {
 	TimeZone      string        `mapstructure:"timezone" usage:"IANA time zone the tick specs are read in"`
@@ -294,6 +304,12 @@ func Default() *Config {
 			BatchSize:    100,
 			Retention:    10 * time.Minute,
 			KeepSent:     24 * time.Hour,
+		},
+		Retention: RetentionConfig{
+			NotificationsRead:   90 * 24 * time.Hour,
+			NotificationsUnread: 365 * 24 * time.Hour,
+			Deliveries:          30 * 24 * time.Hour,
+			Sessions:            7 * 24 * time.Hour,
 		},
 		Scheduler: SchedulerConfig{
 			TimeZone:      "Asia/Seoul",

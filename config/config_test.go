@@ -96,6 +96,12 @@ func TestLoadDefaults(t *testing.T) {
 			Retention:    10 * time.Minute,
 			KeepSent:     24 * time.Hour,
 		},
+		Retention: config.RetentionConfig{
+			NotificationsRead:   90 * 24 * time.Hour,
+			NotificationsUnread: 365 * 24 * time.Hour,
+			Deliveries:          30 * 24 * time.Hour,
+			Sessions:            7 * 24 * time.Hour,
+		},
 		Scheduler: config.SchedulerConfig{TimeZone: "Asia/Seoul", CatchUpWindow: time.Hour, MetricsAddr: ":9092"},
 	}
 	for _, getenv := range []func(string) string{nil, env(nil)} {

@@ -295,6 +295,10 @@ func (c *Config) Validate() error {
 		add("outbox.retention", "must be at least %s so a row sent again meets its task id", minOutboxRetention)
 	}
 	positive("outbox.keep_sent", c.Outbox.KeepSent)
+	positive("retention.notifications_read", c.Retention.NotificationsRead)
+	positive("retention.notifications_unread", c.Retention.NotificationsUnread)
+	positive("retention.deliveries", c.Retention.Deliveries)
+	positive("retention.sessions", c.Retention.Sessions)
 
 	if c.Scheduler.TimeZone == "" {
 		add("scheduler.timezone", "must not be empty")
