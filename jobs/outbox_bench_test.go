@@ -134,8 +134,9 @@ func resetOutbox(b *testing.B, bdb *bun.DB, insp *asynq.Inspector, queue string)
 // relay's full claim once per poll interval does; "after-floor" claims
 // after the highest id claimed so far, as every other claim does. Each
 // round takes new rows, so every round leaves 100 more dead entries.
-// buffers/claim is the buffer accesses of the first claim's scan: unlike the time, which
-// follows the machine's load, it shows the dead entries walked.
+// buffers/claim counts the buffer accesses of the first claim's scan:
+// unlike the time, which follows the machine's load, it shows the dead
+// entries walked.
 func BenchmarkClaimDeadRows(b *testing.B) {
 	if os.Getenv("MOIM_TEST_POSTGRES_URL") == "" {
 		b.Skip("MOIM_TEST_POSTGRES_URL not set")
@@ -204,7 +205,7 @@ func BenchmarkClaimDeadRows(b *testing.B) {
 			if c.follow {
 				after = top
 			}
-			pages := claimPages(b, c.bdb, after, batch)
+			buffers := claimBuffers(b, c.bdb, after, batch)
 			now := time.Now()
 			b.ResetTimer()
 			for range b.N {
@@ -226,15 +227,15 @@ func BenchmarkClaimDeadRows(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/round")
 			// Time depends on the machine's load; the buffers the first
 			// claim's scan touches do not.
-			b.ReportMetric(float64(pages), "buffers/claim")
+			b.ReportMetric(float64(buffers), "buffers/claim")
 		})
 	}
 }
 
-// claimPages returns the buffer accesses the relay's claim scan (its SELECT ... FOR
-// UPDATE SKIP LOCKED) touches, by EXPLAIN (ANALYZE, BUFFERS) in a
+// claimBuffers returns the buffer accesses of the relay's claim scan (its
+// SELECT ... FOR UPDATE SKIP LOCKED), by EXPLAIN (ANALYZE, BUFFERS) in a
 // transaction that is rolled back.
-func claimPages(b *testing.B, bdb *bun.DB, after int64, limit int) int {
+func claimBuffers(b *testing.B, bdb *bun.DB, after int64, limit int) int {
 	b.Helper()
 	ctx := context.Background()
 	tx, err := bdb.BeginTx(ctx, nil)
