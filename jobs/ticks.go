@@ -177,41 +177,49 @@ func (h *OutboxPruneHandler) ProcessTask(ctx context.Context, t *asynq.Task) err
 	if keep <= 0 {
 		keep = DefaultOutboxKeepSent
 	}
-	batch := h.BatchSize
-	if batch <= 0 {
-		batch = defaultPruneBatch
-	}
-	now := time.Now
-	if h.NowFunc != nil {
-		now = h.NowFunc
-	}
 	// One cut-off for the whole run, so the loop ends: rows sent meanwhile
 	// are newer than it.
-	before := now().Add(-keep)
+	before := nowOf(h.NowFunc).Add(-keep)
 
-	total, err := deleteInBatches(ctx, batch, func(limit int) (int, error) {
+	total, err := deleteInBatches(ctx, h.BatchSize, func(limit int) (int, error) {
 		return db.Outbox{}.DeleteSentBefore(ctx, h.DB, before, limit)
 	})
 	if err != nil {
 		return fmt.Errorf("prune outbox: %w", err)
 	}
-	if h.Logger != nil {
-		// Most runs find nothing; only a run that deleted rows is news.
-		level := slog.LevelDebug
-		if total > 0 {
-			level = slog.LevelInfo
-		}
-		h.Logger.Log(ctx, level, "outbox pruned",
-			slog.Int("deleted", total),
-			slog.Time("sent_before", before),
-			slog.Time("slot", slot))
-	}
+	logDeleted(ctx, h.Logger, "outbox pruned", total, slog.Time("sent_before", before), slog.Time("slot", slot))
 	return nil
 }
 
-// deleteInBatches calls del with limit batch until it deletes fewer rows
-// than that or ctx is done, and returns how many rows it deleted.
+// nowOf returns the time by f, or by the wall clock when f is nil.
+func nowOf(f func() time.Time) time.Time {
+	if f == nil {
+		return time.Now()
+	}
+	return f()
+}
+
+// logDeleted logs a delete tick's count: most runs find nothing, and only
+// a run that deleted rows is news (Info rather than Debug). A nil logger
+// logs nothing.
+func logDeleted(ctx context.Context, logger *slog.Logger, msg string, n int, attrs ...slog.Attr) {
+	if logger == nil {
+		return
+	}
+	level := slog.LevelDebug
+	if n > 0 {
+		level = slog.LevelInfo
+	}
+	logger.LogAttrs(ctx, level, msg, append([]slog.Attr{slog.Int("deleted", n)}, attrs...)...)
+}
+
+// deleteInBatches calls del with limit batch (zero means
+// defaultPruneBatch) until it deletes fewer rows than that or ctx is done,
+// and returns how many rows it deleted.
 func deleteInBatches(ctx context.Context, batch int, del func(limit int) (int, error)) (int, error) {
+	if batch <= 0 {
+		batch = defaultPruneBatch
+	}
 	total := 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -288,16 +296,8 @@ func (h *RetentionHandler) ProcessTask(ctx context.Context, t *asynq.Task) error
 		return err
 	}
 	p := h.Policy.withDefaults()
-	batch := h.BatchSize
-	if batch <= 0 {
-		batch = defaultPruneBatch
-	}
-	now := time.Now
-	if h.NowFunc != nil {
-		now = h.NowFunc
-	}
 	// One cut-off per table for the whole run, so each loop ends.
-	at := now()
+	at := nowOf(h.NowFunc)
 	steps := []struct {
 		table string
 		del   func(limit int) (int, error)
@@ -314,18 +314,11 @@ func (h *RetentionHandler) ProcessTask(ctx context.Context, t *asynq.Task) error
 	}
 	var errs []error
 	for _, s := range steps {
-		n, err := deleteInBatches(ctx, batch, s.del)
+		n, err := deleteInBatches(ctx, h.BatchSize, s.del)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("retention of %s: %w", s.table, err))
 		}
-		if h.Logger != nil {
-			level := slog.LevelDebug
-			if n > 0 {
-				level = slog.LevelInfo
-			}
-			h.Logger.Log(ctx, level, "retention deleted rows", slog.String("table", s.table),
-				slog.Int("deleted", n), slog.Time("slot", slot))
-		}
+		logDeleted(ctx, h.Logger, "retention deleted rows", n, slog.String("table", s.table), slog.Time("slot", slot))
 	}
 	return errors.Join(errs...)
 }
