@@ -431,7 +431,8 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 // each database step a short statement or transaction of its own, and
 // returns how many rows it relayed.
 func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	rows, err := r.store.ClaimAfter(ctx, r.db, r.claimAfter(), r.batch, r.now(), r.lease)
+	after := r.claimAfter()
+	rows, err := r.store.ClaimAfter(ctx, r.db, after, r.batch, r.now(), r.lease)
 	if err != nil {
 		r.fullDue.Store(0)
 		if ctx.Err() != nil {
@@ -444,8 +445,10 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	if len(rows) == 0 {
 		return 0, nil
 	}
-	// Rows come sorted by id.
-	if last := rows[len(rows)-1].ID; last > r.floor.Load() {
+	// Rows come sorted by id. A full claim sets the floor even lower, so
+	// ids that start again lower (a table emptied and its counter reset)
+	// do not leave every claim but the full ones empty.
+	if last := rows[len(rows)-1].ID; after == 0 || last > r.floor.Load() {
 		r.floor.Store(last)
 	}
 	// A claimed batch is finished even when ctx is cancelled (a shutdown):
