@@ -43,6 +43,7 @@ type Config struct {
 	Storage   StorageConfig   `mapstructure:"storage"`
 	Worker    WorkerConfig    `mapstructure:"worker"`
 	Outbox    OutboxConfig    `mapstructure:"outbox"`
+	Retention RetentionConfig `mapstructure:"retention"`
 	Scheduler SchedulerConfig `mapstructure:"scheduler"`
 }
 
@@ -258,10 +259,21 @@ type WorkerConfig struct {
 type OutboxConfig struct {
 	PollInterval time.Duration `mapstructure:"poll_interval" usage:"how often the relay looks for unsent rows"`
 	BatchSize    int           `mapstructure:"batch_size" usage:"rows relayed per round"`
-	// Retention keeps sent tasks in Redis so a row sent again after a crash
-	// meets a TaskID conflict instead of running twice.
-	Retention time.Duration `mapstructure:"retention" usage:"how long sent tasks stay in Redis for deduplication (at least 10m)"`
+	// Retention keeps completed tasks in Redis so a row sent again soon
+	// after a crash meets a task id conflict instead of running again (a
+	// later re-send runs, and the handlers make it a no-op). Each kept task
+	// costs Redis memory, so it stays short.
+	Retention time.Duration `mapstructure:"retention" usage:"how long completed outbox tasks stay in Redis to catch a row sent again (at least 1m)"`
 	KeepSent  time.Duration `mapstructure:"keep_sent" usage:"sent outbox rows are pruned after this"`
+}
+
+// RetentionConfig says how long the retention tick keeps rows that would
+// otherwise pile up for ever.
+type RetentionConfig struct {
+	NotificationsRead   time.Duration `mapstructure:"notifications_read" usage:"a notification is deleted this long after it was read"`
+	NotificationsUnread time.Duration `mapstructure:"notifications_unread" usage:"a notification never read is deleted this long after it was created"`
+	Deliveries          time.Duration `mapstructure:"deliveries" usage:"a sent, failed or unknown delivery is deleted this long after it last changed"`
+	Sessions            time.Duration `mapstructure:"sessions" usage:"a session is deleted this long after it expired"`
 }
 
 // SchedulerConfig configures the cron scheduler.
@@ -343,8 +355,14 @@ func Default() *Config {
 		Outbox: OutboxConfig{
 			PollInterval: time.Second,
 			BatchSize:    100,
-			Retention:    24 * time.Hour,
-			KeepSent:     72 * time.Hour,
+			Retention:    10 * time.Minute,
+			KeepSent:     24 * time.Hour,
+		},
+		Retention: RetentionConfig{
+			NotificationsRead:   90 * 24 * time.Hour,
+			NotificationsUnread: 365 * 24 * time.Hour,
+			Deliveries:          30 * 24 * time.Hour,
+			Sessions:            7 * 24 * time.Hour,
 		},
 		Scheduler: SchedulerConfig{
 			TimeZone:      "Asia/Seoul",

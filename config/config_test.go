@@ -96,8 +96,14 @@ func TestLoadDefaults(t *testing.T) {
 		Outbox: config.OutboxConfig{
 			PollInterval: time.Second,
 			BatchSize:    100,
-			Retention:    24 * time.Hour,
-			KeepSent:     72 * time.Hour,
+			Retention:    10 * time.Minute,
+			KeepSent:     24 * time.Hour,
+		},
+		Retention: config.RetentionConfig{
+			NotificationsRead:   90 * 24 * time.Hour,
+			NotificationsUnread: 365 * 24 * time.Hour,
+			Deliveries:          30 * 24 * time.Hour,
+			Sessions:            7 * 24 * time.Hour,
 		},
 		Scheduler: config.SchedulerConfig{TimeZone: "Asia/Seoul", CatchUpWindow: time.Hour, MetricsAddr: ":9092"},
 	}
@@ -528,8 +534,8 @@ func TestValidateRules(t *testing.T) {
 		{"port zero", func(c *config.Config) { c.HTTP.Addr = "127.0.0.1:0" }, ""},
 		{"named port", func(c *config.Config) { c.HTTP.Addr = "localhost:http" }, "http.addr: must be host:port"},
 		{"metrics off", func(c *config.Config) { c.Worker.MetricsAddr = "" }, ""},
-		{"retention too short", func(c *config.Config) { c.Outbox.Retention = time.Minute }, "outbox.retention: must be at least 10m0s so a row sent again meets its task id"},
-		{"retention at the floor", func(c *config.Config) { c.Outbox.Retention = 10 * time.Minute }, ""},
+		{"retention too short", func(c *config.Config) { c.Outbox.Retention = 30 * time.Second }, "outbox.retention: must be at least 1m0s so a row sent again meets its task id"},
+		{"retention at the floor", func(c *config.Config) { c.Outbox.Retention = time.Minute }, ""},
 		{"metrics bad", func(c *config.Config) { c.Worker.MetricsAddr = "9091" }, "worker.metrics_addr: must be host:port or empty"},
 		{"cors any", func(c *config.Config) { c.HTTP.CORSOrigins = []string{"*", "https://*.example.com"} }, ""},
 		{"cors with path", func(c *config.Config) { c.HTTP.CORSOrigins = []string{"https://app.example/x"} }, `http.cors_origins: "https://app.example/x" must be * or an origin such as https://app.example.com`},

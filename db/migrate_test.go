@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
@@ -154,6 +155,29 @@ func TestMigrateUpConcurrent(t *testing.T) {
 		}
 		if n := lockRows(t, bdb); n != 0 {
 			t.Errorf("%d migration lock rows left, want 0", n)
+		}
+	})
+}
+
+// TestChurnAutovacuum: on PostgreSQL the tables that churn vacuum after a
+// fixed number of dead rows, not a fifth of the table.
+func TestChurnAutovacuum(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		if bdb.Dialect().Name() != dialect.PG {
+			t.Skip("per-table autovacuum settings are PostgreSQL's")
+		}
+		want := map[string]string{"outbox": "10000", "deliveries": "5000", "notifications": "5000", "sessions": "1000"}
+		for table, threshold := range want {
+			var opts []string
+			err := bdb.NewSelect().ColumnExpr("unnest(reloptions)").TableExpr("pg_class").
+				Where("relname = ?", table).Scan(context.Background(), &opts)
+			if err != nil {
+				t.Fatalf("reloptions of %s: %v", table, err)
+			}
+			if !slices.Contains(opts, "autovacuum_vacuum_threshold="+threshold) {
+				t.Errorf("reloptions of %s = %v, want autovacuum_vacuum_threshold=%s", table, opts, threshold)
+			}
 		}
 	})
 }

@@ -118,7 +118,17 @@ func claimTxOptions(idb bun.IDB) *sql.TxOptions {
 // database is opened with _txlock=immediate, so the transaction holds the
 // single write lock from BEGIN and a second claimer waits (busy_timeout) the
 // few statements until it commits, then sees the leases.
-func (Outbox) Claim(ctx context.Context, bdb *bun.DB, limit int, now time.Time, lease time.Duration) ([]OutboxRow, error) {
+func (o Outbox) Claim(ctx context.Context, bdb *bun.DB, limit int, now time.Time, lease time.Duration) ([]OutboxRow, error) {
+	return o.ClaimAfter(ctx, bdb, 0, limit, now, lease)
+}
+
+// ClaimAfter is Claim restricted to rows whose id is above after. The scan
+// then starts at after in the (sent_at, id) index instead of at its
+// beginning, where every row sent since the last VACUUM (PostgreSQL) or
+// purge (InnoDB) has left a dead entry for the claim to step over: at
+// 150k of them a claim from the beginning takes milliseconds, one from
+// after a fraction of one.
+func (Outbox) ClaimAfter(ctx context.Context, bdb *bun.DB, after int64, limit int, now time.Time, lease time.Duration) ([]OutboxRow, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("claim outbox rows: limit %d, want > 0", limit)
 	}
@@ -128,7 +138,11 @@ func (Outbox) Claim(ctx context.Context, bdb *bun.DB, limit int, now time.Time, 
 	now = now.UTC()
 	until := now.Add(lease)
 	unclaimed := func(q *bun.SelectQuery) *bun.SelectQuery {
-		return q.Where("sent_at IS NULL").
+		q = q.Where("sent_at IS NULL")
+		if after > 0 {
+			q = q.Where("id > ?", after)
+		}
+		return q.
 			WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
 				return q.Where("claimed_until IS NULL").WhereOr("claimed_until <= ?", now)
 			}).

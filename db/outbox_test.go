@@ -523,3 +523,32 @@ func TestOutboxConcurrentClaimers(t *testing.T) {
 		}
 	})
 }
+
+// TestOutboxClaimAfter: a claim after an id takes only the unsent rows
+// above it, and 0 means all of them.
+func TestOutboxClaimAfter(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		var store db.Outbox
+		if err := store.Insert(ctx, bdb, outboxRows("after", 4)); err != nil {
+			t.Fatalf("Insert: %v", err)
+		}
+		all := ids(allOutbox(t, bdb))
+		now := time.Now()
+		got, err := store.ClaimAfter(ctx, bdb, all[1], 10, now, time.Minute)
+		if err != nil {
+			t.Fatalf("ClaimAfter: %v", err)
+		}
+		if !slices.Equal(ids(got), all[2:]) {
+			t.Errorf("ClaimAfter(%d) ids = %v, want %v", all[1], ids(got), all[2:])
+		}
+		got, err = store.ClaimAfter(ctx, bdb, 0, 10, now, time.Minute)
+		if err != nil {
+			t.Fatalf("ClaimAfter(0): %v", err)
+		}
+		if !slices.Equal(ids(got), all[:2]) {
+			t.Errorf("ClaimAfter(0) ids = %v, want %v", ids(got), all[:2])
+		}
+	})
+}

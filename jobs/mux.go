@@ -27,6 +27,9 @@ type Deps struct {
 	// KeepSent is how long the outbox prune tick keeps sent rows; zero means
 	// DefaultOutboxKeepSent.
 	KeepSent time.Duration
+	// Retention is how long the retention tick keeps notifications,
+	// deliveries and sessions.
+	Retention RetentionPolicy
 	// NowFunc is the clock handed to handlers; nil means time.Now.
 	NowFunc func() time.Time
 
@@ -158,6 +161,7 @@ func registerHandlers(r *registry, deps Deps) error {
 		{TypeRoomReminders, &RoomRemindersHandler{DB: deps.DB, Relay: deps.Relay, Rules: deps.Reminders,
 			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
+		{TypeRetention, &RetentionHandler{DB: deps.DB, Policy: deps.Retention, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 	}
 	if deps.Client != nil && deps.Inspector != nil {
 		handlers = append(handlers, []struct {

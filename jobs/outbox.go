@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -97,7 +98,7 @@ func validateTask(typ, queue string, maxRetry int) error {
 const (
 	DefaultRelayPollInterval = time.Second
 	DefaultRelayBatchSize    = 100
-	DefaultRelayRetention    = 24 * time.Hour
+	DefaultRelayRetention    = 10 * time.Minute
 	DefaultRelayLease        = 30 * time.Second
 	// DefaultRelayEnqueueTimeout caps the default enqueue timeout, which is
 	// otherwise half the lease.
@@ -137,9 +138,16 @@ type RelayParams struct {
 	// the lease, at most DefaultRelayEnqueueTimeout.
 	EnqueueTimeout time.Duration
 	// Retention is how long asynq keeps a relayed task after it completes.
-	// A row relayed again after a crash between enqueue and mark must meet
-	// asynq.ErrTaskIDConflict, which needs the task to still be in Redis;
-	// zero means DefaultRelayRetention.
+	// A row is relayed again when a relay dies (or fails to mark) between
+	// enqueue and mark, once the lease has passed, or after an enqueue that
+	// reached Redis but was not confirmed in time. While the task is still
+	// in Redis, pending or retained, the second enqueue meets
+	// asynq.ErrTaskIDConflict and nothing runs twice; a few minutes covers
+	// the lease and a short database outage. Past that the task runs
+	// again, and every outbox task's handler is idempotent by the rows it
+	// reads (a decided request, an existing delivery, a processed ping), so
+	// the second run does nothing new. Every completed task holds Redis
+	// memory this long. Zero means DefaultRelayRetention.
 	Retention time.Duration
 	// Logger receives failures and recoveries; nil discards them.
 	Logger *slog.Logger
@@ -153,7 +161,9 @@ type RelayParams struct {
 // short transaction (see db.Outbox.Claim) and talks to Redis with no
 // transaction open, so a slow or hung Redis never holds a database lock that
 // the API's writes wait for. A task id already in asynq counts as relayed,
-// so a row sent again after a lease ran out still becomes exactly one task.
+// so a row sent again after a lease ran out becomes no second task while
+// the first is retained (RelayParams.Retention); later, the handlers'
+// idempotence makes a second run a no-op.
 type Relay struct {
 	db             *bun.DB
 	store          db.Outbox
@@ -166,6 +176,12 @@ type Relay struct {
 	retention      time.Duration
 	logger         *slog.Logger
 	wake           chan struct{}
+
+	// floor is the highest row id this relay has claimed, and fullDue (Unix
+	// nanoseconds of now) when a claim next starts from the beginning of
+	// the table instead of after floor; see claimAfter.
+	floor   atomic.Int64
+	fullDue atomic.Int64
 
 	// now is the clock leases are taken and rows marked by; tests shift it.
 	now func() time.Time
@@ -297,7 +313,10 @@ func (r *Relay) Close() error {
 
 // Wake asks Run to look at the table now instead of at the next poll. It
 // never blocks: kicks that arrive while one is pending are merged, which is
-// enough because a pass relays everything committed before it starts.
+// enough because a pass relays everything committed before it starts (a
+// row whose id is below one already relayed, from a transaction that
+// committed after a later one, waits for the next full claim, within a
+// poll interval; see claimAfter).
 func (r *Relay) Wake() {
 	select {
 	case r.wake <- struct{}{}:
@@ -420,8 +439,10 @@ func (r *Relay) Drain(ctx context.Context) (int, error) {
 // each database step a short statement or transaction of its own, and
 // returns how many rows it relayed.
 func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	rows, err := r.store.Claim(ctx, r.db, r.batch, r.now(), r.lease)
+	after := r.claimAfter()
+	rows, err := r.store.ClaimAfter(ctx, r.db, after, r.batch, r.now(), r.lease)
 	if err != nil {
+		r.fullDue.Store(0)
 		if ctx.Err() != nil {
 			// Shutting down: no failure of the database's.
 			return 0, fmt.Errorf("relay outbox batch: %w", ctx.Err())
@@ -431,6 +452,12 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	}
 	if len(rows) == 0 {
 		return 0, nil
+	}
+	// Rows come sorted by id. A full claim sets the floor even lower, so
+	// ids that start again lower (a table emptied and its counter reset)
+	// do not leave every claim but the full ones empty.
+	if last := rows[len(rows)-1].ID; after == 0 || last > r.floor.Load() {
+		r.floor.Store(last)
 	}
 	// A claimed batch is finished even when ctx is cancelled (a shutdown):
 	// enqueues are bounded by the enqueue timeout, and marking the rows now
@@ -468,10 +495,28 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 		}
 	}
 	if len(errs) > 0 {
+		// The failed rows lie below the floor: the next claim starts from
+		// the beginning.
+		r.fullDue.Store(0)
 		r.failures.Inc()
 		return relayed, fmt.Errorf("relay outbox batch: %w", errors.Join(errs...))
 	}
 	return relayed, nil
+}
+
+// claimAfter returns the id the next claim starts after. Mostly that is the
+// highest id this relay has claimed, so claims skip the dead index entries
+// that sent rows leave at the start of the unsent range until VACUUM. Once
+// per poll interval, and after any failure, it is 0: a full claim then
+// picks up rows below the floor — those of a transaction that committed
+// after a later one, a failed batch's, and those whose lease ran out on
+// another relay — so they wait at most a poll interval more.
+func (r *Relay) claimAfter() int64 {
+	now := r.now().UnixNano()
+	if due := r.fullDue.Load(); now >= due && r.fullDue.CompareAndSwap(due, now+int64(r.poll)) {
+		return 0
+	}
+	return r.floor.Load()
 }
 
 // enqueueResult sorts a batch's rows by what asynq said.

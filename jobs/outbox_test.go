@@ -889,3 +889,44 @@ func TestRelayShutdownFinishesBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestRelayRowBelowFloor: a row whose id is below one the relay has
+// already claimed (its transaction committed after a later one) is skipped
+// by the claims that start after the highest id, and taken by the next
+// full claim, a poll interval later.
+func TestRelayRowBelowFloor(t *testing.T) {
+	t.Parallel()
+	opt := jobstest.RedisOpt(t)
+	insp := inspector(t, opt)
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		queue := outboxQueue(t)
+		b := newRelay(t, bdb, jobs.RelayParams{Redis: opt, PollInterval: time.Minute})
+		now := time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
+		jobs.SetClock(b.relay, func() time.Time { return now })
+		row := func(id int64, n int) db.OutboxRow {
+			task := testTask(t, queue, n)
+			return db.OutboxRow{ID: id, TaskID: fmt.Sprintf("ob_floor_%s_%d", queue, n), Queue: queue, Type: task.Type,
+				Payload: task.Payload, MaxRetry: task.MaxRetry}
+		}
+		if err := (db.Outbox{}).Insert(ctx, bdb, []db.OutboxRow{row(1000, 1)}); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+		if n, err := b.relay.Drain(ctx); err != nil || n != 1 {
+			t.Fatalf("first Drain = %d, %v, want 1", n, err)
+		}
+		if err := (db.Outbox{}).Insert(ctx, bdb, []db.OutboxRow{row(5, 2), row(2000, 3)}); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+		if n, err := b.relay.Drain(ctx); err != nil || n != 1 {
+			t.Fatalf("Drain within the poll interval = %d, %v, want 1 (the row above the floor)", n, err)
+		}
+		now = now.Add(time.Minute)
+		if n, err := b.relay.Drain(ctx); err != nil || n != 1 {
+			t.Fatalf("Drain a poll interval later = %d, %v, want 1 (the row below the floor)", n, err)
+		}
+		if got := len(queued(t, insp, queue)); got != 3 {
+			t.Errorf("asynq holds %d tasks, want 3", got)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
 )
 
@@ -244,7 +246,7 @@ func TestOutboxPruneHandler(t *testing.T) {
 		{
 			name: "default keep and batch",
 			sentAgo: map[string]time.Duration{
-				"old-1": 8 * 24 * time.Hour, "recent-1": 6 * 24 * time.Hour, "unsent-1": 0,
+				"old-1": 25 * time.Hour, "recent-1": 23 * time.Hour, "unsent-1": 0,
 			},
 			want: []string{"recent-1", "unsent-1"},
 		},
@@ -281,4 +283,112 @@ func TestOutboxPruneHandler(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestRetentionHandler: one run deletes, in batches, exactly what the
+// policy no longer keeps — finished deliveries and read notifications past
+// their time, unread ones past theirs (with their deliveries), sessions
+// expired long enough — and a second run deletes nothing more.
+func TestRetentionHandler(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 9, 45, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		m := newMember(t, bdb, "keeper", nil)
+		// notification makes one created age ago, read readAgo ago (0: unread),
+		// with a mail delivery that finished (or not) at the same age.
+		notification := func(name string, age, readAgo time.Duration, finished bool) {
+			t.Helper()
+			n := &domain.Notification{MemberID: m.ID, Type: domain.NotifyJoinAccepted,
+				Args: domain.NotificationArgs{Title: name}, CreatedAt: now.Add(-age)}
+			if err := (db.Notifications{}).Create(ctx, bdb, n); err != nil {
+				t.Fatalf("create notification %s: %v", name, err)
+			}
+			if readAgo > 0 {
+				if _, err := (db.Notifications{}).MarkRead(ctx, bdb, m.ID, []string{n.ID}, now.Add(-readAgo)); err != nil {
+					t.Fatalf("mark %s read: %v", name, err)
+				}
+			}
+			id, _, err := (db.Deliveries{}).Create(ctx, bdb, n.ID, domain.ChannelMail, nil, now.Add(-age))
+			if err != nil {
+				t.Fatalf("create delivery of %s: %v", name, err)
+			}
+			if finished {
+				if err := (db.Deliveries{}).FailPending(ctx, bdb, id, "no address", now.Add(-age)); err != nil {
+					t.Fatalf("fail delivery of %s: %v", name, err)
+				}
+			}
+		}
+		notification("read-long-ago", 100*day, 91*day, true)
+		notification("read-lately", 100*day, 89*day, true)
+		notification("unread-old", 366*day, 0, false) // its pending delivery goes with it
+		notification("unread-young", 364*day, 0, true)
+		notification("recent", day, 0, true)
+		notification("recent-pending", 40*day, 0, false)
+
+		sessions := db.SessionStore{DB: bdb}
+		for name, expiredAgo := range map[string]time.Duration{"ended-long-ago": 8 * day, "ended-lately": 6 * day, "alive": -day} {
+			s := &domain.Session{ID: name, MemberID: m.ID, SecretHash: "h", CreatedAt: now.Add(-30 * day),
+				LastUsedAt: now.Add(-20 * day), ExpiresAt: now.Add(-expiredAgo)}
+			if err := sessions.CreateSession(ctx, s); err != nil {
+				t.Fatalf("create session %s: %v", name, err)
+			}
+		}
+
+		h := &jobs.RetentionHandler{DB: bdb, BatchSize: 1, NowFunc: func() time.Time { return now }}
+		task, err := retentionTick(t).Build(now)
+		if err != nil {
+			t.Fatalf("build task: %v", err)
+		}
+		for run := 1; run <= 2; run++ {
+			if err := h.ProcessTask(ctx, asynq.NewTask(task.Type, task.Payload)); err != nil {
+				t.Fatalf("run %d: ProcessTask: %v", run, err)
+			}
+		}
+
+		var titles []string
+		var kept []struct {
+			Args string `bun:"args"`
+			N    int    `bun:"n"`
+		}
+		if err := bdb.NewSelect().TableExpr("notifications AS n").ColumnExpr("n.args").
+			ColumnExpr("(SELECT COUNT(*) FROM deliveries AS d WHERE d.notification_id = n.id) AS n").
+			OrderExpr("n.id").Scan(ctx, &kept); err != nil {
+			t.Fatalf("read notifications: %v", err)
+		}
+		for _, k := range kept {
+			var a domain.NotificationArgs
+			if err := json.Unmarshal([]byte(k.Args), &a); err != nil {
+				t.Fatalf("args %s: %v", k.Args, err)
+			}
+			titles = append(titles, fmt.Sprintf("%s:%d", a.Title, k.N))
+		}
+		// A finished delivery older than 30 days goes; a pending one stays.
+		want := []string{"read-lately:0", "unread-young:0", "recent:1", "recent-pending:1"}
+		if strings.Join(titles, " ") != strings.Join(want, " ") {
+			t.Errorf("notifications:deliveries left = %v, want %v", titles, want)
+		}
+		var ids []string
+		if err := bdb.NewSelect().TableExpr("sessions").Column("id").Order("id").Scan(ctx, &ids); err != nil {
+			t.Fatalf("read sessions: %v", err)
+		}
+		if got, want := strings.Join(ids, " "), "alive ended-lately"; got != want {
+			t.Errorf("sessions left = %s, want %s", got, want)
+		}
+	})
+}
+
+func retentionTick(t *testing.T) jobs.Tick {
+	t.Helper()
+	for _, tk := range jobs.Ticks() {
+		if tk.Name == jobs.TickRetention {
+			if tk.Queue != jobs.QueueLow || tk.Spec != "*/15 * * * *" {
+				t.Errorf("retention tick: spec, queue = %q, %q; want */15 * * * *, low", tk.Spec, tk.Queue)
+			}
+			return tk
+		}
+	}
+	t.Fatalf("no %s tick in the catalogue", jobs.TickRetention)
+	return jobs.Tick{}
 }
