@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moim/moim/jobs"
 )
 
 // walkthroughMarker is the HTML comment that marks a README block as part
@@ -322,5 +324,32 @@ func TestWalkthroughScript(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestREADMETicks checks the README's tick table against the catalogue:
+// every tick with its default spec, and no tick that is gone.
+func TestREADMETicks(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([a-z-]+)` \\| `([^`]+)` \\| `tick:")
+	listed := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		listed[m[1]] = m[2]
+	}
+	for _, tick := range jobs.Ticks() {
+		spec, ok := listed[tick.Name]
+		switch {
+		case !ok:
+			t.Errorf("README's tick table lacks %s (%s)", tick.Name, tick.Spec)
+		case spec != tick.Spec:
+			t.Errorf("README gives %s the spec %q; jobs/ticks.go says %q", tick.Name, spec, tick.Spec)
+		}
+		delete(listed, tick.Name)
+	}
+	for name := range listed {
+		t.Errorf("README lists a tick %s that jobs.Ticks() does not have", name)
 	}
 }
