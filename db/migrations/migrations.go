@@ -23,6 +23,7 @@ func All() *migrate.Migrations {
 	add(ms, "20261126000007", "group_runs", groupRunsUp, groupRunsDown)
 	add(ms, "20261207000008", "sessions", sessionsUp, sessionsDown)
 	add(ms, "20261207000009", "sweeps", sweepsUp, sweepsDown)
+	add(ms, "20261207000011", "images", imagesUp, imagesDown)
 	return ms
 }
 
