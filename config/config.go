@@ -41,6 +41,7 @@ type Config struct {
 	SMS       SMSConfig       `mapstructure:"sms"`
 	Slack     SlackConfig     `mapstructure:"slack"`
 	Storage   StorageConfig   `mapstructure:"storage"`
+	Images    ImagesConfig    `mapstructure:"images"`
 	Worker    WorkerConfig    `mapstructure:"worker"`
 	Outbox    OutboxConfig    `mapstructure:"outbox"`
 	Retention RetentionConfig `mapstructure:"retention"`
@@ -65,7 +66,7 @@ type HTTPConfig struct {
 	// none, the connection's remote address is the client.
 	TrustedProxies []string `mapstructure:"trusted_proxies" usage:"CIDRs of proxies whose X-Forwarded-For is trusted"`
 	CORSOrigins    []string `mapstructure:"cors_origins" usage:"origins allowed by CORS; empty disables CORS"`
-	PublicURL      string   `mapstructure:"public_url" usage:"base URL printed at start (optional)"`
+	PublicURL      string   `mapstructure:"public_url" usage:"base URL printed at start and put before the local object store's signed URLs; empty leaves those relative to the API"`
 }
 
 // DatabaseConfig configures the SQL database and its pool.
@@ -239,6 +240,16 @@ type StorageS3Config struct {
 	Prefix    string `mapstructure:"prefix" usage:"put before every object key (moim/), so deployments can share a bucket"`
 }
 
+// ImagesConfig bounds image uploads.
+type ImagesConfig struct {
+	MaxBytes int64 `mapstructure:"max_bytes" usage:"largest image upload in bytes"`
+	// A decoded image takes 4 bytes a pixel, so this bounds a decode's
+	// memory; a larger one (a decompression bomb) is refused from its
+	// header.
+	MaxPixels int64         `mapstructure:"max_pixels" usage:"largest width×height of an image upload, checked before decoding"`
+	URLExpiry time.Duration `mapstructure:"url_expiry" usage:"how long a signed image download URL works"`
+}
+
 // WorkerConfig configures the asynq server.
 type WorkerConfig struct {
 	Concurrency int `mapstructure:"concurrency" usage:"tasks processed at once per worker process"`
@@ -337,6 +348,8 @@ func Default() *Config {
 			Local:   StorageLocalConfig{Dir: "data/objects"},
 			S3:      StorageS3Config{Region: "us-east-1"},
 		},
+		// ErunJrun's 15 MB a photo.
+		Images: ImagesConfig{MaxBytes: 15 << 20, MaxPixels: 50_000_000, URLExpiry: time.Hour},
 		RateLimit: RateLimitConfig{
 			SignupPerIP:   "10/1h",
 			LoginPerIP:    "30/1m",

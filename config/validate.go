@@ -263,6 +263,17 @@ func (c *Config) Validate() error {
 	positive("slack.timeout", c.Slack.Timeout)
 
 	c.validateStorage(add)
+	if c.Images.MaxBytes < 1<<10 || c.Images.MaxBytes > 1<<30 {
+		add("images.max_bytes", "must be between 1024 and 1073741824")
+	}
+	// The smallest must take a 380×380 room photo.
+	if c.Images.MaxPixels < 1_000_000 || c.Images.MaxPixels > 500_000_000 {
+		add("images.max_pixels", "must be between 1000000 and 500000000")
+	}
+	// Signed URLs live at most a week (SigV4's bound).
+	if c.Images.URLExpiry < time.Minute || c.Images.URLExpiry > 7*24*time.Hour {
+		add("images.url_expiry", "must be between 1m and 168h")
+	}
 
 	switch {
 	case c.Admin.User == "":

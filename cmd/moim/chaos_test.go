@@ -100,6 +100,7 @@ func TestChaos(t *testing.T) {
 	env := []string{
 		"MOIM_DATABASE_URL=" + dbURL,
 		"MOIM_REDIS_URL=" + rds.url(),
+		"MOIM_STORAGE_LOCAL_DIR=" + filepath.Join(t.TempDir(), "objects"),
 		"MOIM_AUTH_JWT_KEY=" + base64.StdEncoding.EncodeToString(key),
 		"MOIM_ADMIN_PASSWORD=" + adminPassword,
 		"MOIM_LOG_LEVEL=info",

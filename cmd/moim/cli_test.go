@@ -138,6 +138,7 @@ func TestProcessOpsPorts(t *testing.T) {
 				tt.addrKey:          addr,
 				"MOIM_LOG_LEVEL":    "warn",
 			}
+			withObjectDir(t, vars)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() {
@@ -202,6 +203,7 @@ func freeAddr(t *testing.T) string {
 // runMoimStdin is runMoim with stdin.
 func runMoimStdin(t *testing.T, vars map[string]string, stdin string, args ...string) (string, error) {
 	t.Helper()
+	withObjectDir(t, vars)
 	var out, logs bytes.Buffer
 	err := app.Moim(context.Background(), app.Env{
 		Args:   args,

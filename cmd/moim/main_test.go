@@ -200,12 +200,23 @@ func TestAllInOne(t *testing.T) {
 	}
 }
 
+// withObjectDir points the local object store of a run configured by vars
+// at a directory of the test's own unless vars name one: the default,
+// data/objects, would be made in the source tree.
+func withObjectDir(t *testing.T, vars map[string]string) {
+	t.Helper()
+	if vars["MOIM_STORAGE_LOCAL_DIR"] == "" {
+		vars["MOIM_STORAGE_LOCAL_DIR"] = filepath.Join(t.TempDir(), "objects")
+	}
+}
+
 // startMoim runs the all-in-one process as `make run` does, configured by
 // vars (its whole environment), and returns its start-up banner by label:
 // "API", "Admin", …. stop shuts it down (Ctrl-C) and waits for it; the
 // test's end does so if the test did not.
 func startMoim(t *testing.T, vars map[string]string) (banner map[string]string, stop func()) {
 	t.Helper()
+	withObjectDir(t, vars)
 	logs := &jobstest.LogBuffer{} // t.Log would panic if a straggling goroutine logged after the test
 	t.Cleanup(func() {
 		if t.Failed() {

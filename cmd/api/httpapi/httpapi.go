@@ -22,7 +22,9 @@ import (
 	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
+	"github.com/moim/moim/jobs/image"
 	"github.com/moim/moim/jobs/notify"
+	"github.com/moim/moim/jobs/storage"
 )
 
 // DefaultMatchWait is how long a random-match application waits when
@@ -96,6 +98,12 @@ type Deps struct {
 	// GroupRuns time attendance and evaluation; zero means
 	// DefaultGroupRunRules.
 	GroupRuns GroupRunRules
+	// Storage keeps uploaded images; nil leaves out the image routes.
+	// A store that verifies its own signed URLs (the local directory)
+	// also gets its objects served under /v1/objects/.
+	Storage storage.Store
+	// Images bound uploads and set the download URLs' expiry.
+	Images ImageParams
 	// NowFunc is the clock; nil means time.Now.
 	NowFunc func() time.Time
 }
@@ -126,6 +134,8 @@ type server struct {
 	roomLocation   *time.Location
 	roomListTTL    time.Duration
 	groupRuns      GroupRunRules
+	store          storage.Store
+	images         ImageParams
 }
 
 // New builds the API handler. The returned cleanup closes the Redis clients
@@ -164,6 +174,17 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		roomLocation:   d.RoomLocation,
 		roomListTTL:    d.RoomListCacheTTL,
 		groupRuns:      d.GroupRuns,
+		store:          d.Storage,
+		images:         d.Images,
+	}
+	if s.images.MaxBytes <= 0 {
+		s.images.MaxBytes = DefaultImageMaxBytes
+	}
+	if s.images.MaxPixels <= 0 {
+		s.images.MaxPixels = image.DefaultMaxPixels
+	}
+	if s.images.URLExpiry <= 0 {
+		s.images.URLExpiry = DefaultImageURLExpiry
 	}
 	if s.groupRuns == (GroupRunRules{}) {
 		s.groupRuns = DefaultGroupRunRules
@@ -237,6 +258,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerCommentRoutes(r)
 		s.registerGroupRunRoutes(r)
 		s.registerMailboxRoutes(r)
+		s.registerImageRoutes(r)
 		if extra != nil {
 			extra(r)
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
+	"github.com/moim/moim/jobs/storage"
 )
 
 const (
@@ -45,6 +46,10 @@ type env struct {
 	hasher   *auth.Hasher
 	tokens   *auth.Tokens
 	sessions *auth.Sessions
+	// store is a local object store in storeDir, a directory of the
+	// test's own.
+	store    *storage.Local
+	storeDir string
 }
 
 // testJWTKey signs the test servers' access tokens.
@@ -81,7 +86,25 @@ func newEnv(t testing.TB, bdb *bun.DB) *env {
 	if err != nil {
 		t.Fatalf("new sessions: %v", err)
 	}
-	return &env{db: bdb, redisOpt: opt, redis: rdb, relay: relay, hasher: hasher, tokens: tokens, sessions: sessions}
+	dir := t.TempDir()
+	return &env{db: bdb, redisOpt: opt, redis: rdb, relay: relay, hasher: hasher, tokens: tokens, sessions: sessions,
+		store: newStore(t, dir, clocktest.Now), storeDir: dir}
+}
+
+// testURLKey signs the test stores' URLs.
+var testURLKey = []byte("test-url-key-0123456789-0123456789")
+
+// newStore opens a local object store in dir on the clock now. Its signed
+// URLs are relative to the API server.
+func newStore(t testing.TB, dir string, now func() time.Time) *storage.Local {
+	t.Helper()
+	st, err := storage.NewLocal(storage.LocalOptions{Dir: dir, URLKey: testURLKey,
+		SignedBaseURL: "/v1/objects", NowFunc: now})
+	if err != nil {
+		t.Fatalf("new store: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
 
 // openSQLite opens an empty in-memory SQLite database for tests that only
@@ -122,6 +145,7 @@ func (e *env) deps(logs *logBuffer, reg *prometheus.Registry) httpapi.Deps {
 		Passwords:      e.hasher,
 		Tokens:         e.tokens,
 		Sessions:       e.sessions,
+		Storage:        e.store,
 		NowFunc:        clocktest.Now,
 	}
 }

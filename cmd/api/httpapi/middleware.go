@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -275,7 +276,30 @@ func timeout(d time.Duration) func(http.Handler) http.Handler {
 func bodyLimit(n int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r.Body = http.MaxBytesReader(w, r.Body, n)
+			r.Body = &cappedBody{ReadCloser: http.MaxBytesReader(w, r.Body, n), raw: r.Body}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// cappedBody is a body under bodyLimit's cap that keeps the body below
+// it, so one route can set its own cap.
+type cappedBody struct {
+	io.ReadCloser
+	raw io.ReadCloser
+}
+
+// raiseBodyLimit replaces bodyLimit's cap with n for the routes it wraps
+// (an upload), before anything has read the body; every other route keeps
+// the small one.
+func raiseBodyLimit(n int64) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body := r.Body
+			if c, ok := body.(*cappedBody); ok {
+				body = c.raw
+			}
+			r.Body = http.MaxBytesReader(w, body, n)
 			next.ServeHTTP(w, r)
 		})
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/memredis"
 	"github.com/moim/moim/jobs/notify"
+	"github.com/moim/moim/jobs/storage"
 	"github.com/moim/moim/templates"
 
 	// The default zone is Asia/Seoul; embed the zone database so a minimal
@@ -154,6 +155,9 @@ type wiring struct {
 	// mailbox keeps what the log providers would have sent; nil when
 	// nothing in this process fills it.
 	mailbox *notify.Mailbox
+	// store keeps uploaded images; nil in a process without the API or
+	// the worker.
+	store storage.Store
 }
 
 func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, roles Role, generated []string) (err error) {
@@ -209,6 +213,16 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		}
 		closers = append(closers, func() { _ = bdb.Close() })
 	}
+	var store storage.Store
+	if roles&(RoleAPI|RoleWorker) != 0 {
+		store, err = storage.New(ctx, storageOptions(cfg))
+		if err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		if c, ok := store.(io.Closer); ok {
+			closers = append(closers, func() { _ = c.Close() })
+		}
+	}
 
 	// Every role enqueues or inspects; asynq's clients register a queue
 	// only once per process, so each process puts the names back after
@@ -243,7 +257,7 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		mailbox = notify.NewMailbox(cfg.Notify.MailboxSize)
 	}
 	if roles&RoleWorker != 0 {
-		c, err := workerComponent(wiring{cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox}, roles != RoleWorker)
+		c, err := workerComponent(wiring{cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox, store}, roles != RoleWorker)
 		if err != nil {
 			return err
 		}
@@ -264,7 +278,7 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 		if err != nil {
 			return err
 		}
-		c, url, closeAPI, err := apiComponent(wiring{cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox}, hasher)
+		c, url, closeAPI, err := apiComponent(wiring{cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox, store}, hasher)
 		if err != nil {
 			return err
 		}
@@ -356,6 +370,27 @@ func dbOptions(cfg *config.Config) db.Options {
 		MaxIdleConns:    maxIdle,
 		ConnMaxLifetime: cfg.Database.ConnMaxLifetime,
 		ConnMaxIdleTime: cfg.Database.ConnMaxIdleTime,
+	}
+}
+
+// storageOptions maps the storage section. The local backend's signed
+// URLs point at the API's /v1/objects/, below http.public_url when it is
+// set and relative to the API otherwise.
+func storageOptions(cfg *config.Config) storage.Options {
+	st := cfg.Storage
+	return storage.Options{
+		Backend: st.Backend,
+		Local: storage.LocalOptions{
+			Dir:           st.Local.Dir,
+			URLKey:        cfg.StorageURLKey(),
+			SignedBaseURL: strings.TrimRight(cfg.HTTP.PublicURL, "/") + "/v1/objects",
+			PublicBaseURL: st.PublicBaseURL,
+		},
+		S3: storage.S3Options{
+			Bucket: st.S3.Bucket, Endpoint: st.S3.Endpoint, Region: st.S3.Region, PathStyle: st.S3.PathStyle,
+			AccessKey: st.S3.AccessKey, SecretKey: st.S3.SecretKey, Prefix: st.S3.Prefix,
+			PublicBaseURL: st.PublicBaseURL,
+		},
 	}
 }
 
@@ -560,8 +595,11 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 		RefreshCookie:  cfg.Auth.RefreshCookie,
 		RateLimits:     limits,
 		Mailbox:        mailbox,
-		StreamsDone:    streamsDone,
-		MatchWait:      cfg.Matching.WaitLimit,
+		Storage:        w.store,
+		Images: httpapi.ImageParams{MaxBytes: cfg.Images.MaxBytes, MaxPixels: cfg.Images.MaxPixels,
+			URLExpiry: cfg.Images.URLExpiry},
+		StreamsDone: streamsDone,
+		MatchWait:   cfg.Matching.WaitLimit,
 		RoomRules: domain.RoomRules{RunLead: cfg.Rooms.RunLead,
 			MaxAhead: time.Duration(cfg.Rooms.MaxDaysAhead) * 24 * time.Hour},
 		RoomLocation:     loc,

@@ -1,0 +1,124 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/domain"
+)
+
+// imageRow is a row of the images table with its owner's public id joined
+// in.
+type imageRow struct {
+	bun.BaseModel `bun:"table:images,alias:i"`
+
+	ID            int64     `bun:"id,pk,autoincrement"`
+	PublicID      string    `bun:"public_id,notnull"`
+	OwnerID       int64     `bun:"owner_id,notnull"`
+	Purpose       int16     `bun:"purpose,notnull"`
+	Status        int16     `bun:"status,notnull"`
+	ContentType   string    `bun:"content_type,notnull"`
+	Width         int32     `bun:"width,notnull"`
+	Height        int32     `bun:"height,notnull"`
+	Bytes         int64     `bun:"bytes,notnull"`
+	Variants      string    `bun:"variants,notnull"`
+	FailureReason string    `bun:"failure_reason,nullzero"`
+	CreatedAt     time.Time `bun:"created_at,notnull"`
+	UpdatedAt     time.Time `bun:"updated_at,notnull"`
+
+	OwnerPublicID string `bun:"owner_public_id,scanonly"`
+}
+
+func (r *imageRow) toDomain() (*domain.Image, error) {
+	img := &domain.Image{
+		ID:            r.PublicID,
+		OwnerID:       r.OwnerPublicID,
+		Purpose:       domain.ImagePurpose(r.Purpose),
+		Status:        domain.ImageStatus(r.Status),
+		ContentType:   r.ContentType,
+		Width:         int(r.Width),
+		Height:        int(r.Height),
+		Bytes:         r.Bytes,
+		FailureReason: r.FailureReason,
+		CreatedAt:     r.CreatedAt.UTC(),
+		UpdatedAt:     r.UpdatedAt.UTC(),
+	}
+	if err := json.Unmarshal([]byte(r.Variants), &img.Variants); err != nil {
+		return nil, fmt.Errorf("image %s: variants: %w", r.PublicID, err)
+	}
+	return img, nil
+}
+
+// Images is the store of images. The zero value is ready to use; every
+// method takes the bun.IDB to run on, so it composes with the caller's
+// transaction.
+type Images struct{}
+
+// Create inserts img for its owner and sets img.ID to a new public id when
+// it is empty (the caller may pick it first: the object keys carry it).
+// Times are stored in UTC to the microsecond and written back so; nil
+// Variants are stored as an empty list. Errors: ENOTFOUND when the owner is
+// unknown or deleted, ECONFLICT for an id that exists already.
+func (Images) Create(ctx context.Context, idb bun.IDB, img *domain.Image) error {
+	if !img.Purpose.Valid() {
+		return fmt.Errorf("create image: invalid purpose %d", int(img.Purpose))
+	}
+	if !img.Status.Valid() {
+		return fmt.Errorf("create image: invalid status %d", int(img.Status))
+	}
+	owner, err := memberKey(ctx, idb, img.OwnerID)
+	if err != nil {
+		return fmt.Errorf("create image for %s: %w", img.OwnerID, err)
+	}
+	if img.ID == "" {
+		img.ID = NewPublicID()
+	}
+	if img.Variants == nil {
+		img.Variants = []string{}
+	}
+	variants, err := json.Marshal(img.Variants)
+	if err != nil {
+		return fmt.Errorf("create image %s: %w", img.ID, err)
+	}
+	img.CreatedAt, img.UpdatedAt = dbTime(img.CreatedAt), dbTime(img.UpdatedAt)
+	row := imageRow{
+		PublicID:      img.ID,
+		OwnerID:       owner,
+		Purpose:       int16(img.Purpose),
+		Status:        int16(img.Status),
+		ContentType:   img.ContentType,
+		Width:         int32(img.Width),
+		Height:        int32(img.Height),
+		Bytes:         img.Bytes,
+		Variants:      string(variants),
+		FailureReason: img.FailureReason,
+		CreatedAt:     img.CreatedAt,
+		UpdatedAt:     img.UpdatedAt,
+	}
+	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
+		return fmt.Errorf("create image %s: %w", img.ID, translate(err))
+	}
+	return nil
+}
+
+// FindByID returns the image with public id id, or an ENOTFOUND error.
+func (Images) FindByID(ctx context.Context, idb bun.IDB, id string) (*domain.Image, error) {
+	var r imageRow
+	err := idb.NewSelect().Model(&r).
+		ColumnExpr("i.*").
+		ColumnExpr("m.public_id AS owner_public_id").
+		Join("JOIN members AS m ON m.id = i.owner_id").
+		Where("i.public_id = ?", id).Limit(1).Scan(ctx)
+	if err != nil {
+		err = translate(err)
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			return nil, &domain.Error{Code: domain.ENOTFOUND, Message: "Image not found.", Err: err}
+		}
+		return nil, fmt.Errorf("find image %s: %w", id, err)
+	}
+	return r.toDomain()
+}

@@ -1,0 +1,96 @@
+package db_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/domain"
+)
+
+func TestImagesCreateAndFind(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		owner := mustCreate(t, bdb, newMember("img@example.com", "imager"))
+		images := db.Images{}
+		created := time.Date(2026, 12, 7, 10, 0, 0, 123456789, time.FixedZone("KST", 9*60*60))
+
+		tests := []struct {
+			name string
+			in   domain.Image
+		}{
+			{"processing, given id", domain.Image{
+				ID: db.NewPublicID(), OwnerID: owner.ID, Purpose: domain.ImagePurposeRoom, Status: domain.ImageProcessing,
+				ContentType: "image/jpeg", Width: 4000, Height: 3000, Bytes: 12 << 20,
+				CreatedAt: created, UpdatedAt: created,
+			}},
+			{"ready with variants", domain.Image{
+				OwnerID: owner.ID, Purpose: domain.ImagePurposeAvatar, Status: domain.ImageReady,
+				ContentType: "image/png", Width: 128, Height: 128, Bytes: 5000,
+				Variants: domain.ImageVariants(), CreatedAt: created, UpdatedAt: created.Add(time.Minute),
+			}},
+			{"failed", domain.Image{
+				OwnerID: owner.ID, Purpose: domain.ImagePurposeVerification, Status: domain.ImageFailed,
+				FailureReason: "truncated JPEG", CreatedAt: created, UpdatedAt: created,
+			}},
+		}
+		for _, tt := range tests {
+			img := tt.in
+			if err := images.Create(ctx, bdb, &img); err != nil {
+				t.Fatalf("%s: Create: %v", tt.name, err)
+			}
+			if len(img.ID) != 26 || (tt.in.ID != "" && img.ID != tt.in.ID) {
+				t.Errorf("%s: ID = %q, want %q or a new 26-character id", tt.name, img.ID, tt.in.ID)
+			}
+			if img.CreatedAt.Location() != time.UTC || !img.CreatedAt.Equal(usec(created)) {
+				t.Errorf("%s: CreatedAt = %v, want %v in UTC", tt.name, img.CreatedAt, usec(created))
+			}
+			got, err := images.FindByID(ctx, bdb, img.ID)
+			if err != nil {
+				t.Fatalf("%s: FindByID: %v", tt.name, err)
+			}
+			if !reflect.DeepEqual(got, &img) {
+				t.Errorf("%s: FindByID = %+v, want %+v", tt.name, got, &img)
+			}
+		}
+	})
+}
+
+func TestImagesErrors(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		owner := mustCreate(t, bdb, newMember("img2@example.com", "imager2"))
+		images := db.Images{}
+
+		if _, err := images.FindByID(ctx, bdb, "nosuchimage"); domain.ErrorCode(err) != domain.ENOTFOUND {
+			t.Errorf("FindByID(unknown) = %v, want not_found", err)
+		}
+		ok := domain.Image{OwnerID: owner.ID, Purpose: domain.ImagePurposeRoom, Status: domain.ImageProcessing}
+		if err := images.Create(ctx, bdb, &ok); err != nil {
+			t.Fatal(err)
+		}
+		again := ok
+		if err := images.Create(ctx, bdb, &again); domain.ErrorCode(err) != domain.ECONFLICT {
+			t.Errorf("Create(same id) = %v, want conflict", err)
+		}
+		stranger := domain.Image{OwnerID: "nosuchmember", Purpose: domain.ImagePurposeRoom, Status: domain.ImageProcessing}
+		if err := images.Create(ctx, bdb, &stranger); domain.ErrorCode(err) != domain.ENOTFOUND {
+			t.Errorf("Create(unknown owner) = %v, want not_found", err)
+		}
+		for _, bad := range []domain.Image{
+			{OwnerID: owner.ID, Purpose: 0, Status: domain.ImageProcessing},
+			{OwnerID: owner.ID, Purpose: domain.ImagePurposeRoom, Status: 9},
+		} {
+			if err := images.Create(ctx, bdb, &bad); err == nil || domain.ErrorCode(err) != domain.EINTERNAL {
+				t.Errorf("Create(%+v) = %v, want an internal error", bad, err)
+			}
+		}
+	})
+}
