@@ -62,9 +62,10 @@ type Variant struct {
 // reports true: retrying cannot help. Read failures and ctx's end are
 // returned as they are.
 //
-// Memory: the decoded image (1.5 bytes a pixel for a typical JPEG, 4 for
-// PNG, GIF and WebP with alpha), a quarter of it for a large JPEG's
-// pre-shrunk copy, and the resampler's rows, which the benchmark measures.
+// Memory: the decoded image (1.5 bytes a pixel for a typical JPEG, 4 for a
+// PNG or a WebP with alpha, 1 for a GIF), a box-shrunk copy with a quarter
+// of its pixels or fewer, and the resampler's rows over the copy;
+// BenchmarkVariants12MP measures the peak.
 func Variants(ctx context.Context, r io.Reader, opts Options) ([]Variant, error) {
 	src := &sourceReader{r: r}
 	var head bytes.Buffer
@@ -192,16 +193,18 @@ func makeVariants(ctx context.Context, img stdimage.Image, o int, opts Options) 
 	side := min(380, sw, sh)
 	plans = append(plans, plan{name: VariantC380, w: side, h: side, square: true})
 
-	// A large JPEG is box-shrunk first by a whole factor that leaves the
+	// A large image is box-shrunk first by a whole factor that leaves the
 	// smallest ratio at least prescaleMargin, so the kernel reads a fraction
 	// of the pixels yet every variant is still resampled from more than it
 	// needs.
 	work := img
-	if ycc, ok := img.(*stdimage.YCbCr); ok {
-		ratio := float64(sw) / float64(plans[1].w)
-		ratio = min(ratio, float64(sh)/float64(plans[1].h), float64(min(sw, sh))/float64(side))
-		if k := int(ratio / prescaleMargin); k >= 2 {
-			work = shrinkYCbCr(ycc, k)
+	ratio := min(float64(sw)/float64(plans[1].w), float64(sh)/float64(plans[1].h), float64(min(sw, sh))/float64(side))
+	if k := int(ratio / prescaleMargin); k >= 2 {
+		switch src := img.(type) {
+		case *stdimage.YCbCr:
+			work = shrinkYCbCr(src, k)
+		case stdimage.RGBA64Image:
+			work = shrinkRGBA64(src, k)
 		}
 	}
 	wb := work.Bounds()
@@ -303,6 +306,36 @@ func shrinkYCbCr(src *stdimage.YCbCr, k int) *stdimage.YCbCr {
 			dst.Y[i] = uint8((ys + n/2) / n)
 			dst.Cb[i] = uint8((cbs + n/2) / n)
 			dst.Cr[i] = uint8((crs + n/2) / n)
+		}
+	}
+	return dst
+}
+
+// shrinkRGBA64 averages k×k blocks of src's premultiplied colours, so that
+// transparent pixels lend no colour to their neighbours. RGBA64At converts
+// every image type without allocating.
+func shrinkRGBA64(src stdimage.RGBA64Image, k int) *stdimage.RGBA {
+	b := src.Bounds()
+	w, h := b.Dx()/k, b.Dy()/k
+	dst := stdimage.NewRGBA(stdimage.Rect(0, 0, w, h))
+	n := uint32(k * k)
+	for y := range h {
+		for x := range w {
+			var r, g, bl, a uint32
+			for dy := range k {
+				for dx := range k {
+					c := src.RGBA64At(b.Min.X+x*k+dx, b.Min.Y+y*k+dy)
+					r += uint32(c.R)
+					g += uint32(c.G)
+					bl += uint32(c.B)
+					a += uint32(c.A)
+				}
+			}
+			i := y*dst.Stride + 4*x
+			dst.Pix[i] = uint8((r/n + 128) / 257)
+			dst.Pix[i+1] = uint8((g/n + 128) / 257)
+			dst.Pix[i+2] = uint8((bl/n + 128) / 257)
+			dst.Pix[i+3] = uint8((a/n + 128) / 257)
 		}
 	}
 	return dst

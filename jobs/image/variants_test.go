@@ -198,26 +198,31 @@ func TestVariantsApplyEXIFOrientation(t *testing.T) {
 
 func TestVariantsKeepTransparency(t *testing.T) {
 	t.Parallel()
-	nrgba := stdimage.NewNRGBA(stdimage.Rect(0, 0, 800, 600))
-	for i := range nrgba.Pix {
-		nrgba.Pix[i] = 200
-	}
-	nrgba.SetNRGBA(400, 300, color.NRGBA{10, 20, 30, 254}) // one pixel is enough
-	clear(nrgba.Pix[:nrgba.Stride*150])                    // a transparent band on top
 	pal := stdimage.NewPaletted(stdimage.Rect(0, 0, 500, 400), color.Palette{color.Transparent, color.White})
 	pal.Pix[0] = 1
 	var g bytes.Buffer
 	if err := gif.Encode(&g, pal, nil); err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{"png": encodePNG(t, nrgba), "gif": g.Bytes()} {
-		for _, v := range variants(t, data, image.Options{}) {
+	for _, v := range variants(t, g.Bytes(), image.Options{}) {
+		if decoded(t, v); v.ContentType != image.TypePNG {
+			t.Errorf("gif: %s is %s, want PNG", v.Name, v.ContentType)
+		}
+	}
+	// 2000×1000 is box-shrunk first, 800×600 is not.
+	for _, size := range [][2]int{{800, 600}, {2000, 1000}} {
+		for _, v := range variants(t, encodePNG(t, translucent(size[0], size[1])), image.Options{}) {
 			img := decoded(t, v)
 			if v.ContentType != image.TypePNG {
-				t.Errorf("%s: %s is %s, want PNG", name, v.Name, v.ContentType)
+				t.Errorf("%v: %s is %s, want PNG", size, v.Name, v.ContentType)
 			}
-			if _, _, _, a := img.At(img.Bounds().Min.X+1, img.Bounds().Min.Y+1).RGBA(); name == "png" && v.Name != image.VariantC380 && a != 0 {
-				t.Errorf("%s: %s top left alpha %d, want transparent", name, v.Name, a)
+			b := img.Bounds()
+			if c := color.NRGBAModel.Convert(img.At(b.Min.X+1, b.Min.Y+1)).(color.NRGBA); v.Name != image.VariantC380 && c.A != 0 {
+				t.Errorf("%v: %s top left is %v, want transparent", size, v.Name, c)
+			}
+			c := color.NRGBAModel.Convert(img.At(b.Dx()/2, b.Dy()*3/4)).(color.NRGBA)
+			if far(c.R, 200) || far(c.G, 100) || far(c.B, 50) || far(c.A, 128) {
+				t.Errorf("%v: %s lower middle is %v, want {200 100 50 128}", size, v.Name, c)
 			}
 		}
 	}
@@ -232,6 +237,18 @@ func TestVariantsKeepTransparency(t *testing.T) {
 		}
 	}
 }
+
+// translucent is a w×h image whose top quarter is transparent and the rest
+// half-transparent orange.
+func translucent(w, h int) *stdimage.NRGBA {
+	img := stdimage.NewNRGBA(stdimage.Rect(0, 0, w, h))
+	px := bytes.Repeat([]byte{200, 100, 50, 128}, w*(h-h/4))
+	copy(img.Pix[img.Stride*(h/4):], px)
+	return img
+}
+
+// far reports whether v is more than 3 from want.
+func far(v, want uint8) bool { return int(v) < int(want)-3 || int(v) > int(want)+3 }
 
 func TestVariantsDeterministic(t *testing.T) {
 	t.Parallel()
