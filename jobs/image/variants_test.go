@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +91,8 @@ func TestVariantsSizes(t *testing.T) {
 		{"narrower than both widths", jpegBytes(t, 300, 500), [3]size{{300, 500}, {300, 500}, {300, 300}}},
 		{"between the widths", pngBytes(t, 500, 390), [3]size{{384, 300}, {500, 390}, {380, 380}}},
 		{"gif", gifBytes(t, 600, 400), [3]size{{384, 256}, {600, 400}, {380, 380}}},
+		{"one pixel", pngBytes(t, 1, 1), [3]size{{1, 1}, {1, 1}, {1, 1}}},
+		{"strip", pngBytes(t, 2000, 3), [3]size{{384, 1}, {758, 1}, {3, 3}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +107,35 @@ func TestVariantsSizes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestVariantsOfWebP(t *testing.T) {
+	t.Parallel()
+	for file, want := range map[string]struct {
+		typ      string
+		w384     [2]int
+		c380side int
+	}{
+		"blue-purple-pink.lossy.webp":       {image.TypeJPEG, [2]int{150, 100}, 100},
+		"yellow_rose.lossy-with-alpha.webp": {image.TypePNG, [2]int{384, 289}, 301},
+	} {
+		data, err := os.ReadFile(filepath.Join("testdata", "webp", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs := variants(t, data, image.Options{})
+		for _, v := range vs {
+			if decoded(t, v); v.ContentType != want.typ {
+				t.Errorf("%s: %s is %s, want %s", file, v.Name, v.ContentType, want.typ)
+			}
+		}
+		if got := [2]int{vs[0].Width, vs[0].Height}; got != want.w384 {
+			t.Errorf("%s: w384 is %v, want %v", file, got, want.w384)
+		}
+		if vs[2].Width != want.c380side || vs[2].Height != want.c380side {
+			t.Errorf("%s: c380 is %d×%d, want %d square", file, vs[2].Width, vs[2].Height, want.c380side)
+		}
 	}
 }
 
