@@ -248,6 +248,11 @@ type ImagesConfig struct {
 	// header.
 	MaxPixels int64         `mapstructure:"max_pixels" usage:"largest width×height of an image upload, checked before decoding"`
 	URLExpiry time.Duration `mapstructure:"url_expiry" usage:"how long a signed image download URL works"`
+	// JPEGQuality is the quality of the JPEG variants a worker writes.
+	JPEGQuality int `mapstructure:"jpeg_quality" usage:"JPEG quality of the variants, 1 to 100"`
+	// ConcurrentDecodes caps the images a worker process decodes at once,
+	// whatever worker.concurrency is: each decode holds the whole image.
+	ConcurrentDecodes int `mapstructure:"concurrent_decodes" usage:"images one worker process decodes at once"`
 }
 
 // WorkerConfig configures the asynq server.
@@ -349,7 +354,8 @@ func Default() *Config {
 			S3:      StorageS3Config{Region: "us-east-1"},
 		},
 		// ErunJrun's 15 MB a photo.
-		Images: ImagesConfig{MaxBytes: 15 << 20, MaxPixels: 50_000_000, URLExpiry: time.Hour},
+		Images: ImagesConfig{MaxBytes: 15 << 20, MaxPixels: 50_000_000, URLExpiry: time.Hour,
+			JPEGQuality: 85, ConcurrentDecodes: 2},
 		RateLimit: RateLimitConfig{
 			SignupPerIP:   "10/1h",
 			LoginPerIP:    "30/1m",

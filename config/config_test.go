@@ -85,7 +85,7 @@ func TestLoadDefaults(t *testing.T) {
 		Slack: config.SlackConfig{BaseURL: "https://slack.com/api", Timeout: 10 * time.Second},
 		Storage: config.StorageConfig{Backend: "local", Local: config.StorageLocalConfig{Dir: "data/objects"},
 			S3: config.StorageS3Config{Region: "us-east-1"}},
-		Images: config.ImagesConfig{MaxBytes: 15728640, MaxPixels: 50000000, URLExpiry: time.Hour},
+		Images: config.ImagesConfig{MaxBytes: 15728640, MaxPixels: 50000000, URLExpiry: time.Hour, JPEGQuality: 85, ConcurrentDecodes: 2},
 		Worker: config.WorkerConfig{
 			Concurrency:       10,
 			Queues:            map[string]int{"critical": 6, "default": 3, "low": 1},

@@ -274,6 +274,12 @@ func (c *Config) Validate() error {
 	if c.Images.URLExpiry < time.Minute || c.Images.URLExpiry > 7*24*time.Hour {
 		add("images.url_expiry", "must be between 1m and 168h")
 	}
+	if c.Images.JPEGQuality < 1 || c.Images.JPEGQuality > 100 {
+		add("images.jpeg_quality", "must be between 1 and 100")
+	}
+	if c.Images.ConcurrentDecodes < 1 {
+		add("images.concurrent_decodes", "must be at least 1")
+	}
 
 	switch {
 	case c.Admin.User == "":

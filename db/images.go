@@ -122,3 +122,38 @@ func (Images) FindByID(ctx context.Context, idb bun.IDB, id string) (*domain.Ima
 	}
 	return r.toDomain()
 }
+
+// Finish records the outcome of making img's variants: READY with the
+// variants stored, or FAILED with the reason. Only a PROCESSING image
+// changes, so a re-run after another worker finished it changes nothing;
+// the result says whether this call moved it.
+func (Images) Finish(ctx context.Context, idb bun.IDB, id string, status domain.ImageStatus, variants []string, reason string, now time.Time) (bool, error) {
+	if status != domain.ImageReady && status != domain.ImageFailed {
+		return false, fmt.Errorf("finish image %s: status %s is not an outcome", id, status)
+	}
+	if variants == nil {
+		variants = []string{}
+	}
+	list, err := json.Marshal(variants)
+	if err != nil {
+		return false, fmt.Errorf("finish image %s: %w", id, err)
+	}
+	q := idb.NewUpdate().Table("images").
+		Set("status = ?", int16(status)).
+		Set("variants = ?", string(list)).
+		Set("updated_at = ?", dbTime(now)).
+		Where("public_id = ?", id).
+		Where("status = ?", int16(domain.ImageProcessing))
+	if reason != "" {
+		q = q.Set("failure_reason = ?", reason)
+	}
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("finish image %s: %w", id, translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("finish image %s: %w", id, err)
+	}
+	return n == 1, nil
+}

@@ -94,3 +94,51 @@ func TestImagesErrors(t *testing.T) {
 		}
 	})
 }
+
+func TestImagesFinish(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		owner := mustCreate(t, bdb, newMember("finish@example.com", "finisher"))
+		created := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+		done := created.Add(time.Minute)
+		images := db.Images{}
+		newImage := func() string {
+			img := domain.Image{OwnerID: owner.ID, Purpose: domain.ImagePurposeRoom, Status: domain.ImageProcessing,
+				ContentType: "image/jpeg", Width: 800, Height: 600, Bytes: 1000, CreatedAt: created, UpdatedAt: created}
+			if err := images.Create(ctx, bdb, &img); err != nil {
+				t.Fatal(err)
+			}
+			return img.ID
+		}
+
+		ready := newImage()
+		if moved, err := images.Finish(ctx, bdb, ready, domain.ImageReady, domain.ImageVariants(), "", done); err != nil || !moved {
+			t.Fatalf("Finish READY = %v, %v; want it moved", moved, err)
+		}
+		// A second worker finishing the same image changes nothing.
+		if moved, err := images.Finish(ctx, bdb, ready, domain.ImageFailed, nil, "late", done.Add(time.Hour)); err != nil || moved {
+			t.Fatalf("Finish of a READY image = %v, %v; want nothing moved", moved, err)
+		}
+		got, err := images.FindByID(ctx, bdb, ready)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != domain.ImageReady || !reflect.DeepEqual(got.Variants, domain.ImageVariants()) ||
+			got.FailureReason != "" || !got.UpdatedAt.Equal(done) {
+			t.Errorf("after Finish: %+v", got)
+		}
+
+		failed := newImage()
+		if moved, err := images.Finish(ctx, bdb, failed, domain.ImageFailed, nil, "truncated JPEG", done); err != nil || !moved {
+			t.Fatalf("Finish FAILED = %v, %v", moved, err)
+		}
+		if got, err := images.FindByID(ctx, bdb, failed); err != nil || got.Status != domain.ImageFailed ||
+			got.FailureReason != "truncated JPEG" || len(got.Variants) != 0 {
+			t.Errorf("after Finish FAILED: %+v, %v", got, err)
+		}
+		if _, err := images.Finish(ctx, bdb, failed, domain.ImageProcessing, nil, "", done); err == nil {
+			t.Error("Finish accepted PROCESSING as an outcome")
+		}
+	})
+}

@@ -1,5 +1,23 @@
 package jobs
 
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs/image"
+	"github.com/moim/moim/jobs/storage"
+)
+
 // TypeImageVariants makes the variants of one uploaded image and marks it
 // READY (or FAILED when it cannot be decoded).
 const TypeImageVariants = "image:variants"
@@ -16,4 +34,84 @@ func NewImageVariantsTask(imageID string) (Task, error) {
 	// A retry helps only with a storage or database outage: an image
 	// that cannot be decoded is FAILED at once.
 	return newTask(TypeImageVariants, ImageVariantsPayload{ImageID: imageID}, QueueDefault, 3)
+}
+
+// ImageVariantsHandler processes TypeImageVariants: it reads the original
+// once, writes the variants under their fixed keys, then marks the image
+// READY in one short statement. A re-run overwrites the same keys with the
+// same bytes and finds the image no longer PROCESSING, so it changes
+// nothing. An image that cannot be decoded is FAILED with the reason and
+// not retried; a storage or database failure is retried.
+type ImageVariantsHandler struct {
+	DB      *bun.DB
+	Store   storage.Store
+	Options image.Options
+	Logger  *slog.Logger
+	NowFunc func() time.Time
+}
+
+// ProcessTask makes the variants of the image the payload names.
+func (h *ImageVariantsHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	var p ImageVariantsPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.ImageID == "" {
+		return fmt.Errorf("%s: bad payload %q: %w", TypeImageVariants, t.Payload(), errors.Join(err, asynq.SkipRetry))
+	}
+	img, err := (db.Images{}).FindByID(ctx, h.DB, p.ImageID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil // deleted since: nothing to make
+	}
+	if err != nil {
+		return fmt.Errorf("image %s: %w", p.ImageID, err)
+	}
+	if img.Status != domain.ImageProcessing {
+		return nil // done by an earlier run
+	}
+	variants, err := h.make(ctx, img.ID)
+	if image.Permanent(err) || errors.Is(err, storage.ErrNotFound) {
+		reason := domain.ErrorMessage(err)
+		if errors.Is(err, storage.ErrNotFound) {
+			reason = "The original is missing from storage."
+		}
+		if _, ferr := (db.Images{}).Finish(ctx, h.DB, img.ID, domain.ImageFailed, nil, reason, h.NowFunc()); ferr != nil {
+			return fmt.Errorf("image %s: %w", img.ID, ferr)
+		}
+		h.Logger.WarnContext(ctx, "image failed", slog.String("image", img.ID), slog.String("reason", reason))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("image %s: %w", img.ID, err)
+	}
+	if _, err := (db.Images{}).Finish(ctx, h.DB, img.ID, domain.ImageReady, variants, "", h.NowFunc()); err != nil {
+		return fmt.Errorf("image %s: %w", img.ID, err)
+	}
+	return nil
+}
+
+// make decodes the original and stores each variant; it returns their names.
+func (h *ImageVariantsHandler) make(ctx context.Context, id string) ([]string, error) {
+	key, err := storage.NewKey(id, domain.ImageOriginal)
+	if err != nil {
+		return nil, err
+	}
+	rc, _, err := h.Store.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	out, err := image.Variants(ctx, rc, h.Options)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(out))
+	for _, v := range out {
+		vkey, err := storage.NewKey(id, v.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := h.Store.Put(ctx, vkey, bytes.NewReader(v.Bytes), int64(len(v.Bytes)), v.ContentType); err != nil {
+			return nil, fmt.Errorf("store %s: %w", v.Name, err)
+		}
+		names = append(names, v.Name)
+	}
+	return names, nil
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs/image"
 	"github.com/moim/moim/jobs/notify"
+	"github.com/moim/moim/jobs/storage"
 	"github.com/moim/moim/templates"
 )
 
@@ -74,6 +76,11 @@ type Deps struct {
 	RoomMetrics *RoomMetrics
 	// Reminders say when group-run reminders go out.
 	Reminders domain.ReminderRules
+
+	// Storage holds the images; without it image variants are not served.
+	Storage storage.Store
+	// Images tunes the variants (quality, pixel limit, the decode gate).
+	Images image.Options
 }
 
 // DefaultClaimTimeout is well beyond any provider's timeout: a claim older
@@ -162,6 +169,13 @@ func registerHandlers(r *registry, deps Deps) error {
 			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 		{TypeRetention, &RetentionHandler{DB: deps.DB, Policy: deps.Retention, NowFunc: deps.NowFunc, Logger: deps.Logger}},
+	}
+	if deps.Storage != nil {
+		handlers = append(handlers, struct {
+			typ string
+			h   asynq.Handler
+		}{TypeImageVariants, &ImageVariantsHandler{DB: deps.DB, Store: deps.Storage, Options: deps.Images,
+			Logger: deps.Logger, NowFunc: deps.NowFunc}})
 	}
 	if deps.Client != nil && deps.Inspector != nil {
 		handlers = append(handlers, []struct {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestAllInOneImageUpload: the all-in-one process opens the configured
@@ -73,11 +74,27 @@ func TestAllInOneImageUpload(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(objects, img.ID[:2], img.ID, "original")); err != nil {
 		t.Errorf("the original is not in the configured directory: %v", err)
 	}
-	resp = doJSON(t, http.MethodGet, base+img.URLs["w758"], "", "")
+	resp = doJSON(t, http.MethodGet, base+img.URLs["original"], "", "")
 	got, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/jpeg" || !bytes.Equal(got, photo.Bytes()) {
-		t.Errorf("GET %s: status %d, type %q, %d bytes; want the original", img.URLs["w758"], resp.StatusCode,
+		t.Errorf("GET %s: status %d, type %q, %d bytes; want the original", img.URLs["original"], resp.StatusCode,
 			resp.Header.Get("Content-Type"), len(got))
+	}
+
+	// The worker in the same process makes the variants.
+	deadline := time.Now().Add(30 * time.Second)
+	for img.Status != "READY" {
+		if time.Now().After(deadline) || img.Status == "FAILED" {
+			t.Fatalf("image still %s; want READY", img.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+		decodeBody(t, doJSON(t, http.MethodGet, base+"/v1/images/"+img.ID, token, ""), &img)
+	}
+	resp = doJSON(t, http.MethodGet, base+img.URLs["w384"], "", "")
+	cfg, err := jpeg.DecodeConfig(resp.Body)
+	resp.Body.Close()
+	if err != nil || cfg.Width != 384 || cfg.Height != 384 {
+		t.Errorf("w384 once READY: %dx%d (%v), want 384x384", cfg.Width, cfg.Height, err)
 	}
 }

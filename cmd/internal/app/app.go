@@ -34,6 +34,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
+	"github.com/moim/moim/jobs/image"
 	"github.com/moim/moim/jobs/memredis"
 	"github.com/moim/moim/jobs/notify"
 	"github.com/moim/moim/jobs/storage"
@@ -476,6 +477,9 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 		LinkBase:      cfg.Notify.AppURL,
 		ClaimTimeout:  cfg.Notify.ClaimTimeout,
 		SweepAfter:    cfg.Worker.SweepAfter,
+		Storage:       w.store,
+		Images: image.Options{Quality: cfg.Images.JPEGQuality, MaxPixels: cfg.Images.MaxPixels,
+			Gate: image.NewGate(cfg.Images.ConcurrentDecodes)},
 	})
 	if err != nil {
 		_ = client.Close()
