@@ -33,8 +33,9 @@ const (
 	// claimTTL frees a database whose test process died without cleanup.
 	claimTTL = 10 * time.Minute
 	// claimWait bounds the wait when every database is claimed by other
-	// tests (other test packages run as separate processes).
-	claimWait = 60 * time.Second
+	// tests (other test packages, or other checkouts on the same machine,
+	// run as separate processes); a slow neighbour only slows this one.
+	claimWait = 3 * time.Minute
 	claimPoll = 100 * time.Millisecond
 )
 
