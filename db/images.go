@@ -108,11 +108,7 @@ func (Images) Create(ctx context.Context, idb bun.IDB, img *domain.Image) error 
 // FindByID returns the image with public id id, or an ENOTFOUND error.
 func (Images) FindByID(ctx context.Context, idb bun.IDB, id string) (*domain.Image, error) {
 	var r imageRow
-	err := idb.NewSelect().Model(&r).
-		ColumnExpr("i.*").
-		ColumnExpr("m.public_id AS owner_public_id").
-		Join("JOIN members AS m ON m.id = i.owner_id").
-		Where("i.public_id = ?", id).Limit(1).Scan(ctx)
+	err := selectImages(idb, &r).Where("i.public_id = ?", id).Limit(1).Scan(ctx)
 	if err != nil {
 		err = translate(err)
 		if domain.ErrorCode(err) == domain.ENOTFOUND {

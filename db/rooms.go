@@ -176,8 +176,8 @@ func selectRooms(idb bun.IDB, dest any) *bun.SelectQuery {
 		Join("LEFT JOIN matches AS mt ON mt.id = r.match_id")
 }
 
-// FindByID returns the room with public id id and its participants, the
-// host first and then in joining order. A cancelled room is returned too
+// FindByID returns the room with public id id, its participants (the
+// host first and then in joining order) and its images. A cancelled room is returned too
 // (DeletedAt set), for the caller to decide. Read the room before anything
 // that depends on its version: the participants are read after the room,
 // so a version check against r.Version also vouches for them.
@@ -217,6 +217,11 @@ func findRoom(ctx context.Context, idb bun.IDB, where string, arg any) (*domain.
 		r.Participants[i] = domain.Participant{MemberID: p.MemberPublicID, Nickname: p.Nickname, Host: p.Host,
 			JoinedAt: p.JoinedAt.UTC(), Attended: p.Attended, Evaluation: int(p.Evaluated)}
 	}
+	imgs, err := (Images{}).RoomImages(ctx, idb, []int64{r.Key})
+	if err != nil {
+		return nil, fmt.Errorf("find room %s: %w", r.ID, err)
+	}
+	r.Images = imgs[r.Key]
 	return &r, nil
 }
 
@@ -332,7 +337,7 @@ type RoomFilter struct {
 
 // RoomPage is one page of rooms, newest first.
 type RoomPage struct {
-	Rooms []domain.Room // without participants
+	Rooms []domain.Room // without participants, with their images
 	Next  string        // cursor of the following page; "" on the last
 }
 
@@ -399,9 +404,18 @@ func (Rooms) List(ctx context.Context, idb bun.IDB, f RoomFilter) (RoomPage, err
 		rows = rows[:f.Limit]
 		page.Next = rows[len(rows)-1].PublicID
 	}
+	keys := make([]int64, len(rows))
+	for i := range rows {
+		keys[i] = rows[i].ID
+	}
+	imgs, err := (Images{}).RoomImages(ctx, idb, keys)
+	if err != nil {
+		return RoomPage{}, fmt.Errorf("list rooms: %w", err)
+	}
 	page.Rooms = make([]domain.Room, len(rows))
 	for i := range rows {
 		page.Rooms[i] = rows[i].toDomain()
+		page.Rooms[i].Images = imgs[rows[i].ID]
 	}
 	return page, nil
 }

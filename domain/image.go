@@ -135,3 +135,21 @@ func (i *Image) HasVariant(v string) bool {
 	}
 	return false
 }
+
+// RoomImagesMax is how many photos a room shows.
+const RoomImagesMax = 3
+
+// CheckAttach says whether member (a public id) may attach img as a photo
+// of purpose: only their own image, uploaded for that purpose, stored and
+// checked (PROCESSING or READY). Errors name field, the request's.
+func (i *Image) CheckAttach(member string, purpose ImagePurpose, field string) error {
+	switch {
+	case i.OwnerID != member:
+		return FieldErrorf(EFORBIDDEN, field, "Image %s is not yours; attach only images you uploaded.", i.ID)
+	case i.Purpose != purpose:
+		return FieldErrorf(EINVALID, field, "Image %s was uploaded for %s, not %s.", i.ID, i.Purpose, purpose)
+	case i.Status != ImageProcessing && i.Status != ImageReady:
+		return FieldErrorf(EINVALID, field, "Image %s is %s; only an image that is PROCESSING or READY can be attached.", i.ID, i.Status)
+	}
+	return nil
+}

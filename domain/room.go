@@ -83,6 +83,7 @@ type Room struct {
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 	Participants     []Participant // the host first, then by joining time
+	Images           []Image       // its photos in order; at most RoomImagesMax
 }
 
 // Participant is a member in a room.

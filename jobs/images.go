@@ -115,3 +115,65 @@ func (h *ImageVariantsHandler) make(ctx context.Context, id string) ([]string, e
 	}
 	return names, nil
 }
+
+// TypeImageDelete deletes an image detached from its room or member: its
+// row and every object stored for it.
+const TypeImageDelete = "image:delete"
+
+// NewImageDeleteTask returns the task written to the outbox in the
+// transaction that detaches the image.
+func NewImageDeleteTask(imageID string) (Task, error) {
+	// Retried for a storage or database outage; every step is idempotent.
+	return newTask(TypeImageDelete, ImageVariantsPayload{ImageID: imageID}, QueueDefault, 10)
+}
+
+// EnqueueImageDeletes enqueues a TypeImageDelete for each id in tx.
+func EnqueueImageDeletes(ctx context.Context, tx bun.Tx, ids ...string) error {
+	for _, id := range ids {
+		task, err := NewImageDeleteTask(id)
+		if err != nil {
+			return err
+		}
+		if err := Enqueue(ctx, tx, task); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ImageDeleteHandler processes TypeImageDelete. The row goes first, and
+// only while nothing links to it: an image its owner attached again
+// meanwhile keeps row and objects. Then the original and every variant
+// are deleted, whether or not they were made; a re-run (the row gone
+// already) deletes the same keys again, which is harmless.
+type ImageDeleteHandler struct {
+	DB     *bun.DB
+	Store  storage.Store
+	Logger *slog.Logger
+}
+
+// ProcessTask deletes the image the payload names.
+func (h *ImageDeleteHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	var p ImageVariantsPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.ImageID == "" {
+		return fmt.Errorf("%s: bad payload %q: %w", TypeImageDelete, t.Payload(), errors.Join(err, asynq.SkipRetry))
+	}
+	gone, err := (db.Images{}).DeleteUnlinked(ctx, h.DB, p.ImageID)
+	if err != nil {
+		return err
+	}
+	if !gone {
+		h.Logger.InfoContext(ctx, "image attached again; kept", slog.String("image", p.ImageID))
+		return nil
+	}
+	for _, v := range append([]string{domain.ImageOriginal}, domain.ImageVariants()...) {
+		key, err := storage.NewKey(p.ImageID, v)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", TypeImageDelete, p.ImageID, errors.Join(err, asynq.SkipRetry))
+		}
+		if err := h.Store.Delete(ctx, key); err != nil {
+			return fmt.Errorf("image %s: delete %s: %w", p.ImageID, v, err)
+		}
+	}
+	return nil
+}

@@ -30,41 +30,16 @@ func TestImageVariants(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		store, err := storage.NewLocal(storage.LocalOptions{Dir: t.TempDir(), URLKey: bytes.Repeat([]byte("k"), storage.MinURLKeyLen),
-			SignedBaseURL: "http://api.test/v1/objects"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		store := newImageStore(t)
 		owner := newMember(t, bdb, "photographer", nil)
 		now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
 		h := &jobs.ImageVariantsHandler{DB: bdb, Store: store, Options: jimage.Options{Gate: jimage.NewGate(1)},
 			Logger: slog.New(slog.DiscardHandler), NowFunc: func() time.Time { return now }}
 
-		upload := func(original []byte) string {
-			t.Helper()
-			img := domain.Image{OwnerID: owner.ID, Purpose: domain.ImagePurposeRoom, Status: domain.ImageProcessing,
-				ContentType: "image/jpeg", Width: 1000, Height: 500, Bytes: int64(len(original)), CreatedAt: now, UpdatedAt: now}
-			img.ID = db.NewPublicID()
-			if original != nil {
-				key, err := storage.NewKey(img.ID, domain.ImageOriginal)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := store.Put(ctx, key, bytes.NewReader(original), int64(len(original)), "image/jpeg"); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := (db.Images{}).Create(ctx, bdb, &img); err != nil {
-				t.Fatal(err)
-			}
-			return img.ID
-		}
+		upload := func(original []byte) string { return putImage(t, bdb, store, owner.ID, original, now) }
 		run := func(id string) error {
 			task, err := jobs.NewImageVariantsTask(id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return h.ProcessTask(ctx, asynq.NewTask(task.Type, task.Payload))
+			return runTask(ctx, t, h, task, err)
 		}
 		find := func(id string) *domain.Image {
 			t.Helper()
@@ -139,4 +114,115 @@ func testJPEG(t *testing.T, w, h int) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// TestImageDelete runs the handler over a real store and database: the row
+// and every object go, a re-run is harmless, and an image attached again
+// before the task ran is kept whole.
+func TestImageDelete(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		store := newImageStore(t)
+		owner := newMember(t, bdb, "photographer", nil)
+		now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+		variants := &jobs.ImageVariantsHandler{DB: bdb, Store: store, Options: jimage.Options{Gate: jimage.NewGate(1)},
+			Logger: slog.New(slog.DiscardHandler), NowFunc: func() time.Time { return now }}
+		h := &jobs.ImageDeleteHandler{DB: bdb, Store: store, Logger: slog.New(slog.DiscardHandler)}
+		original := testJPEG(t, 1000, 500)
+		upload := func() string {
+			t.Helper()
+			id := putImage(t, bdb, store, owner.ID, original, now)
+			task, err := jobs.NewImageVariantsTask(id)
+			if err := runTask(ctx, t, variants, task, err); err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		run := func(id string) error {
+			task, err := jobs.NewImageDeleteTask(id)
+			return runTask(ctx, t, h, task, err)
+		}
+		objects := func(id string) int {
+			t.Helper()
+			n := 0
+			for _, v := range append([]string{domain.ImageOriginal}, domain.ImageVariants()...) {
+				key, _ := storage.NewKey(id, v)
+				rc, _, err := store.Open(ctx, key)
+				if err == nil {
+					rc.Close()
+					n++
+				}
+			}
+			return n
+		}
+
+		gone, kept := upload(), upload()
+		if objects(gone) != 4 || objects(kept) != 4 {
+			t.Fatalf("objects before: %d and %d, want 4 each", objects(gone), objects(kept))
+		}
+		room := openRoom(t, bdb, owner.ID, 4)
+		if _, err := (db.Images{}).SetRoomImages(ctx, bdb, room.Key, []string{kept}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 2; i++ { // the second run is a task delivered twice
+			if err := run(gone); err != nil {
+				t.Fatalf("run %d: %v", i+1, err)
+			}
+			if n := objects(gone); n != 0 {
+				t.Errorf("run %d: %d objects left, want none", i+1, n)
+			}
+			if _, err := (db.Images{}).FindByID(ctx, bdb, gone); domain.ErrorCode(err) != domain.ENOTFOUND {
+				t.Errorf("run %d: find the deleted image: %v, want not found", i+1, err)
+			}
+		}
+		if err := run(kept); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := (db.Images{}).FindByID(ctx, bdb, kept); err != nil || objects(kept) != 4 {
+			t.Errorf("attached image: %v, %d objects; want kept with 4", err, objects(kept))
+		}
+	})
+}
+
+// newImageStore is a local store in a temporary directory.
+func newImageStore(t *testing.T) *storage.Local {
+	t.Helper()
+	store, err := storage.NewLocal(storage.LocalOptions{Dir: t.TempDir(), URLKey: bytes.Repeat([]byte("k"), storage.MinURLKeyLen),
+		SignedBaseURL: "http://api.test/v1/objects"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+// putImage records a PROCESSING room image of owner with original stored
+// (none when nil), as the API does, and returns its id.
+func putImage(t *testing.T, bdb *bun.DB, store storage.Store, owner string, original []byte, now time.Time) string {
+	t.Helper()
+	ctx := context.Background()
+	img := domain.Image{ID: db.NewPublicID(), OwnerID: owner, Purpose: domain.ImagePurposeRoom, Status: domain.ImageProcessing,
+		ContentType: "image/jpeg", Width: 1000, Height: 500, Bytes: int64(len(original)), CreatedAt: now, UpdatedAt: now}
+	if original != nil {
+		key, err := storage.NewKey(img.ID, domain.ImageOriginal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Put(ctx, key, bytes.NewReader(original), int64(len(original)), "image/jpeg"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := (db.Images{}).Create(ctx, bdb, &img); err != nil {
+		t.Fatal(err)
+	}
+	return img.ID
+}
+
+// runTask runs h on task.
+func runTask(ctx context.Context, t *testing.T, h asynq.Handler, task jobs.Task, err error) error {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.ProcessTask(ctx, asynq.NewTask(task.Type, task.Payload))
 }

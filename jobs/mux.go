@@ -171,11 +171,14 @@ func registerHandlers(r *registry, deps Deps) error {
 		{TypeRetention, &RetentionHandler{DB: deps.DB, Policy: deps.Retention, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 	}
 	if deps.Storage != nil {
-		handlers = append(handlers, struct {
+		handlers = append(handlers, []struct {
 			typ string
 			h   asynq.Handler
-		}{TypeImageVariants, &ImageVariantsHandler{DB: deps.DB, Store: deps.Storage, Options: deps.Images,
-			Logger: deps.Logger, NowFunc: deps.NowFunc}})
+		}{
+			{TypeImageVariants, &ImageVariantsHandler{DB: deps.DB, Store: deps.Storage, Options: deps.Images,
+				Logger: deps.Logger, NowFunc: deps.NowFunc}},
+			{TypeImageDelete, &ImageDeleteHandler{DB: deps.DB, Store: deps.Storage, Logger: deps.Logger}},
+		}...)
 	}
 	if deps.Client != nil && deps.Inspector != nil {
 		handlers = append(handlers, []struct {

@@ -25,6 +25,7 @@ func All() *migrate.Migrations {
 	add(ms, "20261207000009", "sweeps", sweepsUp, sweepsDown)
 	add(ms, "20261207000010", "storage_bounds", storageBoundsUp, storageBoundsDown)
 	add(ms, "20261207000011", "images", imagesUp, imagesDown)
+	add(ms, "20261207000012", "image_links", imageLinksUp, imageLinksDown)
 	return ms
 }
 

@@ -110,8 +110,10 @@ type memberResponse struct {
 	SlackEmail    *string       `json:"slack_email"`
 	Notifications prefsResponse `json:"notifications"`
 	Role          domain.Role   `json:"role"`
-	CreatedAt     time.Time     `json:"created_at"`
-	UpdatedAt     time.Time     `json:"updated_at"`
+	// Avatar is null without one; set by the routes that read it.
+	Avatar    *attachedImageResponse `json:"avatar"`
+	CreatedAt time.Time              `json:"created_at"`
+	UpdatedAt time.Time              `json:"updated_at"`
 }
 
 type prefsResponse struct {

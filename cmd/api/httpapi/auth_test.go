@@ -34,9 +34,10 @@ type memberBody struct {
 		SMS   bool `json:"sms"`
 		Slack bool `json:"slack"`
 	} `json:"notifications"`
-	Role      string `json:"role"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
+	Role      string             `json:"role"`
+	Avatar    *attachedImageBody `json:"avatar"`
+	CreatedAt string             `json:"created_at"`
+	UpdatedAt string             `json:"updated_at"`
 }
 
 // tokenBody is the answer of login and refresh.
@@ -655,12 +656,13 @@ func TestMemberPublicProfile(t *testing.T) {
 		t.Fatalf("status = %d (body %s)", resp.StatusCode, body)
 	}
 	var pub struct {
-		ID           string `json:"id"`
-		Nickname     string `json:"nickname"`
-		MannerPoints int    `json:"manner_points"`
+		ID           string             `json:"id"`
+		Nickname     string             `json:"nickname"`
+		MannerPoints int                `json:"manner_points"`
+		Avatar       *attachedImageBody `json:"avatar"`
 	}
-	decodeStrict(t, body, &pub) // nothing but id, nickname and manner points
-	if pub.ID != m.ID || pub.Nickname != "mina" || pub.MannerPoints != 50 {
+	decodeStrict(t, body, &pub) // nothing but id, nickname, manner points and avatar
+	if pub.ID != m.ID || pub.Nickname != "mina" || pub.MannerPoints != 50 || pub.Avatar != nil {
 		t.Errorf("profile = %+v", pub)
 	}
 	resp, body = s.do(t, request{method: http.MethodGet, path: "/v1/members/nope", token: joon.AccessToken})

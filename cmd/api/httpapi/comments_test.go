@@ -170,9 +170,10 @@ func TestAttendanceAndEvaluation(t *testing.T) {
 		points := func(id string) int {
 			t.Helper()
 			var p struct {
-				ID           string `json:"id"`
-				Nickname     string `json:"nickname"`
-				MannerPoints int    `json:"manner_points"`
+				ID           string             `json:"id"`
+				Nickname     string             `json:"nickname"`
+				MannerPoints int                `json:"manner_points"`
+				Avatar       *attachedImageBody `json:"avatar"`
 			}
 			s.getOK(t, "/v1/members/"+id, stranger.token, &p)
 			return p.MannerPoints

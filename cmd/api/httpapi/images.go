@@ -106,25 +106,60 @@ func (s *server) newImageResponse(ctx context.Context, img *domain.Image) (image
 		Width: img.Width, Height: img.Height, Bytes: img.Bytes, URLs: map[string]string{},
 		FailureReason: nullable(img.FailureReason), CreatedAt: img.CreatedAt.UTC(),
 	}
-	if img.Status != domain.ImageProcessing && img.Status != domain.ImageReady {
-		// Nothing checked to show: an upload not completed, or one that
-		// could not be decoded.
-		return resp, nil
+	var err error
+	if resp.URLs, err = s.imageURLs(ctx, img); err != nil {
+		return imageResponse{}, err
+	}
+	return resp, nil
+}
+
+// imageURLs signs the URLs of img's original and variants; it is empty
+// for an image with nothing checked to show (an upload not completed, or
+// one that could not be decoded) and without a store.
+func (s *server) imageURLs(ctx context.Context, img *domain.Image) (map[string]string, error) {
+	urls := map[string]string{}
+	if s.store == nil || (img.Status != domain.ImageProcessing && img.Status != domain.ImageReady) {
+		return urls, nil
 	}
 	original, err := s.objectURL(ctx, img.ID, domain.ImageOriginal)
 	if err != nil {
-		return imageResponse{}, err
+		return nil, err
 	}
-	resp.URLs[domain.ImageOriginal] = original
+	urls[domain.ImageOriginal] = original
 	for _, v := range domain.ImageVariants() {
-		resp.URLs[v] = original
+		urls[v] = original
 		if img.HasVariant(v) {
-			if resp.URLs[v], err = s.objectURL(ctx, img.ID, v); err != nil {
-				return imageResponse{}, err
+			if urls[v], err = s.objectURL(ctx, img.ID, v); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return resp, nil
+	return urls, nil
+}
+
+// attachedImageResponse is an image as rooms and members show it.
+type attachedImageResponse struct {
+	ID     string             `json:"id"`
+	Status domain.ImageStatus `json:"status"`
+	URLs   map[string]string  `json:"urls"`
+}
+
+func (s *server) newAttachedImageResponse(ctx context.Context, img *domain.Image) (attachedImageResponse, error) {
+	urls, err := s.imageURLs(ctx, img)
+	return attachedImageResponse{ID: img.ID, Status: img.Status, URLs: urls}, err
+}
+
+// attachableImage reads image id for member me to attach as a photo of
+// purpose; errors name field.
+func attachableImage(ctx context.Context, idb bun.IDB, id, me string, purpose domain.ImagePurpose, field string) (*domain.Image, error) {
+	img, err := (db.Images{}).FindByID(ctx, idb, id)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil, domain.FieldErrorf(domain.ENOTFOUND, field, "Image %s not found.", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return img, img.CheckAttach(me, purpose, field)
 }
 
 func (s *server) objectURL(ctx context.Context, id, variant string) (string, error) {

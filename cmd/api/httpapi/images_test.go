@@ -137,8 +137,14 @@ func storedFiles(t testing.TB, dir string) []string {
 // imageTasks returns the payloads of the image:variants tasks in the outbox.
 func imageTasks(t testing.TB, bdb *bun.DB) []jobs.ImageVariantsPayload {
 	t.Helper()
+	return imagePayloads(t, bdb, jobs.TypeImageVariants)
+}
+
+// imagePayloads returns the payloads of the outbox's tasks of type typ.
+func imagePayloads(t testing.TB, bdb *bun.DB, typ string) []jobs.ImageVariantsPayload {
+	t.Helper()
 	var payloads [][]byte
-	if err := bdb.NewSelect().Table("outbox").Column("payload").Where("type = ?", jobs.TypeImageVariants).
+	if err := bdb.NewSelect().Table("outbox").Column("payload").Where("type = ?", typ).
 		Scan(context.Background(), &payloads); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs"
 )
 
 // registerMeRoutes mounts the signed-in member's own account.
@@ -43,7 +45,25 @@ func (s *server) handleMeGet(w http.ResponseWriter, r *http.Request) {
 		s.writeAuthError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, newMemberResponse(m))
+	resp := newMemberResponse(m)
+	if resp.Avatar, err = s.avatarResponse(r.Context(), s.db, m.ID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, resp)
+}
+
+// avatarResponse reads member's avatar; nil when they have none.
+func (s *server) avatarResponse(ctx context.Context, idb bun.IDB, member string) (*attachedImageResponse, error) {
+	img, err := (db.Images{}).Avatar(ctx, idb, member)
+	if err != nil || img == nil {
+		return nil, err
+	}
+	resp, err := s.newAttachedImageResponse(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
 }
 
 // meUpdateRequest is the body of PATCH /v1/me: only the fields sent change.
@@ -57,10 +77,24 @@ type meUpdateRequest struct {
 	Notifications   *prefsRequest `json:"notifications"`
 	CurrentPassword *string       `json:"current_password"`
 	NewPassword     *string       `json:"new_password"`
+	// AvatarImageID is an image id, or null to remove the avatar.
+	AvatarImageID json.RawMessage `json:"avatar_image_id"`
+
+	avatar *string // "" removes
 }
 
 func (req *meUpdateRequest) Validate() error {
 	var err error
+	if req.AvatarImageID != nil {
+		var id *string
+		if err := json.Unmarshal(req.AvatarImageID, &id); err != nil || (id != nil && *id == "") {
+			return domain.FieldErrorf(domain.EINVALID, "avatar_image_id", "Field \"avatar_image_id\" must be an image id or null.")
+		}
+		if id == nil {
+			id = new(string)
+		}
+		req.avatar = id
+	}
 	if req.Nickname != nil {
 		if *req.Nickname, err = domain.NormalizeNickname(*req.Nickname); err != nil {
 			return err
@@ -125,7 +159,19 @@ func (s *server) handleMeUpdate(w http.ResponseWriter, r *http.Request) {
 		}
 		upd.PasswordHash = &hash
 	}
-	m, err = (db.Members{}).Update(ctx, s.db, m.ID, upd, s.now().UTC().Truncate(time.Microsecond))
+	var avatar *attachedImageResponse
+	err = s.relay.RunInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if m, err = (db.Members{}).Update(ctx, tx, m.ID, upd, s.now().UTC().Truncate(time.Microsecond)); err != nil {
+			return err
+		}
+		if req.avatar != nil {
+			if err := s.setAvatar(ctx, tx, m.ID, *req.avatar); err != nil {
+				return err
+			}
+		}
+		avatar, err = s.avatarResponse(ctx, tx, m.ID)
+		return err
+	})
 	if err != nil {
 		s.writeAuthError(w, r, err)
 		return
@@ -137,7 +183,24 @@ func (s *server) handleMeUpdate(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logger.InfoContext(ctx, "password changed", slog.String("member_id", m.ID))
 	}
-	s.writeJSON(w, r, http.StatusOK, newMemberResponse(m))
+	resp := newMemberResponse(m)
+	resp.Avatar = avatar
+	s.writeJSON(w, r, http.StatusOK, resp)
+}
+
+// setAvatar makes image ("" for none) member's avatar after checking it,
+// and enqueues the deletion of the avatar it replaces.
+func (s *server) setAvatar(ctx context.Context, tx bun.Tx, member, image string) error {
+	if image != "" {
+		if _, err := attachableImage(ctx, tx, image, member, domain.ImagePurposeAvatar, "avatar_image_id"); err != nil {
+			return err
+		}
+	}
+	prev, err := (db.Images{}).SetAvatar(ctx, tx, member, image)
+	if err != nil || prev == "" {
+		return err
+	}
+	return jobs.EnqueueImageDeletes(ctx, tx, prev)
 }
 
 // handleMeDelete soft-deletes the member, ends every session and puts the
@@ -148,7 +211,8 @@ func (s *server) handleMeDelete(w http.ResponseWriter, r *http.Request) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	err := s.relay.RunInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		// A deleted member leaves the random-matching pools and every open
-		// room with the account; rooms they host are cancelled.
+		// room with the account; rooms they host are cancelled, and their
+		// photos and the avatar deleted.
 		if _, err := (db.Applications{}).CancelAllForMember(ctx, tx, c.MemberID, now); err != nil {
 			return err
 		}
@@ -160,6 +224,12 @@ func (s *server) handleMeDelete(w http.ResponseWriter, r *http.Request) {
 			if err := notifyGuests(ctx, tx, domain.NotifyRoomCancelled, &cancelled[i], now); err != nil {
 				return err
 			}
+			if err := dropRoomImages(ctx, tx, &cancelled[i]); err != nil {
+				return err
+			}
+		}
+		if err := s.setAvatar(ctx, tx, c.MemberID, ""); err != nil {
+			return err
 		}
 		return (db.Members{}).Delete(ctx, tx, c.MemberID, now)
 	})
@@ -229,9 +299,10 @@ func (s *server) handleSessionDelete(w http.ResponseWriter, r *http.Request) {
 
 // publicMemberResponse is what any member may see of another.
 type publicMemberResponse struct {
-	ID           string `json:"id"`
-	Nickname     string `json:"nickname"`
-	MannerPoints int    `json:"manner_points"`
+	ID           string                 `json:"id"`
+	Nickname     string                 `json:"nickname"`
+	MannerPoints int                    `json:"manner_points"`
+	Avatar       *attachedImageResponse `json:"avatar"`
 }
 
 func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
@@ -247,5 +318,10 @@ func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: points})
+	avatar, err := s.avatarResponse(ctx, s.db, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: points, Avatar: avatar})
 }

@@ -102,6 +102,7 @@ type roomCreateRequest struct {
 	WaysOfEating  []string        `json:"ways_of_eating"`
 	StudyTypes    []string        `json:"study_types"`
 	Anonymous     bool            `json:"anonymous"`
+	ImageIDs      []string        `json:"image_ids"`
 
 	day, clock time.Time
 	conditions domain.RoomConditions
@@ -119,7 +120,58 @@ func (req *roomCreateRequest) Validate() error {
 		return err
 	}
 	req.conditions, err = domain.ParseRoomConditions(req.Category, req.Places, req.TimesOfEating, req.WaysOfEating, req.StudyTypes)
-	return err
+	if err != nil {
+		return err
+	}
+	return validateImageIDs(req.ImageIDs)
+}
+
+// validateImageIDs checks a room's photo list: up to RoomImagesMax
+// distinct ids.
+func validateImageIDs(ids []string) error {
+	if len(ids) > domain.RoomImagesMax {
+		return domain.FieldErrorf(domain.EINVALID, "image_ids", "A room has at most %d images.", domain.RoomImagesMax)
+	}
+	for i, id := range ids {
+		if id == "" {
+			return domain.FieldErrorf(domain.EINVALID, "image_ids", "Field \"image_ids\" must not hold an empty id.")
+		}
+		for _, prev := range ids[:i] {
+			if prev == id {
+				return domain.FieldErrorf(domain.EINVALID, "image_ids", "Image %s is listed twice.", id)
+			}
+		}
+	}
+	return nil
+}
+
+// dropRoomImages detaches every photo of a cancelled room and enqueues
+// their deletion.
+func dropRoomImages(ctx context.Context, tx bun.Tx, room *domain.Room) error {
+	dropped, err := (db.Images{}).SetRoomImages(ctx, tx, room.Key, nil)
+	if err != nil {
+		return err
+	}
+	return jobs.EnqueueImageDeletes(ctx, tx, dropped...)
+}
+
+// attachRoomImages makes ids the photos of room, hosted by me, after
+// checking each one, and enqueues the deletion of those it drops.
+func attachRoomImages(ctx context.Context, tx bun.Tx, room *domain.Room, me string, ids []string) error {
+	imgs := make([]domain.Image, 0, len(ids))
+	for _, id := range ids {
+		img, err := attachableImage(ctx, tx, id, me, domain.ImagePurposeRoom, "image_ids")
+		if err != nil {
+			return err
+		}
+		imgs = append(imgs, *img)
+	}
+	dropped, err := (db.Images{}).SetRoomImages(ctx, tx, room.Key, ids)
+	if err != nil {
+		return err
+	}
+	room.Images = imgs
+	return jobs.EnqueueImageDeletes(ctx, tx, dropped...)
 }
 
 // roomUpdateRequest is the body of PATCH /v1/rooms/{id}: what is given
@@ -137,6 +189,7 @@ type roomUpdateRequest struct {
 	WaysOfEating  *[]string `json:"ways_of_eating"`
 	StudyTypes    *[]string `json:"study_types"`
 	Anonymous     *bool     `json:"anonymous"`
+	ImageIDs      *[]string `json:"image_ids"`
 
 	day, clock time.Time
 }
@@ -147,8 +200,13 @@ func (req *roomUpdateRequest) conditionsGiven() bool {
 
 func (req *roomUpdateRequest) Validate() error {
 	if req.Title == nil && req.Body == nil && req.Date == nil && req.StartTime == nil && req.Place == nil &&
-		req.Capacity == nil && !req.conditionsGiven() && req.Anonymous == nil {
+		req.Capacity == nil && !req.conditionsGiven() && req.Anonymous == nil && req.ImageIDs == nil {
 		return domain.Errorf(domain.EINVALID, "Nothing to change: give at least one field.")
+	}
+	if req.ImageIDs != nil {
+		if err := validateImageIDs(*req.ImageIDs); err != nil {
+			return err
+		}
 	}
 	switch {
 	case req.Date != nil && req.StartTime == nil:
@@ -220,23 +278,24 @@ type roomHostResponse struct {
 
 // roomResponse is a room on the wire.
 type roomResponse struct {
-	ID               string                 `json:"id"`
-	Category         domain.Category        `json:"category"`
-	Title            string                 `json:"title"`
-	Body             string                 `json:"body"`
-	Date             string                 `json:"date"`
-	StartTime        string                 `json:"start_time"`
-	StartsAt         time.Time              `json:"starts_at"`
-	Place            string                 `json:"place"`
-	Capacity         int                    `json:"capacity"`
-	ParticipantCount int                    `json:"participant_count"`
-	Conditions       roomConditionsResponse `json:"conditions"`
-	Anonymous        bool                   `json:"anonymous"`
-	Host             *roomHostResponse      `json:"host"`
-	Completed        bool                   `json:"completed"`
-	MatchID          *string                `json:"match_id"`
-	CreatedAt        time.Time              `json:"created_at"`
-	UpdatedAt        time.Time              `json:"updated_at"`
+	ID               string                  `json:"id"`
+	Category         domain.Category         `json:"category"`
+	Title            string                  `json:"title"`
+	Body             string                  `json:"body"`
+	Date             string                  `json:"date"`
+	StartTime        string                  `json:"start_time"`
+	StartsAt         time.Time               `json:"starts_at"`
+	Place            string                  `json:"place"`
+	Capacity         int                     `json:"capacity"`
+	ParticipantCount int                     `json:"participant_count"`
+	Conditions       roomConditionsResponse  `json:"conditions"`
+	Anonymous        bool                    `json:"anonymous"`
+	Host             *roomHostResponse       `json:"host"`
+	Completed        bool                    `json:"completed"`
+	MatchID          *string                 `json:"match_id"`
+	Images           []attachedImageResponse `json:"images"`
+	CreatedAt        time.Time               `json:"created_at"`
+	UpdatedAt        time.Time               `json:"updated_at"`
 }
 
 // participantResponse is one member of a room; id and nickname are null
@@ -261,7 +320,7 @@ func revealed(r *domain.Room, viewer string) bool {
 	return !r.Anonymous || (viewer != "" && r.Has(viewer))
 }
 
-func (s *server) newRoomResponse(r *domain.Room, viewer string) roomResponse {
+func (s *server) newRoomResponse(ctx context.Context, r *domain.Room, viewer string) (roomResponse, error) {
 	local := r.StartsAt.In(s.roomLocation)
 	resp := roomResponse{
 		ID: r.ID, Category: r.Category, Title: r.Title, Body: r.Body,
@@ -279,11 +338,23 @@ func (s *server) newRoomResponse(r *domain.Room, viewer string) roomResponse {
 	if revealed(r, viewer) {
 		resp.Host = &roomHostResponse{ID: r.HostID, Nickname: r.Host}
 	}
-	return resp
+	resp.Images = make([]attachedImageResponse, len(r.Images))
+	for i := range r.Images {
+		img, err := s.newAttachedImageResponse(ctx, &r.Images[i])
+		if err != nil {
+			return roomResponse{}, err
+		}
+		resp.Images[i] = img
+	}
+	return resp, nil
 }
 
-func (s *server) newRoomDetailResponse(r *domain.Room, viewer string) roomDetailResponse {
-	resp := roomDetailResponse{roomResponse: s.newRoomResponse(r, viewer),
+func (s *server) newRoomDetailResponse(ctx context.Context, r *domain.Room, viewer string) (roomDetailResponse, error) {
+	room, err := s.newRoomResponse(ctx, r, viewer)
+	if err != nil {
+		return roomDetailResponse{}, err
+	}
+	resp := roomDetailResponse{roomResponse: room,
 		Participants: make([]participantResponse, 0, len(r.Participants))}
 	show := revealed(r, viewer)
 	for _, p := range r.Participants {
@@ -293,7 +364,7 @@ func (s *server) newRoomDetailResponse(r *domain.Room, viewer string) roomDetail
 		}
 		resp.Participants = append(resp.Participants, pr)
 	}
-	return resp
+	return resp, nil
 }
 
 // participationResponse is a join or leave request on the wire.
@@ -334,17 +405,26 @@ func (s *server) handleRoomCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := db.RunInTx(r.Context(), s.db, func(ctx context.Context, tx bun.Tx) error {
-		return (db.Rooms{}).Create(ctx, tx, &room)
+		if err := (db.Rooms{}).Create(ctx, tx, &room); err != nil {
+			if domain.ErrorCode(err) == domain.ENOTFOUND {
+				return domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
+			}
+			return err
+		}
+		// A new room drops nothing, so no task is enqueued.
+		return attachRoomImages(ctx, tx, &room, me, req.ImageIDs)
 	})
-	if domain.ErrorCode(err) == domain.ENOTFOUND {
-		err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
-	}
 	if err != nil {
 		s.writeAuthError(w, r, err)
 		return
 	}
+	resp, err := s.newRoomResponse(r.Context(), &room, me)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	w.Header().Set("Location", "/v1/rooms/"+room.ID)
-	s.writeJSON(w, r, http.StatusCreated, s.newRoomResponse(&room, me))
+	s.writeJSON(w, r, http.StatusCreated, resp)
 }
 
 // errRoomNotFound is what a missing or cancelled room answers.
@@ -366,7 +446,12 @@ func (s *server) handleRoomGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, s.newRoomDetailResponse(room, mustClaims(r).MemberID))
+	resp, err := s.newRoomDetailResponse(r.Context(), room, mustClaims(r).MemberID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, resp)
 }
 
 type roomList struct {
@@ -474,7 +559,12 @@ func (s *server) handleRoomList(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := roomList{Rooms: make([]roomResponse, 0, len(page.Rooms))}
 	for i := range page.Rooms {
-		resp.Rooms = append(resp.Rooms, s.newRoomResponse(&page.Rooms[i], ""))
+		room, err := s.newRoomResponse(ctx, &page.Rooms[i], "")
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		resp.Rooms = append(resp.Rooms, room)
 	}
 	resp.NextCursor = nullable(page.Next)
 	b, err := json.Marshal(resp)
@@ -586,13 +676,23 @@ func (s *server) handleRoomUpdate(w http.ResponseWriter, r *http.Request) {
 		if err := (db.Rooms{}).Update(ctx, tx, &updated, now); err != nil {
 			return err
 		}
+		if req.ImageIDs != nil {
+			if err := attachRoomImages(ctx, tx, &updated, me, *req.ImageIDs); err != nil {
+				return err
+			}
+		}
 		return notifyGuests(ctx, tx, domain.NotifyRoomUpdated, &updated, now)
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, s.newRoomResponse(&updated, me))
+	resp, err := s.newRoomResponse(r.Context(), &updated, me)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, resp)
 }
 
 // handleRoomDelete cancels a room for its host and tells the other
@@ -611,6 +711,9 @@ func (s *server) handleRoomDelete(w http.ResponseWriter, r *http.Request) {
 			return domain.ErrRoomClosed(room, now)
 		}
 		if err := (db.Rooms{}).Delete(ctx, tx, room, now); err != nil {
+			return err
+		}
+		if err := dropRoomImages(ctx, tx, room); err != nil {
 			return err
 		}
 		return notifyGuests(ctx, tx, domain.NotifyRoomCancelled, room, now)

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -59,6 +60,13 @@ type roomParticipantBody struct {
 	Me       bool    `json:"me"`
 }
 
+// attachedImageBody is an image as rooms and members carry it.
+type attachedImageBody struct {
+	ID     string            `json:"id"`
+	Status string            `json:"status"`
+	URLs   map[string]string `json:"urls"`
+}
+
 // roomBody is a room on the wire; Participants only on GET /v1/rooms/{id}.
 type roomBody struct {
 	ID               string                `json:"id"`
@@ -74,6 +82,7 @@ type roomBody struct {
 	Conditions       roomConditionsBody    `json:"conditions"`
 	Anonymous        bool                  `json:"anonymous"`
 	Host             *roomHostBody         `json:"host"`
+	Images           []attachedImageBody   `json:"images"`
 	Completed        bool                  `json:"completed"`
 	MatchID          *string               `json:"match_id"`
 	CreatedAt        string                `json:"created_at"`
@@ -96,7 +105,7 @@ type participationBody struct {
 }
 
 var roomKeys = []string{"anonymous", "body", "capacity", "category", "completed", "conditions", "created_at",
-	"date", "host", "id", "match_id", "participant_count", "place", "start_time", "starts_at", "title", "updated_at"}
+	"date", "host", "id", "images", "match_id", "participant_count", "place", "start_time", "starts_at", "title", "updated_at"}
 
 // decodeRoom decodes a room strictly and checks its keys: participants
 // only when detail is set.
@@ -117,8 +126,14 @@ func decodeRoom(t testing.TB, raw []byte, detail bool) roomBody {
 	if got, want := jsonKeys(t, fields["conditions"]), []string{"places", "study_types", "times_of_eating", "ways_of_eating"}; !slices.Equal(got, want) {
 		t.Errorf("conditions keys = %v, want %v", got, want)
 	}
+	if !bytes.HasPrefix(fields["images"], []byte("[")) {
+		t.Errorf("images = %s, want a list", fields["images"])
+	}
 	var r roomBody
 	decodeStrict(t, raw, &r)
+	if len(r.Images) == 0 {
+		r.Images = nil // so a room without photos compares equal to a want that leaves them out
+	}
 	parseWireTime(t, "starts_at", r.StartsAt)
 	parseWireTime(t, "created_at", r.CreatedAt)
 	parseWireTime(t, "updated_at", r.UpdatedAt)
