@@ -2,6 +2,7 @@ package image_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -121,6 +122,42 @@ func FuzzInspect(f *testing.F) {
 	})
 }
 
+// FuzzVariants feeds the decode path the same kinds of files. Whatever it
+// gets, it must not panic; a refusal must be permanent (the bytes cannot
+// fail to read), and an accepted file gives the three variants, each
+// decodable as its own type and no larger than its target.
+func FuzzVariants(f *testing.F) {
+	for _, data := range fuzzSeeds(f) {
+		f.Add(data)
+	}
+	// A small pixel limit keeps each run's memory small; Inspect enforces it
+	// before decoding, so larger inputs are refused, not decoded.
+	opts := image.Options{MaxPixels: 1 << 20}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := image.Variants(context.Background(), bytes.NewReader(data), opts)
+		if err != nil {
+			if !image.Permanent(err) {
+				t.Fatalf("refused with a transient error: %v", err)
+			}
+			return
+		}
+		if len(out) != 3 {
+			t.Fatalf("%d variants, want 3", len(out))
+		}
+		limit := map[string][2]int{image.VariantW384: {384, 0}, image.VariantW758: {758, 0}, image.VariantC380: {380, 380}}
+		for _, v := range out {
+			cfg, format, err := stdimage.DecodeConfig(bytes.NewReader(v.Bytes))
+			if err != nil || "image/"+format != v.ContentType || cfg.Width != v.Width || cfg.Height != v.Height {
+				t.Fatalf("variant %s: %s %d×%d (%v); says %s %d×%d", v.Name, format, cfg.Width, cfg.Height, err, v.ContentType, v.Width, v.Height)
+			}
+			l, ok := limit[v.Name]
+			if !ok || v.Width <= 0 || v.Height <= 0 || v.Width > l[0] || (l[1] > 0 && v.Height > l[1]) {
+				t.Fatalf("variant %s is %d×%d", v.Name, v.Width, v.Height)
+			}
+		}
+	})
+}
+
 func webpImageFirst(data []byte) bool {
 	if len(data) < 16 {
 		return false
@@ -132,11 +169,17 @@ func webpImageFirst(data []byte) bool {
 	return false
 }
 
-// TestFuzzSeedCorpus keeps fuzzSeeds in testdata/fuzz/FuzzInspect,
+// TestFuzzSeedCorpus keeps fuzzSeeds in testdata/fuzz/FuzzInspect and
+// FuzzVariants,
 // so plain `go test` (and CI) runs the committed corpus; -update rewrites it.
 // Crashers the fuzzer finds are committed there under their own names.
 func TestFuzzSeedCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzInspect")
+	for _, target := range []string{"FuzzInspect", "FuzzVariants"} {
+		checkSeedCorpus(t, filepath.Join("testdata", "fuzz", target))
+	}
+}
+
+func checkSeedCorpus(t *testing.T, dir string) {
 	seeds := fuzzSeeds(t)
 	names := make([]string, 0, len(seeds))
 	for name := range seeds {
