@@ -101,7 +101,7 @@ func TestImageVariants(t *testing.T) {
 }
 
 // testJPEG encodes a w×h gradient.
-func testJPEG(t *testing.T, w, h int) []byte {
+func testJPEG(t testing.TB, w, h int) []byte {
 	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
