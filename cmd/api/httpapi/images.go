@@ -30,6 +30,8 @@ const (
 	// DefaultImageURLExpiry is how long a signed download URL in an image's
 	// answer works.
 	DefaultImageURLExpiry = time.Hour
+	// DefaultImageUploadExpiry is how long a pre-signed upload URL works.
+	DefaultImageUploadExpiry = 15 * time.Minute
 )
 
 // multipartSlack is what an upload's body may hold beyond the file: the
@@ -56,6 +58,9 @@ type ImageParams struct {
 	// URLExpiry is how long a signed download URL works;
 	// DefaultImageURLExpiry when 0.
 	URLExpiry time.Duration
+	// UploadExpiry is how long a pre-signed upload URL works;
+	// DefaultImageUploadExpiry when 0.
+	UploadExpiry time.Duration
 }
 
 // urlVerifier is a store whose signed URLs the API serves itself (the

@@ -601,7 +601,7 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 		Mailbox:        mailbox,
 		Storage:        w.store,
 		Images: httpapi.ImageParams{MaxBytes: cfg.Images.MaxBytes, MaxPixels: cfg.Images.MaxPixels,
-			URLExpiry: cfg.Images.URLExpiry},
+			URLExpiry: cfg.Images.URLExpiry, UploadExpiry: cfg.Images.UploadExpiry},
 		StreamsDone: streamsDone,
 		MatchWait:   cfg.Matching.WaitLimit,
 		RoomRules: domain.RoomRules{RunLead: cfg.Rooms.RunLead,
