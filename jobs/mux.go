@@ -81,6 +81,10 @@ type Deps struct {
 	Storage storage.Store
 	// Images tunes the variants (quality, pixel limit, the decode gate).
 	Images image.Options
+	// UploadExpiry is how long a pre-signed upload URL works; the
+	// upload-cleanup tick deletes uploads left past it (zero means
+	// DefaultUploadExpiry).
+	UploadExpiry time.Duration
 }
 
 // DefaultClaimTimeout is well beyond any provider's timeout: a claim older
@@ -171,11 +175,15 @@ func registerHandlers(r *registry, deps Deps) error {
 		{TypeRetention, &RetentionHandler{DB: deps.DB, Policy: deps.Retention, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 	}
 	if deps.Storage != nil {
-		handlers = append(handlers, struct {
+		handlers = append(handlers, []struct {
 			typ string
 			h   asynq.Handler
-		}{TypeImageVariants, &ImageVariantsHandler{DB: deps.DB, Store: deps.Storage, Options: deps.Images,
-			Logger: deps.Logger, NowFunc: deps.NowFunc}})
+		}{
+			{TypeImageVariants, &ImageVariantsHandler{DB: deps.DB, Store: deps.Storage, Options: deps.Images,
+				Logger: deps.Logger, NowFunc: deps.NowFunc}},
+			{TypeUploadCleanup, &UploadCleanupHandler{DB: deps.DB, Store: deps.Storage, Expiry: deps.UploadExpiry,
+				Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		}...)
 	}
 	if deps.Client != nil && deps.Inspector != nil {
 		handlers = append(handlers, []struct {

@@ -31,7 +31,7 @@ const (
 	// answer works.
 	DefaultImageURLExpiry = time.Hour
 	// DefaultImageUploadExpiry is how long a pre-signed upload URL works.
-	DefaultImageUploadExpiry = 15 * time.Minute
+	DefaultImageUploadExpiry = jobs.DefaultUploadExpiry
 )
 
 // multipartSlack is what an upload's body may hold beyond the file: the

@@ -480,6 +480,7 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 		Storage:       w.store,
 		Images: image.Options{Quality: cfg.Images.JPEGQuality, MaxPixels: cfg.Images.MaxPixels,
 			Gate: image.NewGate(cfg.Images.ConcurrentDecodes)},
+		UploadExpiry: cfg.Images.UploadExpiry,
 	})
 	if err != nil {
 		_ = client.Close()
