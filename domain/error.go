@@ -60,6 +60,9 @@ const (
 	EALREADYUPLOADED  = "already_uploaded"
 	EUPLOADMISSING    = "upload_missing"
 	EALREADYCOMPLETED = "already_completed"
+	// EUPLOADEXPIRED: an upload completed too long after its URL expired;
+	// it is left to be deleted.
+	EUPLOADEXPIRED = "upload_expired"
 
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.

@@ -132,6 +132,11 @@ const DefaultUploadExpiry = 15 * time.Minute
 // client still has to complete it.
 const UploadCleanupMargin = time.Hour
 
+// UploadCompleteGrace is how long past its URL's expiry an upload may
+// still be completed: half the cleanup margin, so a completion never races
+// the tick deleting the same upload.
+const UploadCompleteGrace = UploadCleanupMargin / 2
+
 // UploadCleanupHandler processes TypeUploadCleanup: it deletes the images
 // still UPLOADING more than Expiry plus UploadCleanupMargin after they were
 // handed out, each object first, then its row, batch by batch. A failed

@@ -18,6 +18,7 @@ import (
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/image"
 	"github.com/moim/moim/jobs/storage"
 )
@@ -221,6 +222,11 @@ func (s *server) handleUploadComplete(w http.ResponseWriter, r *http.Request) {
 	}
 	if img.Status != domain.ImageUploading {
 		s.writeError(w, r, domain.Errorf(domain.EALREADYCOMPLETED, "This upload was completed already."))
+		return
+	}
+	if s.now().After(img.CreatedAt.Add(s.images.UploadExpiry + jobs.UploadCompleteGrace)) {
+		// Left alone: the upload-cleanup tick deletes it.
+		s.writeError(w, r, domain.Errorf(domain.EUPLOADEXPIRED, "This upload has expired; ask for a new one."))
 		return
 	}
 	key, err := storage.NewKey(img.ID, domain.ImageOriginal)

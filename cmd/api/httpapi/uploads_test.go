@@ -161,11 +161,23 @@ func TestPresignedUpload(t *testing.T) {
 			t.Errorf("image tasks = %+v, want still one", tasks)
 		}
 
-		// An expired URL.
-		late := s.presign(t, owner.AccessToken, "avatar", "image/png", 1000)
+		// An expired URL; completing is allowed for half an hour more.
+		avatar := testPNG(t, 200, 200)
+		late := s.presign(t, owner.AccessToken, "avatar", "image/png", len(avatar))
+		if resp, raw := s.put(t, late.Upload.URL, late.Upload.Headers, avatar, -1); resp.StatusCode != http.StatusOK {
+			t.Fatalf("PUT: status %d (body %s)", resp.StatusCode, raw)
+		}
+		expired := s.presign(t, owner.AccessToken, "avatar", "image/png", len(avatar))
 		clock.Advance(15*time.Minute + time.Second)
-		resp, raw = s.put(t, late.Upload.URL, late.Upload.Headers, make([]byte, 1000), -1)
+		resp, raw = s.put(t, expired.Upload.URL, expired.Upload.Headers, avatar, -1)
 		checkError(t, resp, raw, http.StatusForbidden, "forbidden", "")
+		clock.Advance(30 * time.Minute)
+		resp, raw = s.complete(t, owner.AccessToken, late.Image.ID)
+		checkError(t, resp, raw, http.StatusConflict, "upload_expired", "")
+		clock.Advance(-time.Second)
+		if resp, raw := s.complete(t, owner.AccessToken, late.Image.ID); resp.StatusCode != http.StatusAccepted {
+			t.Errorf("complete within the grace: status %d (body %s)", resp.StatusCode, raw)
+		}
 	})
 }
 
