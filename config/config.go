@@ -248,6 +248,9 @@ type ImagesConfig struct {
 	// header.
 	MaxPixels int64         `mapstructure:"max_pixels" usage:"largest width×height of an image upload, checked before decoding"`
 	URLExpiry time.Duration `mapstructure:"url_expiry" usage:"how long a signed image download URL works"`
+	// UploadExpiry is how long a pre-signed upload URL works; an upload
+	// not completed by then is deleted by the upload-cleanup tick.
+	UploadExpiry time.Duration `mapstructure:"upload_expiry" usage:"how long a pre-signed image upload URL works"`
 	// JPEGQuality is the quality of the JPEG variants a worker writes.
 	JPEGQuality int `mapstructure:"jpeg_quality" usage:"JPEG quality of the variants, 1 to 100"`
 	// ConcurrentDecodes caps the images a worker process decodes at once,
@@ -355,7 +358,7 @@ func Default() *Config {
 		},
 		// ErunJrun's 15 MB a photo.
 		Images: ImagesConfig{MaxBytes: 15 << 20, MaxPixels: 50_000_000, URLExpiry: time.Hour,
-			JPEGQuality: 85, ConcurrentDecodes: 2},
+			UploadExpiry: 15 * time.Minute, JPEGQuality: 85, ConcurrentDecodes: 2},
 		RateLimit: RateLimitConfig{
 			SignupPerIP:   "10/1h",
 			LoginPerIP:    "30/1m",

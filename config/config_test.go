@@ -85,7 +85,7 @@ func TestLoadDefaults(t *testing.T) {
 		Slack: config.SlackConfig{BaseURL: "https://slack.com/api", Timeout: 10 * time.Second},
 		Storage: config.StorageConfig{Backend: "local", Local: config.StorageLocalConfig{Dir: "data/objects"},
 			S3: config.StorageS3Config{Region: "us-east-1"}},
-		Images: config.ImagesConfig{MaxBytes: 15728640, MaxPixels: 50000000, URLExpiry: time.Hour, JPEGQuality: 85, ConcurrentDecodes: 2},
+		Images: config.ImagesConfig{MaxBytes: 15728640, MaxPixels: 50000000, URLExpiry: time.Hour, UploadExpiry: 15 * time.Minute, JPEGQuality: 85, ConcurrentDecodes: 2},
 		Worker: config.WorkerConfig{
 			Concurrency:       10,
 			Queues:            map[string]int{"critical": 6, "default": 3, "low": 1},
@@ -590,6 +590,7 @@ func TestValidateRules(t *testing.T) {
 		{"image bytes", func(c *config.Config) { c.Images.MaxBytes = 0 }, "images.max_bytes: must be between 1024 and 1073741824"},
 		{"image pixels", func(c *config.Config) { c.Images.MaxPixels = 144400 }, "images.max_pixels: must be between 1000000 and 500000000"},
 		{"image url expiry", func(c *config.Config) { c.Images.URLExpiry = 8 * 24 * time.Hour }, "images.url_expiry: must be between 1m and 168h"},
+		{"image upload expiry", func(c *config.Config) { c.Images.UploadExpiry = 0 }, "images.upload_expiry: must be between 1m and 168h"},
 		{"storage local without dir", func(c *config.Config) { c.Storage.Local.Dir = " " }, "storage.local.dir: required with storage.backend local"},
 		{"storage url key short", func(c *config.Config) { c.Storage.Local.URLKey = "short" }, "storage.local.url_key: must be at least 32 bytes"},
 		{"storage public url", func(c *config.Config) { c.Storage.PublicBaseURL = "cdn.example.com" }, "storage.public_base_url: must be an http:// or https:// URL"},

@@ -274,6 +274,9 @@ func (c *Config) Validate() error {
 	if c.Images.URLExpiry < time.Minute || c.Images.URLExpiry > 7*24*time.Hour {
 		add("images.url_expiry", "must be between 1m and 168h")
 	}
+	if c.Images.UploadExpiry < time.Minute || c.Images.UploadExpiry > 7*24*time.Hour {
+		add("images.upload_expiry", "must be between 1m and 168h")
+	}
 	if c.Images.JPEGQuality < 1 || c.Images.JPEGQuality > 100 {
 		add("images.jpeg_quality", "must be between 1 and 100")
 	}

@@ -153,3 +153,62 @@ func (Images) Finish(ctx context.Context, idb bun.IDB, id string, status domain.
 	}
 	return n == 1, nil
 }
+
+// StartProcessing moves an UPLOADING image on to PROCESSING with what its
+// stored header says: the sniffed type, the shown dimensions and the size.
+// Only an UPLOADING image changes, so of two concurrent completions one
+// wins; the result says whether this call moved it.
+func (Images) StartProcessing(ctx context.Context, idb bun.IDB, id, contentType string, width, height int, bytes int64, now time.Time) (bool, error) {
+	res, err := idb.NewUpdate().Table("images").
+		Set("status = ?", int16(domain.ImageProcessing)).
+		Set("content_type = ?", contentType).
+		Set("width = ?", int32(width)).
+		Set("height = ?", int32(height)).
+		Set("bytes = ?", bytes).
+		Set("updated_at = ?", dbTime(now)).
+		Where("public_id = ?", id).
+		Where("status = ?", int16(domain.ImageUploading)).
+		Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("start processing image %s: %w", id, translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("start processing image %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// DeleteUploading deletes the image if it is still UPLOADING (a refused or
+// abandoned upload) and says whether it did; an image completed meanwhile
+// stays.
+func (Images) DeleteUploading(ctx context.Context, idb bun.IDB, id string) (bool, error) {
+	res, err := idb.NewDelete().Table("images").
+		Where("public_id = ?", id).
+		Where("status = ?", int16(domain.ImageUploading)).
+		Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("delete uploading image %s: %w", id, translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("delete uploading image %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// StaleUploads returns the public ids of at most limit images still
+// UPLOADING that last changed before before, oldest first, read through
+// images_status_updated_at_idx.
+func (Images) StaleUploads(ctx context.Context, idb bun.IDB, before time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := idb.NewSelect().Table("images").Column("public_id").
+		Where("status = ?", int16(domain.ImageUploading)).
+		Where("updated_at < ?", dbTime(before)).
+		OrderExpr("updated_at, id").Limit(int64(limit)).
+		Scan(ctx, &ids)
+	if err != nil {
+		return nil, fmt.Errorf("find stale uploads: %w", translate(err))
+	}
+	return ids, nil
+}

@@ -142,3 +142,67 @@ func TestImagesFinish(t *testing.T) {
 		}
 	})
 }
+
+func TestImagesUploads(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		owner := mustCreate(t, bdb, newMember("up@example.com", "uploader"))
+		images := db.Images{}
+		t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+		create := func(status domain.ImageStatus, at time.Time) string {
+			t.Helper()
+			img := domain.Image{OwnerID: owner.ID, Purpose: domain.ImagePurposeRoom, Status: status,
+				ContentType: "image/jpeg", Bytes: 1000, CreatedAt: at, UpdatedAt: at}
+			if err := images.Create(ctx, bdb, &img); err != nil {
+				t.Fatal(err)
+			}
+			return img.ID
+		}
+		old1 := create(domain.ImageUploading, t0)
+		old2 := create(domain.ImageUploading, t0.Add(time.Minute))
+		fresh := create(domain.ImageUploading, t0.Add(time.Hour))
+		done := create(domain.ImageProcessing, t0)
+
+		ids, err := images.StaleUploads(ctx, bdb, t0.Add(30*time.Minute), 10)
+		if err != nil || !reflect.DeepEqual(ids, []string{old1, old2}) {
+			t.Fatalf("stale uploads = %v, %v; want [%s %s]", ids, err, old1, old2)
+		}
+		if ids, err := images.StaleUploads(ctx, bdb, t0.Add(30*time.Minute), 1); err != nil || !reflect.DeepEqual(ids, []string{old1}) {
+			t.Errorf("stale uploads limit 1 = %v, %v", ids, err)
+		}
+
+		// Only an UPLOADING image moves on, once.
+		moved, err := images.StartProcessing(ctx, bdb, fresh, "image/png", 800, 600, 4321, t0.Add(2*time.Hour))
+		if err != nil || !moved {
+			t.Fatalf("start processing: %v, %v", moved, err)
+		}
+		got, err := images.FindByID(ctx, bdb, fresh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != domain.ImageProcessing || got.ContentType != "image/png" || got.Width != 800 || got.Height != 600 ||
+			got.Bytes != 4321 || !got.UpdatedAt.Equal(t0.Add(2*time.Hour)) {
+			t.Errorf("after start processing: %+v", got)
+		}
+		for _, id := range []string{fresh, done} {
+			if moved, err := images.StartProcessing(ctx, bdb, id, "image/png", 1, 1, 1, t0); err != nil || moved {
+				t.Errorf("start processing %s again: %v, %v; want no change", id, moved, err)
+			}
+		}
+
+		// Only an UPLOADING image is deleted.
+		if deleted, err := images.DeleteUploading(ctx, bdb, done); err != nil || deleted {
+			t.Errorf("delete a processing image: %v, %v", deleted, err)
+		}
+		if deleted, err := images.DeleteUploading(ctx, bdb, old1); err != nil || !deleted {
+			t.Errorf("delete an upload: %v, %v", deleted, err)
+		}
+		if _, err := images.FindByID(ctx, bdb, old1); domain.ErrorCode(err) != domain.ENOTFOUND {
+			t.Errorf("find a deleted upload: %v", err)
+		}
+		if deleted, err := images.DeleteUploading(ctx, bdb, old1); err != nil || deleted {
+			t.Errorf("delete it again: %v, %v", deleted, err)
+		}
+	})
+}

@@ -54,6 +54,16 @@ const (
 	EIMAGETOOSMALL   = "image_too_small"
 	ECORRUPTIMAGE    = "corrupt_image"
 
+	// Pre-signed upload conflicts (409): the upload URL was used already,
+	// a completion came before the object was uploaded, or the image was
+	// completed already.
+	EALREADYUPLOADED  = "already_uploaded"
+	EUPLOADMISSING    = "upload_missing"
+	EALREADYCOMPLETED = "already_completed"
+	// EUPLOADEXPIRED: an upload completed too long after its URL expired;
+	// it is left to be deleted.
+	EUPLOADEXPIRED = "upload_expired"
+
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
 	ETOKENEXPIRED = "token_expired"

@@ -177,3 +177,85 @@ func (h *ImageDeleteHandler) ProcessTask(ctx context.Context, t *asynq.Task) err
 	}
 	return nil
 }
+
+// TypeUploadCleanup is the tick that deletes pre-signed uploads never
+// completed.
+const TypeUploadCleanup = "tick:upload-cleanup"
+
+// TickUploadCleanup is its catalogue name.
+const TickUploadCleanup = "upload-cleanup"
+
+// DefaultUploadExpiry is images.upload_expiry's default, used when
+// UploadCleanupHandler.Expiry is zero.
+const DefaultUploadExpiry = 15 * time.Minute
+
+// UploadCleanupMargin is how long past its URL's expiry an upload is kept:
+// a PUT begun just before the expiry may still be streaming, and its
+// client still has to complete it.
+const UploadCleanupMargin = time.Hour
+
+// UploadCompleteGrace is how long past its URL's expiry an upload may
+// still be completed: half the cleanup margin, so a completion never races
+// the tick deleting the same upload.
+const UploadCompleteGrace = UploadCleanupMargin / 2
+
+// UploadCleanupHandler processes TypeUploadCleanup: it deletes the images
+// still UPLOADING more than Expiry plus UploadCleanupMargin after they were
+// handed out, each object first, then its row, batch by batch. A failed
+// object delete keeps the row, so the next run tries again; running it
+// twice is harmless.
+type UploadCleanupHandler struct {
+	DB    *bun.DB
+	Store storage.Store
+	// Expiry is images.upload_expiry; zero means DefaultUploadExpiry.
+	Expiry time.Duration
+	// BatchSize is the most images one batch deletes; zero means 1000.
+	BatchSize int
+	NowFunc   func() time.Time
+	Logger    *slog.Logger
+}
+
+// ProcessTask deletes the abandoned uploads.
+func (h *UploadCleanupHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	slot, err := decodeTickPayload(TypeUploadCleanup, t.Payload())
+	if err != nil {
+		return err
+	}
+	expiry := h.Expiry
+	if expiry <= 0 {
+		expiry = DefaultUploadExpiry
+	}
+	// One cut-off for the whole run, so the loop ends.
+	before := nowOf(h.NowFunc).Add(-expiry - UploadCleanupMargin)
+	total, err := deleteInBatches(ctx, h.BatchSize, func(limit int) (int, error) {
+		ids, err := db.Images{}.StaleUploads(ctx, h.DB, before, limit)
+		if err != nil {
+			return 0, err
+		}
+		for i, id := range ids {
+			if err := h.deleteUpload(ctx, id); err != nil {
+				return i, err
+			}
+		}
+		return len(ids), nil
+	})
+	if err != nil {
+		return fmt.Errorf("clean up uploads: %w", err)
+	}
+	logDeleted(ctx, h.Logger, "abandoned uploads deleted", total, slog.Time("updated_before", before), slog.Time("slot", slot))
+	return nil
+}
+
+func (h *UploadCleanupHandler) deleteUpload(ctx context.Context, id string) error {
+	key, err := storage.NewKey(id, domain.ImageOriginal)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", id, err)
+	}
+	if err := h.Store.Delete(ctx, key); err != nil {
+		return fmt.Errorf("image %s: %w", id, err)
+	}
+	if _, err := (db.Images{}).DeleteUploading(ctx, h.DB, id); err != nil {
+		return fmt.Errorf("image %s: %w", id, err)
+	}
+	return nil
+}

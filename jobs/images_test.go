@@ -226,3 +226,78 @@ func runTask(ctx context.Context, t *testing.T, h asynq.Handler, task jobs.Task,
 	}
 	return h.ProcessTask(ctx, asynq.NewTask(task.Type, task.Payload))
 }
+
+// TestUploadCleanup: uploads left UPLOADING past the expiry plus the
+// margin lose their object and row, in batches; newer uploads and
+// completed images stay, and a second run deletes nothing more.
+func TestUploadCleanup(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		store := newImageStore(t)
+		owner := newMember(t, bdb, "uploader", nil)
+		now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+		// Handed out this long ago, with an object stored or not.
+		seed := func(status domain.ImageStatus, ago time.Duration, stored bool) string {
+			t.Helper()
+			at := now.Add(-ago)
+			img := domain.Image{ID: db.NewPublicID(), OwnerID: owner.ID, Purpose: domain.ImagePurposeRoom, Status: status,
+				ContentType: "image/jpeg", Bytes: 3, CreatedAt: at, UpdatedAt: at}
+			if stored {
+				key, _ := storage.NewKey(img.ID, domain.ImageOriginal)
+				if err := store.Put(ctx, key, bytes.NewReader([]byte("abc")), 3, "image/jpeg"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := (db.Images{}).Create(ctx, bdb, &img); err != nil {
+				t.Fatal(err)
+			}
+			return img.ID
+		}
+		// images.upload_expiry 10m: the cut-off is 1h10m ago.
+		var gone []string
+		for i := range 5 {
+			gone = append(gone, seed(domain.ImageUploading, 2*time.Hour+time.Duration(i)*time.Minute, i%2 == 0))
+		}
+		kept := []string{
+			seed(domain.ImageUploading, time.Hour+9*time.Minute, true),
+			seed(domain.ImageProcessing, 3*time.Hour, true),
+			seed(domain.ImageReady, 3*time.Hour, true),
+		}
+		h := &jobs.UploadCleanupHandler{DB: bdb, Store: store, Expiry: 10 * time.Minute, BatchSize: 2,
+			Logger: slog.New(slog.DiscardHandler), NowFunc: func() time.Time { return now }}
+		var tick jobs.Tick
+		for _, tk := range jobs.Ticks() {
+			if tk.Name == jobs.TickUploadCleanup {
+				tick = tk
+			}
+		}
+		task, err := tick.Build(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for run := 1; run <= 2; run++ {
+			if err := h.ProcessTask(ctx, asynq.NewTask(task.Type, task.Payload)); err != nil {
+				t.Fatalf("run %d: %v", run, err)
+			}
+			for _, id := range gone {
+				if _, err := (db.Images{}).FindByID(ctx, bdb, id); domain.ErrorCode(err) != domain.ENOTFOUND {
+					t.Errorf("run %d: abandoned upload %s: %v, want it deleted", run, id, err)
+				}
+				key, _ := storage.NewKey(id, domain.ImageOriginal)
+				if _, err := store.Stat(ctx, key); err == nil {
+					t.Errorf("run %d: abandoned upload %s: object still stored", run, id)
+				}
+			}
+			for _, id := range kept {
+				if _, err := (db.Images{}).FindByID(ctx, bdb, id); err != nil {
+					t.Errorf("run %d: image %s: %v, want it kept", run, id, err)
+				}
+				key, _ := storage.NewKey(id, domain.ImageOriginal)
+				if _, err := store.Stat(ctx, key); err != nil {
+					t.Errorf("run %d: image %s: object %v, want it kept", run, id, err)
+				}
+			}
+		}
+	})
+}

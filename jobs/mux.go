@@ -81,6 +81,10 @@ type Deps struct {
 	Storage storage.Store
 	// Images tunes the variants (quality, pixel limit, the decode gate).
 	Images image.Options
+	// UploadExpiry is how long a pre-signed upload URL works; the
+	// upload-cleanup tick deletes uploads left past it (zero means
+	// DefaultUploadExpiry).
+	UploadExpiry time.Duration
 }
 
 // DefaultClaimTimeout is well beyond any provider's timeout: a claim older
@@ -178,6 +182,8 @@ func registerHandlers(r *registry, deps Deps) error {
 			{TypeImageVariants, &ImageVariantsHandler{DB: deps.DB, Store: deps.Storage, Options: deps.Images,
 				Logger: deps.Logger, NowFunc: deps.NowFunc}},
 			{TypeImageDelete, &ImageDeleteHandler{DB: deps.DB, Store: deps.Storage, Logger: deps.Logger}},
+			{TypeUploadCleanup, &UploadCleanupHandler{DB: deps.DB, Store: deps.Storage, Expiry: deps.UploadExpiry,
+				Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		}...)
 	}
 	if deps.Client != nil && deps.Inspector != nil {

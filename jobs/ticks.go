@@ -142,6 +142,15 @@ func Ticks() []Tick {
 			},
 		},
 		{
+			Name:  TickUploadCleanup,
+			Spec:  "*/5 * * * *",
+			Queue: QueueLow,
+			Build: func(slot time.Time) (Task, error) {
+				// A lost run is harmless: the next slot deletes the same uploads.
+				return newTickTask(TypeUploadCleanup, slot, QueueLow, 2)
+			},
+		},
+		{
 			Name:  TickRoomReminders,
 			Spec:  "* * * * *",
 			Queue: QueueDefault,

@@ -38,7 +38,8 @@ func statusOf(code string) int {
 		return http.StatusMethodNotAllowed
 	case domain.ECONFLICT, domain.EEMAILTAKEN, domain.ENICKNAMETAKEN, domain.EALREADYWAITING,
 		domain.EROOMCLOSED, domain.ECAPACITYBELOWCOUNT, domain.EALREADYJOINED, domain.ENOTPARTICIPATING,
-		domain.EHOSTCANNOTLEAVE, domain.EREQUESTPENDING, domain.EALREADYEVALUATED, domain.ENOTOPENYET:
+		domain.EHOSTCANNOTLEAVE, domain.EREQUESTPENDING, domain.EALREADYEVALUATED, domain.ENOTOPENYET,
+		domain.EALREADYUPLOADED, domain.EUPLOADMISSING, domain.EALREADYCOMPLETED, domain.EUPLOADEXPIRED:
 		return http.StatusConflict
 	case domain.ETOOLARGE, domain.ETOOMANYPIXELS:
 		return http.StatusRequestEntityTooLarge

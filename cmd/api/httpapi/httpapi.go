@@ -186,6 +186,9 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 	if s.images.URLExpiry <= 0 {
 		s.images.URLExpiry = DefaultImageURLExpiry
 	}
+	if s.images.UploadExpiry <= 0 {
+		s.images.UploadExpiry = DefaultImageUploadExpiry
+	}
 	if s.groupRuns == (GroupRunRules{}) {
 		s.groupRuns = DefaultGroupRunRules
 	}

@@ -30,6 +30,8 @@ const (
 	// DefaultImageURLExpiry is how long a signed download URL in an image's
 	// answer works.
 	DefaultImageURLExpiry = time.Hour
+	// DefaultImageUploadExpiry is how long a pre-signed upload URL works.
+	DefaultImageUploadExpiry = jobs.DefaultUploadExpiry
 )
 
 // multipartSlack is what an upload's body may hold beyond the file: the
@@ -56,6 +58,9 @@ type ImageParams struct {
 	// URLExpiry is how long a signed download URL works;
 	// DefaultImageURLExpiry when 0.
 	URLExpiry time.Duration
+	// UploadExpiry is how long a pre-signed upload URL works;
+	// DefaultImageUploadExpiry when 0.
+	UploadExpiry time.Duration
 }
 
 // urlVerifier is a store whose signed URLs the API serves itself (the
@@ -75,11 +80,15 @@ func (s *server) registerImageRoutes(r chi.Router) {
 		r.Use(s.authenticate)
 		r.With(raiseBodyLimit(s.images.MaxBytes+multipartSlack)).Post("/v1/images", s.handleImageUpload)
 		r.Get("/v1/images/{id}", s.handleImageGet)
+		r.Post("/v1/uploads", s.handleUploadCreate)
+		r.Post("/v1/images/{id}/complete", s.handleUploadComplete)
 	})
 	if v, ok := s.store.(urlVerifier); ok {
 		serve := s.serveObject(v)
 		r.Get("/v1/objects/*", serve)
 		r.Head("/v1/objects/*", serve)
+		// The signature binds a size of at most MaxBytes.
+		r.With(raiseBodyLimit(s.images.MaxBytes)).Put("/v1/objects/*", s.receiveObject(v))
 	}
 }
 
@@ -233,15 +242,8 @@ func (s *server) handleImageUpload(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("store image %s: %w", img.ID, err))
 		return
 	}
-	err = s.relay.RunInTx(r.Context(), func(ctx context.Context, tx bun.Tx) error {
-		if err := (db.Images{}).Create(ctx, tx, &img); err != nil {
-			return err
-		}
-		task, err := jobs.NewImageVariantsTask(img.ID)
-		if err != nil {
-			return err
-		}
-		return jobs.Enqueue(ctx, tx, task)
+	err = s.recordWithVariants(r.Context(), img.ID, func(ctx context.Context, tx bun.Tx) error {
+		return (db.Images{}).Create(ctx, tx, &img)
 	})
 	if err != nil {
 		// No row names the object: remove it, even when the request
@@ -249,10 +251,7 @@ func (s *server) handleImageUpload(w http.ResponseWriter, r *http.Request) {
 		if derr := s.store.Delete(context.WithoutCancel(r.Context()), key); derr != nil {
 			s.logger.ErrorContext(r.Context(), "delete unrecorded image", slog.String("key", key.String()), slog.Any("err", derr))
 		}
-		if domain.ErrorCode(err) == domain.ENOTFOUND {
-			err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
-		}
-		s.writeAuthError(w, r, err)
+		s.writeOwnerError(w, r, err)
 		return
 	}
 	resp, err := s.newImageResponse(r.Context(), &img)
@@ -262,6 +261,41 @@ func (s *server) handleImageUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v1/images/"+img.ID)
 	s.writeJSON(w, r, http.StatusAccepted, resp)
+}
+
+// writeOwnerError answers a failure to record an image: an owner that is
+// not found was deleted after the token was issued.
+func (s *server) writeOwnerError(w http.ResponseWriter, r *http.Request, err error) {
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
+	}
+	s.writeAuthError(w, r, err)
+}
+
+// recordWithVariants runs record (which writes the image's row as
+// PROCESSING) and enqueues the image's variants task through the outbox in
+// one transaction, so a recorded original always gets its variants.
+func (s *server) recordWithVariants(ctx context.Context, id string, record func(ctx context.Context, tx bun.Tx) error) error {
+	return s.relay.RunInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if err := record(ctx, tx); err != nil {
+			return err
+		}
+		task, err := jobs.NewImageVariantsTask(id)
+		if err != nil {
+			return err
+		}
+		return jobs.Enqueue(ctx, tx, task)
+	})
+}
+
+// imageLimits returns the dimension limits of an upload for purpose.
+func (s *server) imageLimits(purpose domain.ImagePurpose) (image.Limits, error) {
+	lim, err := image.LimitsFor(image.Purpose(purpose.String()))
+	if err != nil {
+		return image.Limits{}, err
+	}
+	lim.MaxPixels = s.images.MaxPixels
+	return lim, nil
 }
 
 // readUpload reads the multipart body: the file goes to a temporary file
@@ -322,11 +356,10 @@ func (s *server) readUpload(r *http.Request) (*upload, error) {
 	if u.size == 0 {
 		return u, domain.FieldErrorf(domain.EINVALID, "file", "The file is empty.")
 	}
-	lim, err := image.LimitsFor(image.Purpose(u.purpose.String()))
+	lim, err := s.imageLimits(u.purpose)
 	if err != nil {
 		return u, err
 	}
-	lim.MaxPixels = s.images.MaxPixels
 	if _, err := u.file.Seek(0, io.SeekStart); err != nil {
 		return u, fmt.Errorf("rewind upload: %w", err)
 	}
@@ -372,16 +405,9 @@ func (s *server) multipartError(err error) error {
 // ETag for revalidation.
 func (s *server) serveObject(v urlVerifier) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		key, err := v.Verify(r, chi.URLParam(r, "*"))
-		switch {
-		case errors.Is(err, storage.ErrURLExpired):
-			s.writeError(w, r, domain.Errorf(domain.EFORBIDDEN, "The link has expired; fetch the image again for a new one."))
-			return
-		case errors.Is(err, storage.ErrURLInvalid):
-			s.writeError(w, r, domain.Errorf(domain.EFORBIDDEN, "The link is not valid."))
-			return
-		case err != nil:
-			s.writeError(w, r, domain.Errorf(domain.ENOTFOUND, "Object not found."))
+		key, err := s.verifyObjectURL(v, r)
+		if err != nil {
+			s.writeError(w, r, err)
 			return
 		}
 		body, info, err := s.store.Open(r.Context(), key)

@@ -166,6 +166,21 @@ func countImages(t testing.TB, bdb *bun.DB) int {
 	return int(n)
 }
 
+// checkNothingStored asserts no image row, object or variants task is
+// kept.
+func checkNothingStored(t *testing.T, bdb *bun.DB, storeDir string) {
+	t.Helper()
+	if n := countImages(t, bdb); n != 0 {
+		t.Errorf("%d images stored, want none", n)
+	}
+	if files := storedFiles(t, storeDir); len(files) != 0 {
+		t.Errorf("stored files %v, want none", files)
+	}
+	if tasks := imageTasks(t, bdb); len(tasks) != 0 {
+		t.Errorf("image tasks %+v, want none", tasks)
+	}
+}
+
 // fetch GETs a URL the API handed out.
 func (s *testServer) fetch(t testing.TB, method, rawURL string, header map[string]string) (*http.Response, []byte) {
 	t.Helper()
@@ -375,15 +390,7 @@ func TestImageUploadRejects(t *testing.T) {
 		checkError(t, resp, raw, http.StatusRequestEntityTooLarge, "too_large", "")
 
 		// Nothing of it was kept.
-		if n := countImages(t, bdb); n != 0 {
-			t.Errorf("%d images stored, want none", n)
-		}
-		if files := storedFiles(t, e.storeDir); len(files) != 0 {
-			t.Errorf("stored files %v, want none", files)
-		}
-		if tasks := imageTasks(t, bdb); len(tasks) != 0 {
-			t.Errorf("image tasks %+v, want none", tasks)
-		}
+		checkNothingStored(t, bdb, e.storeDir)
 	})
 }
 

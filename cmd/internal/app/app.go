@@ -480,6 +480,7 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 		Storage:       w.store,
 		Images: image.Options{Quality: cfg.Images.JPEGQuality, MaxPixels: cfg.Images.MaxPixels,
 			Gate: image.NewGate(cfg.Images.ConcurrentDecodes)},
+		UploadExpiry: cfg.Images.UploadExpiry,
 	})
 	if err != nil {
 		_ = client.Close()
@@ -601,7 +602,7 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 		Mailbox:        mailbox,
 		Storage:        w.store,
 		Images: httpapi.ImageParams{MaxBytes: cfg.Images.MaxBytes, MaxPixels: cfg.Images.MaxPixels,
-			URLExpiry: cfg.Images.URLExpiry},
+			URLExpiry: cfg.Images.URLExpiry, UploadExpiry: cfg.Images.UploadExpiry},
 		StreamsDone: streamsDone,
 		MatchWait:   cfg.Matching.WaitLimit,
 		RoomRules: domain.RoomRules{RunLead: cfg.Rooms.RunLead,
