@@ -15,6 +15,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/jobstest"
 	"github.com/moim/moim/jobs/notify"
@@ -105,13 +106,13 @@ func TestResentRowsDoNoDoubleWork(t *testing.T) {
 			// A notification that goes by mail, so a second fan-out would
 			// show as a second delivery task and a second mail.
 			_, err = jobs.Notify(ctx, tx, domain.NotifyJoinAccepted, domain.NotificationArgs{Title: "fan-out"},
-				time.Now().UTC(), reader.ID)
+				clocktest.Now().UTC(), reader.ID)
 			if err != nil {
 				return err
 			}
 			// A delivery whose fan-out has run already: its own task.
 			n := &domain.Notification{MemberID: recipient.ID, Type: domain.NotifyJoinAccepted,
-				Args: domain.NotificationArgs{Title: "deliver"}, CreatedAt: time.Now().UTC()}
+				Args: domain.NotificationArgs{Title: "deliver"}, CreatedAt: clocktest.Now().UTC()}
 			if err := (db.Notifications{}).Create(ctx, tx, n); err != nil {
 				return err
 			}
@@ -132,7 +133,7 @@ func TestResentRowsDoNoDoubleWork(t *testing.T) {
 
 		// Whole seconds, so every dialect stores the ping's time exactly; a
 		// second ahead, so every row above was created before it.
-		first := time.Now().UTC().Truncate(time.Second).Add(time.Second)
+		first := clocktest.Now().UTC().Truncate(time.Second).Add(time.Second)
 		now := first
 		mailbox := notify.NewMailbox(100)
 		mux, err := jobs.NewMux(jobs.Deps{
@@ -159,7 +160,9 @@ func TestResentRowsDoNoDoubleWork(t *testing.T) {
 		// follow-up rows of the first run too, then everything runs to the end.
 		now = first.Add(2 * time.Minute)
 		b := newRelay(t, bdb, jobs.RelayParams{Redis: opt})
-		jobs.SetClock(b.relay, func() time.Time { return now })
+		// The crashed relay's lease is on the wall clock, as the rows'
+		// times are; the handlers run at the test's instant.
+		jobs.SetClock(b.relay, func() time.Time { return time.Now().Add(2 * time.Minute) })
 		for range 10 {
 			n, err := b.relay.Drain(ctx)
 			if err != nil {
