@@ -10,7 +10,8 @@ run: ## run api + worker + scheduler + relay in one process (SQLite + in-memory 
 test: vet ## vet, then every test with the race detector
 	@echo "test backends: sqlite$${MOIM_TEST_POSTGRES_URL:+ postgres}$${MOIM_TEST_MYSQL_URL:+ mariadb/mysql};" \
 		"redis: $$( [ -n "$$MOIM_TEST_REDIS_URL" ] && echo real redis || echo in-memory miniredis)"
-	@[ -n "$$MOIM_TEST_POSTGRES_URL" ] || echo "note: MOIM_TEST_POSTGRES_URL unset: PostgreSQL subtests do not run"
+	@[ -n "$$MOIM_TEST_POSTGRES_URL" ] || echo "note: MOIM_TEST_POSTGRES_URL unset: PostgreSQL subtests and the chaos test (cmd/moim) do not run"
+	@command -v redis-server >/dev/null || echo "note: redis-server not on PATH: the chaos test and the queue re-registration test do not run"
 	@[ -n "$$MOIM_TEST_MYSQL_URL" ] || echo "note: MOIM_TEST_MYSQL_URL unset: MariaDB/MySQL subtests do not run"
 	$(GO) test -race -count=1 ./...
 

@@ -25,6 +25,7 @@ import (
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
+	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
 	"github.com/moim/moim/jobs/storage"
 )
@@ -403,7 +404,7 @@ func TestImageUploadUnrecorded(t *testing.T) {
 		s := newServer(t, e, nil, nil)
 		m := s.signup(t, "gone@example.com", "gone")
 		tok := s.login(t, "gone@example.com")
-		if err := (db.Members{}).Delete(context.Background(), bdb, m.ID, time.Now()); err != nil {
+		if err := (db.Members{}).Delete(context.Background(), bdb, m.ID, clocktest.Now()); err != nil {
 			t.Fatal(err)
 		}
 		resp, raw := s.upload(t, tok.AccessToken, purposePart("room"), filePart(testJPEG(t, 400, 400), "image/jpeg"))
