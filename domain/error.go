@@ -64,6 +64,23 @@ const (
 	// it is left to be deleted.
 	EUPLOADEXPIRED = "upload_expired"
 
+	// Point wallet and mission refusals (409 unless said): a debit the
+	// balance cannot cover; a mission that takes no joins or leaves now
+	// (not OPEN, or started); one with every seat taken; a private
+	// mission's code that does not match (403); a verification while the
+	// mission is not ONGOING, outside every window of the day, over the
+	// day's or the week's quota, or with an image used before; a payment
+	// webhook whose signature does not verify (401).
+	EINSUFFICIENTPOINTS = "insufficient_points"
+	EMISSIONNOTOPEN     = "mission_not_open"
+	EMISSIONFULL        = "mission_full"
+	EWRONGCODE          = "wrong_code"
+	EMISSIONNOTONGOING  = "mission_not_ongoing"
+	EOUTSIDEWINDOW      = "outside_window"
+	EQUOTAREACHED       = "quota_reached"
+	EIMAGEUSED          = "image_used"
+	EINVALIDSIGNATURE   = "invalid_signature"
+
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
 	ETOKENEXPIRED = "token_expired"

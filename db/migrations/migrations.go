@@ -26,6 +26,8 @@ func All() *migrate.Migrations {
 	add(ms, "20261207000010", "storage_bounds", storageBoundsUp, storageBoundsDown)
 	add(ms, "20261207000011", "images", imagesUp, imagesDown)
 	add(ms, "20261207000012", "image_links", imageLinksUp, imageLinksDown)
+	add(ms, "20261207000013", "points", pointsUp, pointsDown)
+	add(ms, "20261207000014", "missions", missionsUp, missionsDown)
 	return ms
 }
 

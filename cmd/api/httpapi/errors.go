@@ -28,9 +28,9 @@ func statusOf(code string) int {
 	case domain.EINVALID, domain.EINVALIDJSON,
 		domain.ETYPEMISMATCH, domain.EIMAGETOOSMALL, domain.ECORRUPTIMAGE:
 		return http.StatusBadRequest
-	case domain.EUNAUTHORIZED, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
+	case domain.EUNAUTHORIZED, domain.EINVALIDSIGNATURE, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
 		return http.StatusUnauthorized
-	case domain.EFORBIDDEN, codeCrossSite:
+	case domain.EFORBIDDEN, domain.EWRONGCODE, codeCrossSite:
 		return http.StatusForbidden
 	case domain.ENOTFOUND:
 		return http.StatusNotFound
@@ -39,7 +39,9 @@ func statusOf(code string) int {
 	case domain.ECONFLICT, domain.EEMAILTAKEN, domain.ENICKNAMETAKEN, domain.EALREADYWAITING,
 		domain.EROOMCLOSED, domain.ECAPACITYBELOWCOUNT, domain.EALREADYJOINED, domain.ENOTPARTICIPATING,
 		domain.EHOSTCANNOTLEAVE, domain.EREQUESTPENDING, domain.EALREADYEVALUATED, domain.ENOTOPENYET,
-		domain.EALREADYUPLOADED, domain.EUPLOADMISSING, domain.EALREADYCOMPLETED, domain.EUPLOADEXPIRED:
+		domain.EALREADYUPLOADED, domain.EUPLOADMISSING, domain.EALREADYCOMPLETED, domain.EUPLOADEXPIRED,
+		domain.EINSUFFICIENTPOINTS, domain.EMISSIONNOTOPEN, domain.EMISSIONFULL, domain.EMISSIONNOTONGOING,
+		domain.EOUTSIDEWINDOW, domain.EQUOTAREACHED, domain.EIMAGEUSED:
 		return http.StatusConflict
 	case domain.ETOOLARGE, domain.ETOOMANYPIXELS:
 		return http.StatusRequestEntityTooLarge
