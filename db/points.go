@@ -245,20 +245,19 @@ func (Points) FindByKey(ctx context.Context, idb bun.IDB, key string) (*domain.P
 
 // PointResult is what PostFor did.
 type PointResult struct {
-	// Entry is the entry under the post's key: the one just written, or
-	// the one an earlier post with the key wrote (which may differ from
-	// this post; the caller decides whether that is a conflict).
-	Entry domain.PointEntry
 	// Posted is false when the key had been posted before and nothing
 	// changed.
 	Posted bool
-	// Balance is the member's balance afterwards (when Posted is false,
-	// the balance of this post's member, not necessarily the entry's).
+	// Entry is the entry written; zero when Posted is false. The earlier
+	// entry is better read with FindByKey after the transaction: on MySQL
+	// a transaction's snapshot may predate the concurrent post that won.
+	Entry domain.PointEntry
+	// Balance is the member's balance afterwards.
 	Balance int64
 }
 
 // PostFor is Post for the live member with public id memberID (p.MemberKey
-// is ignored), answering the entry under p.Key and the new balance. Errors:
+// is ignored), answering the entry written and the new balance. Errors:
 // ENOTFOUND (field "member_id") for an unknown or deleted member,
 // EINSUFFICIENTPOINTS (roll back), and Post's.
 func (Points) PostFor(ctx context.Context, idb bun.IDB, memberID string, p PointPost) (PointResult, error) {
@@ -274,11 +273,13 @@ func (Points) PostFor(ctx context.Context, idb bun.IDB, memberID string, p Point
 	if res.Posted, err = (Points{}).Post(ctx, idb, p); err != nil {
 		return PointResult{}, err
 	}
-	e, err := (Points{}).FindByKey(ctx, idb, p.Key)
-	if err != nil {
-		return PointResult{}, err
+	if res.Posted {
+		e, err := (Points{}).FindByKey(ctx, idb, p.Key)
+		if err != nil {
+			return PointResult{}, err
+		}
+		res.Entry = *e
 	}
-	res.Entry = *e
 	if res.Balance, err = (Points{}).Balance(ctx, idb, key); err != nil {
 		return PointResult{}, err
 	}

@@ -266,8 +266,11 @@ func TestPointsPostFor(t *testing.T) {
 			t.Fatalf("first PostFor: %+v, %v", res, err)
 		}
 		again, err := postFor(alice.ID, p)
-		if err != nil || again.Posted || again.Balance != 40 || again.Entry != res.Entry {
-			t.Errorf("second PostFor: %+v, %v; want the first entry, not posted", again, err)
+		if err != nil || again.Posted || again.Balance != 40 || again.Entry != (domain.PointEntry{}) {
+			t.Errorf("second PostFor: %+v, %v; want not posted", again, err)
+		}
+		if e, err := (db.Points{}).FindByKey(ctx, bdb, p.Key); err != nil || *e != res.Entry {
+			t.Errorf("FindByKey = %+v, %v; want the first entry", e, err)
 		}
 		_, err = postFor("nosuchmember", db.PointPost{Amount: 1, Kind: domain.PointCharge, Key: "payment:y", Now: pointsEpoch})
 		checkCode(t, err, domain.ENOTFOUND, "member_id")

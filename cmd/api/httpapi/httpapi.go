@@ -106,6 +106,8 @@ type Deps struct {
 	Images ImageParams
 	// NowFunc is the clock; nil means time.Now.
 	NowFunc func() time.Time
+	// Payments configure the payment webhook; without a secret it is off.
+	Payments PaymentParams
 }
 
 // server holds the handlers' dependencies.
@@ -136,6 +138,7 @@ type server struct {
 	groupRuns      GroupRunRules
 	store          storage.Store
 	images         ImageParams
+	payments       PaymentParams
 }
 
 // New builds the API handler. The returned cleanup closes the Redis clients
@@ -176,6 +179,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		groupRuns:      d.GroupRuns,
 		store:          d.Storage,
 		images:         d.Images,
+		payments:       d.Payments,
 	}
 	if s.images.MaxBytes <= 0 {
 		s.images.MaxBytes = DefaultImageMaxBytes
@@ -262,6 +266,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerGroupRunRoutes(r)
 		s.registerMailboxRoutes(r)
 		s.registerImageRoutes(r)
+		s.registerPointRoutes(r)
 		if extra != nil {
 			extra(r)
 		}
