@@ -319,6 +319,9 @@ func TestPaymentWebhook(t *testing.T) {
 			{"no payment id", paymentJSON("", mina.ID, 5, "PAID"), "", 400, "invalid", "payment_id"},
 			{"payment id with a space", paymentJSON("pay 3", mina.ID, 5, "PAID"), "", 400, "invalid", "payment_id"},
 			{"not JSON", `{"payment_id":`, "", 400, "invalid_json", ""},
+			{"NUL in the member id", `{"payment_id":"pay_4","member_id":"a\u0000","amount":5,"status":"PAID"}`, "", 400, "invalid", "member_id"},
+			{"NUL in the payment id", `{"payment_id":"pay\u0000","member_id":"` + mina.ID + `","amount":5,"status":"PAID"}`, "", 400, "invalid", "payment_id"},
+			{"amount a string", `{"payment_id":"pay_5","member_id":"` + mina.ID + `","amount":"5","status":"PAID"}`, "", 400, "invalid", "amount"},
 			{"too large", `{"payment_id":"` + strings.Repeat("x", 20<<10) + `"}`, "", 413, "too_large", ""},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
