@@ -611,6 +611,8 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 		RoomListCacheTTL: cfg.Rooms.ListCacheTTL,
 		GroupRuns: httpapi.GroupRunRules{AttendanceFrom: cfg.Rooms.StartsSoonBefore, EndedAfter: cfg.Rooms.EndedAfter,
 			EvaluationMin: cfg.Rooms.EvaluationMin, EvaluationMax: cfg.Rooms.EvaluationMax},
+		Payments: httpapi.PaymentParams{WebhookSecret: []byte(cfg.Payments.WebhookSecret),
+			WebhookTolerance: cfg.Payments.WebhookTolerance},
 	})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("api: %w", err)
