@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +71,48 @@ func TestPointsCheckCommand(t *testing.T) {
 
 	if _, err := runMoim(t, vars, "points"); err == nil || !strings.Contains(err.Error(), "check") {
 		t.Errorf("moim points without a subcommand: %v", err)
+	}
+}
+
+// TestPointsHint runs the curl the all-in-one banner prints (with its
+// generated admin password) and finds the points on the admin's wallet.
+func TestPointsHint(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{
+		"MOIM_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "moim.db"),
+		"MOIM_HTTP_ADDR":    "127.0.0.1:0",
+		"MOIM_LOG_LEVEL":    "warn",
+	}
+	banner, _ := startMoim(t, vars)
+	hint := banner["Points"]
+	m := regexp.MustCompile(`^curl -u '([^':]+):([^']+)' -H 'Content-Type: application/json' -d '([^']+)' (\S+)$`).FindStringSubmatch(hint)
+	if m == nil {
+		t.Fatalf("banner's Points line is not the curl of an adjustment: %q", hint)
+	}
+	user, password, body, url := m[1], m[2], m[3], m[4]
+	if url != banner["API"]+"/v1/admin/points/adjustments" || !strings.Contains(banner["Admin"], password) {
+		t.Errorf("hint %q does not match the banner %q", hint, banner)
+	}
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(user, password)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("the hint's curl: status = %d, want 201", resp.StatusCode)
+	}
+	token := login(t, banner["API"], "admin@moim.localhost", password)
+	var wallet struct {
+		Balance int64 `json:"balance"`
+	}
+	decodeBody(t, doJSON(t, http.MethodGet, banner["API"]+"/v1/me/points", token, ""), &wallet)
+	if wallet.Balance != 10000 {
+		t.Errorf("admin's balance = %d, want 10000", wallet.Balance)
 	}
 }

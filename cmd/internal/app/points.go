@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/moim/moim/config"
 	"github.com/moim/moim/db"
 )
 
@@ -41,4 +42,17 @@ func pointsCmd(ctx context.Context, env Env) error {
 		fmt.Fprintf(env.Stdout, "mismatch: member %s balance %s, entries sum to %d\n", m.MemberID, balance, m.Sum)
 	}
 	return fmt.Errorf("points check: %d of %d members' balances differ from their entries", len(c.Mismatches), c.Members)
+}
+
+// pointsHint is the all-in-one banner's line on giving yourself points:
+// the admin adjustment for the bootstrap admin, as curl. The password is
+// shown only when it was generated (the banner shows it anyway); with a
+// configured one curl asks for it.
+func pointsHint(cfg *config.Config, url, memberID string, showPassword bool) string {
+	cred := cfg.Admin.User
+	if showPassword {
+		cred += ":" + cfg.Admin.Password
+	}
+	return fmt.Sprintf(`Points:    curl -u '%s' -H 'Content-Type: application/json' -d '{"member_id":"%s","amount":10000,"reason":"local testing"}' %s/v1/admin/points/adjustments`,
+		cred, memberID, url)
 }
