@@ -115,6 +115,9 @@ func (Points) Post(ctx context.Context, idb bun.IDB, p PointPost) (bool, error) 
 	if n, err := res.RowsAffected(); err != nil {
 		return false, fmt.Errorf("post points: %w", err)
 	} else if n == 0 {
+		if err := checkIgnored(ctx, idb, p); err != nil {
+			return false, err
+		}
 		return false, nil
 	}
 	if p.Amount > 0 {
@@ -152,6 +155,26 @@ func (Points) Post(ctx context.Context, idb bun.IDB, p PointPost) (bool, error) 
 		return false, domain.ErrInsufficientPoints()
 	}
 	return true, nil
+}
+
+// checkIgnored makes sure an entry MySQL's INSERT IGNORE left out was a
+// replay: IGNORE also turns a foreign-key failure (no such member) into a
+// warning, which would make the post a silent no-op. The read locks, so it
+// sees a concurrent post's committed row that the transaction's snapshot
+// may not.
+func checkIgnored(ctx context.Context, idb bun.IDB, p PointPost) error {
+	if idb.Dialect().Name() != dialect.MySQL {
+		return nil
+	}
+	var n int
+	err := idb.NewRaw("SELECT COUNT(*) FROM point_entries WHERE idempotency_key = ? LOCK IN SHARE MODE", p.Key).Scan(ctx, &n)
+	if err != nil {
+		return fmt.Errorf("post points: %w", translate(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("post points: entry not written: no member %d", p.MemberKey)
+	}
+	return nil
 }
 
 // Balance is the member's balance; 0 for a member who never had points.

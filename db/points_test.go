@@ -105,6 +105,8 @@ func TestPointsPostIdempotent(t *testing.T) {
 			{MemberKey: key, Amount: domain.PointAmountMax + 1, Kind: domain.PointCharge, Key: "k"},
 			{MemberKey: key, Amount: 1, Kind: 0, Key: "k"},
 			{MemberKey: key, Amount: 1, Kind: domain.PointCharge, Key: ""},
+			// No such member: an error on every dialect, not a silent no-op.
+			{MemberKey: key + 1000, Amount: 1, Kind: domain.PointCharge, Key: "payment:nobody"},
 		} {
 			if _, err := post(ctx, bdb, bad); err == nil {
 				t.Errorf("post %+v succeeded", bad)
@@ -315,5 +317,49 @@ func TestPointsCheckFindsTampering(t *testing.T) {
 		if diff := cmp.Diff(want, c); diff != "" {
 			t.Errorf("Check (-want +got):\n%s", diff)
 		}
+	})
+}
+
+// TestPointsConcurrentSameKey races one payment delivered many times at
+// once: one post writes it, the others report a replay without an error.
+func TestPointsConcurrentSameKey(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		m := mustCreate(t, bdb, newMember("payer@example.com", "Payer"))
+		key := memberRowID(t, bdb, m.ID)
+		const tries = 12
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			posted int
+			errs   []error
+		)
+		start := make(chan struct{})
+		for range tries {
+			wg.Go(func() {
+				<-start
+				ok, err := post(ctx, bdb, db.PointPost{MemberKey: key, Amount: 50, Kind: domain.PointCharge, Key: "payment:same", Now: pointsEpoch})
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				} else if ok {
+					posted++
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("unexpected errors: %v", err)
+		}
+		if posted != 1 {
+			t.Errorf("%d posts wrote the payment, want 1", posted)
+		}
+		if b, err := (db.Points{}).Balance(ctx, bdb, key); err != nil || b != 50 {
+			t.Errorf("balance = %d, %v; want 50", b, err)
+		}
+		checkConsistent(t, bdb)
 	})
 }
