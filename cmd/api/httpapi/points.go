@@ -209,7 +209,17 @@ func (s *server) handlePointAdjustment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := http.StatusCreated
-	if !res.Posted {
+	if res.Posted {
+		// Who changed a balance by hand: the admin member behind a token, or
+		// the operator's Basic credentials.
+		by := "operator"
+		if c, ok := claimsFrom(r.Context()); ok {
+			by = c.MemberID
+		}
+		s.logger.InfoContext(r.Context(), "points adjusted", slog.String("request_id", domain.RequestID(r.Context())),
+			slog.String("member_id", req.MemberID), slog.Int64("amount", req.Amount),
+			slog.String("entry_id", res.Entry.ID), slog.String("by", by))
+	} else {
 		e, err := (db.Points{}).FindByKey(r.Context(), s.db, key)
 		if err != nil {
 			s.writeError(w, r, err)
