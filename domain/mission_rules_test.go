@@ -37,7 +37,9 @@ func TestMissionValidate(t *testing.T) {
 		field  string
 	}{
 		{"title 3", func(m *domain.Mission) { m.Title = "달리기" }, "title"},
-		{"title 31", func(m *domain.Mission) { m.Title = "가나다라마바사아자차카타파하가나다라마바사아자차카타파하가나다" }, "title"},
+		{"title 31", func(m *domain.Mission) {
+			m.Title = "가나다라마바사아자차카타파하가나다라마바사아자차카타파하가나다"
+		}, "title"},
 		{"title newline", func(m *domain.Mission) { m.Title = "매일\n달리기" }, "title"},
 		{"no type", func(m *domain.Mission) { m.Type = 0 }, "type"},
 		{"description 5", func(m *domain.Mission) { m.Description = "다섯글자임" }, "description"},
