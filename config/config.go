@@ -36,6 +36,7 @@ type Config struct {
 	RateLimit RateLimitConfig `mapstructure:"rate_limit"`
 	Matching  MatchingConfig  `mapstructure:"matching"`
 	Rooms     RoomsConfig     `mapstructure:"rooms"`
+	Missions  MissionsConfig  `mapstructure:"missions"`
 	Notify    NotifyConfig    `mapstructure:"notify"`
 	Mail      MailConfig      `mapstructure:"mail"`
 	SMS       SMSConfig       `mapstructure:"sms"`
@@ -154,6 +155,15 @@ type RoomsConfig struct {
 	EndedCategories      []string      `mapstructure:"ended_categories" usage:"room categories that get the ended reminder"`
 	EvaluationMin        int           `mapstructure:"evaluation_min" usage:"lowest manner-point change one evaluation of a host may give"`
 	EvaluationMax        int           `mapstructure:"evaluation_max" usage:"highest manner-point change one evaluation of a host may give"`
+}
+
+// MissionsConfig tunes missions. Their days, windows and reminders are
+// read in scheduler.timezone.
+type MissionsConfig struct {
+	// A start months ahead keeps stakes locked for that long.
+	MaxDaysAhead int `mapstructure:"max_days_ahead" usage:"how many days ahead a mission may start at most"`
+	// The verify reminder goes out once per member and window.
+	ReminderBefore time.Duration `mapstructure:"reminder_before" usage:"a member who has not verified today is reminded this long before a window closes"`
 }
 
 // NotifyConfig configures notifications across channels.
@@ -347,7 +357,8 @@ func Default() *Config {
 			DDayTime: "08:00", StartsSoonBefore: 30 * time.Minute, EndedAfter: time.Hour, ReminderGrace: 15 * time.Minute,
 			DDayCategories: []string{"RUN"}, StartsSoonCategories: []string{"RUN"}, EndedCategories: []string{"RUN"},
 			EvaluationMin: -5, EvaluationMax: 5},
-		Notify: NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
+		Missions: MissionsConfig{MaxDaysAhead: 90, ReminderBefore: 30 * time.Minute},
+		Notify:   NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
 		Mail: MailConfig{
 			Provider: ProviderLog,
 			Port:     587,

@@ -108,6 +108,7 @@ func TestLoadDefaults(t *testing.T) {
 		},
 		Scheduler: config.SchedulerConfig{TimeZone: "Asia/Seoul", CatchUpWindow: time.Hour, MetricsAddr: ":9092"},
 		Payments:  config.PaymentsConfig{WebhookTolerance: 5 * time.Minute},
+		Missions:  config.MissionsConfig{MaxDaysAhead: 90, ReminderBefore: 30 * time.Minute},
 	}
 	for _, getenv := range []func(string) string{nil, env(nil)} {
 		got, err := config.Load(nil, getenv)
@@ -583,6 +584,8 @@ func TestValidateRules(t *testing.T) {
 		{"wait limit short", func(c *config.Config) { c.Matching.WaitLimit = time.Second }, "matching.wait_limit: must be at least 1m"},
 		{"run lead negative", func(c *config.Config) { c.Rooms.RunLead = -time.Hour }, "rooms.run_lead: must be between 0 and 168h"},
 		{"max days ahead zero", func(c *config.Config) { c.Rooms.MaxDaysAhead = 0 }, "rooms.max_days_ahead: must be between 1 and 3650"},
+		{"mission days ahead", func(c *config.Config) { c.Missions.MaxDaysAhead = 366 }, "missions.max_days_ahead: must be between 1 and 365"},
+		{"mission reminder", func(c *config.Config) { c.Missions.ReminderBefore = 0 }, "missions.reminder_before: must be between 1m and 12h"},
 		{"admission retries", func(c *config.Config) { c.Rooms.AdmissionRetries = 21 }, "rooms.admission_retries: must be between 0 and 20"},
 		{"admission wait", func(c *config.Config) { c.Rooms.AdmissionRetryWait = time.Minute }, "rooms.admission_retry_wait: must be between 0 and 5s"},
 		{"list cache long", func(c *config.Config) { c.Rooms.ListCacheTTL = time.Hour }, "rooms.list_cache_ttl: must be between 0 and 1m"},

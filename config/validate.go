@@ -147,6 +147,12 @@ func (c *Config) Validate() error {
 	if c.Matching.Parallel < 1 || c.Matching.Parallel > 64 {
 		add("matching.parallel", "must be between 1 and 64")
 	}
+	if c.Missions.MaxDaysAhead < 1 || c.Missions.MaxDaysAhead > 365 {
+		add("missions.max_days_ahead", "must be between 1 and 365")
+	}
+	if c.Missions.ReminderBefore < time.Minute || c.Missions.ReminderBefore > 12*time.Hour {
+		add("missions.reminder_before", "must be between 1m and 12h")
+	}
 	if c.Rooms.RunLead < 0 || c.Rooms.RunLead > 7*24*time.Hour {
 		add("rooms.run_lead", "must be between 0 and 168h")
 	}

@@ -368,3 +368,17 @@ func PayoutFor(stake int64, rateBP int, teamPerfect bool) Payout {
 	}
 	return p
 }
+
+// MissionMember is a member of a mission.
+type MissionMember struct {
+	Key      int64  // mission_members row id; stake keys are made of it
+	MemberID string // public id
+	Nickname string
+	Host     bool
+	Status   MissionMemberStatus
+	Stake    int64
+	RateBP   int   // set by the close
+	Payout   int64 // refund + bonus, set by the close
+	JoinedAt time.Time
+	LeftAt   time.Time
+}

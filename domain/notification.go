@@ -32,6 +32,8 @@ const (
 	NotifyTaskInvitation
 	NotifyTaskMatched
 	NotifyTaskDone
+	NotifyMissionCancelled
+	NotifyMissionVerifyReminder
 )
 
 // Channel is a way a notification reaches a member besides the in-app list,
@@ -70,6 +72,10 @@ var notificationTypes = map[NotificationType]struct {
 	NotifyTaskInvitation:      {"TASK_INVITATION", []Channel{ChannelMail}},
 	NotifyTaskMatched:         {"TASK_MATCHED", []Channel{ChannelMail}},
 	NotifyTaskDone:            {"TASK_DONE", []Channel{ChannelMail}},
+	// Amount is the refunded stake.
+	NotifyMissionCancelled: {"MISSION_CANCELLED", []Channel{ChannelMail}},
+	// In-app only: a nudge every window would be mail spam.
+	NotifyMissionVerifyReminder: {"MISSION_VERIFY_REMINDER", nil},
 }
 
 // NotificationTypes returns every type, in stored order.
@@ -217,6 +223,8 @@ var notificationNeeds = map[NotificationType][]string{
 	NotifyTaskInvitation:         {"title"},
 	NotifyTaskMatched:            {"title"},
 	NotifyTaskDone:               {"title"},
+	NotifyMissionCancelled:       {"title"},
+	NotifyMissionVerifyReminder:  {"title"},
 }
 
 // CheckFor reports the first argument type t's texts need that a lacks, as

@@ -61,6 +61,8 @@ func Types() []string {
 		"TASK_INVITATION",
 		"TASK_MATCHED",
 		"TASK_DONE",
+		"MISSION_CANCELLED",
+		"MISSION_VERIFY_REMINDER",
 	}
 }
 

@@ -95,6 +95,12 @@ type Deps struct {
 	// RoomListCacheTTL is how long a page of the room list is cached in
 	// Redis; 0 turns the cache off.
 	RoomListCacheTTL time.Duration
+	// MissionMaxAhead is how far ahead a mission may start; 0 means no
+	// limit.
+	MissionMaxAhead time.Duration
+	// MissionLocation is the zone of missions' days and windows; nil means
+	// DefaultRoomLocation's zone.
+	MissionLocation *time.Location
 	// GroupRuns time attendance and evaluation; zero means
 	// DefaultGroupRunRules.
 	GroupRuns GroupRunRules
@@ -136,6 +142,8 @@ type server struct {
 	roomLocation   *time.Location
 	roomListTTL    time.Duration
 	groupRuns      GroupRunRules
+	missionAhead   time.Duration
+	missionLoc     *time.Location
 	store          storage.Store
 	images         ImageParams
 	payments       PaymentParams
@@ -177,6 +185,8 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		roomLocation:   d.RoomLocation,
 		roomListTTL:    d.RoomListCacheTTL,
 		groupRuns:      d.GroupRuns,
+		missionAhead:   d.MissionMaxAhead,
+		missionLoc:     d.MissionLocation,
 		store:          d.Storage,
 		images:         d.Images,
 		payments:       d.Payments,
@@ -198,6 +208,9 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 	}
 	if s.roomLocation == nil {
 		s.roomLocation = defaultRoomLocation()
+	}
+	if s.missionLoc == nil {
+		s.missionLoc = defaultRoomLocation()
 	}
 	if s.matchWait <= 0 {
 		s.matchWait = DefaultMatchWait

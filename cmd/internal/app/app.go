@@ -611,6 +611,8 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 		RoomRules: domain.RoomRules{RunLead: cfg.Rooms.RunLead,
 			MaxAhead: time.Duration(cfg.Rooms.MaxDaysAhead) * 24 * time.Hour},
 		RoomLocation:     loc,
+		MissionLocation:  loc,
+		MissionMaxAhead:  time.Duration(cfg.Missions.MaxDaysAhead) * 24 * time.Hour,
 		RoomListCacheTTL: cfg.Rooms.ListCacheTTL,
 		GroupRuns: httpapi.GroupRunRules{AttendanceFrom: cfg.Rooms.StartsSoonBefore, EndedAfter: cfg.Rooms.EndedAfter,
 			EvaluationMin: cfg.Rooms.EvaluationMin, EvaluationMax: cfg.Rooms.EvaluationMax},
