@@ -187,7 +187,7 @@ func TestNotificationsCreateRejects(t *testing.T) {
 			{"no member", newNotification("", domain.NotifyJoinAccepted, "x", notificationEpoch), domain.ENOTFOUND},
 			{"deleted member", newNotification(gone.ID, domain.NotifyJoinAccepted, "x", notificationEpoch), domain.ENOTFOUND},
 			{"type zero", newNotification(alice.ID, 0, "x", notificationEpoch), ""},
-			{"type past the last", newNotification(alice.ID, domain.NotifyTaskDone+1, "x", notificationEpoch), ""},
+			{"type past the last", newNotification(alice.ID, lastNotificationType()+1, "x", notificationEpoch), ""},
 			{"negative type", newNotification(alice.ID, -1, "x", notificationEpoch), ""},
 		}
 		for _, tt := range tests {
@@ -480,4 +480,11 @@ func TestNotificationsMarkRead(t *testing.T) {
 		}
 		unread(bob.ID, 3)
 	})
+}
+
+// lastNotificationType is the highest type there is, so "past the last"
+// stays past it as types are appended.
+func lastNotificationType() domain.NotificationType {
+	types := domain.NotificationTypes()
+	return types[len(types)-1]
 }
