@@ -55,8 +55,9 @@ type verifierRow struct {
 // for a slot anyway is run once more, recounting, and answers
 // EQUOTAREACHED only if it loses again.
 //
-// Errors: ENOTFOUND (the mission; field "image_id" for the image),
-// ENOTPARTICIPATING (not a member, or LEFT), EMISSIONNOTONGOING,
+// Errors: ENOTFOUND (the mission, also a private one to a non-member;
+// field "image_id" for the image), ENOTPARTICIPATING (not a member of a
+// public mission, or LEFT), EMISSIONNOTONGOING,
 // EOUTSIDEWINDOW, EFORBIDDEN / EINVALID (field "image_id": another's image,
 // another purpose, an upload not completed), EIMAGEUSED, EQUOTAREACHED.
 func (Missions) Verify(ctx context.Context, bdb *bun.DB, p VerifyParams) (*Verified, error) {
@@ -97,6 +98,10 @@ func verify(ctx context.Context, idb bun.IDB, p VerifyParams) (*Verified, error)
 		return nil, err
 	}
 	member, err := verifier(ctx, idb, m.Key, p.MemberID)
+	if m.Private && domain.ErrorCode(err) == domain.ENOTPARTICIPATING && member == nil {
+		// A private mission is not shown to outsiders.
+		return nil, errMissionNotFound()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("verify mission %s: %w", m.ID, err)
 	}
@@ -135,7 +140,8 @@ func verify(ctx context.Context, idb bun.IDB, p VerifyParams) (*Verified, error)
 }
 
 // verifier returns the ACTIVE membership of the member with public id
-// memberID in the mission with row id missionKey.
+// memberID in the mission with row id missionKey; the error of one who
+// left comes with their membership.
 func verifier(ctx context.Context, idb bun.IDB, missionKey int64, memberID string) (*verifierRow, error) {
 	var rows []verifierRow
 	err := idb.NewSelect().TableExpr("mission_members AS mm").
@@ -151,7 +157,7 @@ func verifier(ctx context.Context, idb bun.IDB, missionKey int64, memberID strin
 	case len(rows) == 0:
 		return nil, domain.Errorf(domain.ENOTPARTICIPATING, "You are not a member of this mission.")
 	case domain.MissionMemberStatus(rows[0].Status) != domain.MissionMemberActive:
-		return nil, domain.Errorf(domain.ENOTPARTICIPATING, "You left this mission; you can no longer post photos for it.")
+		return &rows[0], domain.Errorf(domain.ENOTPARTICIPATING, "You left this mission; you can no longer post photos for it.")
 	}
 	return &rows[0], nil
 }

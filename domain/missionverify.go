@@ -22,38 +22,39 @@ type MissionVerification struct {
 	CreatedAt time.Time
 }
 
-// String writes w as "HH:MM-HH:MM" (an end of 24:00 stays 24:00).
-func (w MissionWindow) String() string {
+// VerifyWindowText writes w as "HH:MM-HH:MM" (an end of 24:00 stays
+// 24:00).
+func VerifyWindowText(w MissionWindow) string {
 	return fmt.Sprintf("%02d:%02d-%02d:%02d", w.Start/60, w.Start%60, w.End/60, w.End%60)
 }
 
-// Days is how many mission days m has: 7 × weeks (0 before the schedule is
-// set).
-func (s MissionSchedule) Days() int { return 7 * s.Weeks }
+// MissionDays is how many days a mission has: 7 × weeks (0 before the
+// schedule is set).
+func (s MissionSchedule) MissionDays() int { return 7 * s.Weeks }
 
-// Date is the local calendar date of mission day d as "YYYY-MM-DD".
-func (s MissionSchedule) Date(d int, loc *time.Location) string {
+// DayDate is the local calendar date of mission day d as "YYYY-MM-DD".
+func (s MissionSchedule) DayDate(d int, loc *time.Location) string {
 	a := s.StartsAt.In(loc)
 	return time.Date(a.Year(), a.Month(), a.Day()+d, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
 }
 
-// CurrentDay is the mission day of now, and false when now is not inside
+// VerifyDay is the mission day of now, and false when now is not inside
 // the mission: before its start, at or after its end, or not on one of its
 // 7 × weeks days (a start in the middle of a day ends in the middle of a
 // day, and that last part-day belongs to no week).
-func (m *Mission) CurrentDay(now time.Time, loc *time.Location) (int, bool) {
+func (m *Mission) VerifyDay(now time.Time, loc *time.Location) (int, bool) {
 	if !m.Schedule.Set() || now.Before(m.Schedule.StartsAt) {
 		return 0, false
 	}
-	if end := m.end(loc); !now.Before(end) {
+	if end := m.verifyEnd(loc); !now.Before(end) {
 		return 0, false
 	}
 	d := m.Schedule.Day(now, loc)
-	return d, d >= 0 && d < m.Schedule.Days()
+	return d, d >= 0 && d < m.Schedule.MissionDays()
 }
 
-// end is the stored end, or the schedule's when none was stored.
-func (m *Mission) end(loc *time.Location) time.Time {
+// verifyEnd is the stored end, or the schedule's when none was stored.
+func (m *Mission) verifyEnd(loc *time.Location) time.Time {
 	if !m.EndsAt.IsZero() {
 		return m.EndsAt
 	}
@@ -69,7 +70,7 @@ func (m *Mission) VerifyAt(now time.Time, loc *time.Location) (day, window int, 
 	if m.Status != MissionOngoing {
 		return 0, 0, Errorf(EMISSIONNOTONGOING, "The mission is %s; photos are taken only while it is ONGOING.", m.Status)
 	}
-	day, ok := m.CurrentDay(now, loc)
+	day, ok := m.VerifyDay(now, loc)
 	if !ok {
 		return 0, 0, Errorf(EMISSIONNOTONGOING, "The mission is not running at this time.")
 	}
@@ -79,16 +80,16 @@ func (m *Mission) VerifyAt(now time.Time, loc *time.Location) (day, window int, 
 			return day, i, nil
 		}
 	}
-	return 0, 0, Errorf(EOUTSIDEWINDOW, "Photos are taken only inside the verification windows (%s).", windowList(m.Windows))
+	return 0, 0, Errorf(EOUTSIDEWINDOW, "Photos are taken only inside the verification windows (%s).", verifyWindowList(m.Windows))
 }
 
-func windowList(ws []MissionWindow) string {
+func verifyWindowList(ws []MissionWindow) string {
 	s := ""
 	for i, w := range ws {
 		if i > 0 {
 			s += ", "
 		}
-		s += w.String()
+		s += VerifyWindowText(w)
 	}
 	return s
 }
@@ -119,13 +120,13 @@ func (m *Mission) PostableUntil(now time.Time, loc *time.Location) (time.Time, b
 	if m.Status != MissionOngoing {
 		return time.Time{}, false
 	}
-	day, ok := m.CurrentDay(now, loc)
+	day, ok := m.VerifyDay(now, loc)
 	if !ok {
 		return time.Time{}, false
 	}
 	minute := MinuteOfDay(now, loc)
 	midnight := m.Schedule.DayStart(day, loc).In(loc)
-	end := m.end(loc)
+	end := m.verifyEnd(loc)
 	for _, w := range m.Windows {
 		if w.End <= minute {
 			continue
@@ -144,9 +145,9 @@ func (m *Mission) PostableUntil(now time.Time, loc *time.Location) (time.Time, b
 	return time.Time{}, false
 }
 
-// TeamRateBP is the team's average rate in basis points (0 for no
+// AverageRateBP is the team's average rate in basis points (0 for no
 // members).
-func TeamRateBP(ratesBP []int) int {
+func AverageRateBP(ratesBP []int) int {
 	if len(ratesBP) == 0 {
 		return 0
 	}
