@@ -371,3 +371,78 @@ func TestMissionVerificationsPages(t *testing.T) {
 		checkCode(t, err, domain.EINVALID, "limit")
 	})
 }
+
+// rawVerification is a mission_verifications row written around Verify,
+// to stand for a post whose slot Verify's count did not see.
+type rawVerification struct {
+	bun.BaseModel `bun:"table:mission_verifications"`
+
+	ID        int64     `bun:"id,pk,autoincrement"`
+	PublicID  string    `bun:"public_id"`
+	MissionID int64     `bun:"mission_id"`
+	MemberID  int64     `bun:"member_id"`
+	ImageID   int64     `bun:"image_id"`
+	Day       int16     `bun:"day"`
+	DaySlot   int16     `bun:"day_slot"`
+	Week      int16     `bun:"week"`
+	WeekSlot  int16     `bun:"week_slot"`
+	Window    int16     `bun:"window_position"`
+	CreatedAt time.Time `bun:"created_at"`
+}
+
+// TestMissionVerifySlotUniques proves the uniques that guard the quotas
+// when the counts are wrong, and that each dialect's violation is told
+// apart: a taken day or week slot is quota_reached caused by
+// ErrVerifySlotTaken (after one more try), a used image image_used.
+func TestMissionVerifySlotUniques(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		f := newVerifyFixture(t, bdb, domain.MissionOngoing)
+		var member int64
+		if err := bdb.NewSelect().Table("members").Column("id").Where("public_id = ?", f.member.ID).Scan(ctx, &member); err != nil {
+			t.Fatal(err)
+		}
+		imageKey := func(id string) int64 {
+			var k int64
+			if err := bdb.NewSelect().Table("images").Column("id").Where("public_id = ?", id).Scan(ctx, &k); err != nil {
+				t.Fatal(err)
+			}
+			return k
+		}
+		insert := func(day, daySlot, week, weekSlot int, image string) error {
+			_, err := bdb.NewInsert().Model(&rawVerification{PublicID: db.NewPublicID(), MissionID: f.key, MemberID: member,
+				ImageID: imageKey(image), Day: int16(day), DaySlot: int16(daySlot), Week: int16(week), WeekSlot: int16(weekSlot),
+				CreatedAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}).Exec(ctx)
+			return err
+		}
+		// Day 4 holds one photo in slot 1: the count says 1, so the next
+		// post wants slot 1 too.
+		if err := insert(4, 1, 1, 50, f.photo(t, f.member)); err != nil {
+			t.Fatal(err)
+		}
+		// Week 2 holds one photo (day 9) in week slot 1.
+		if err := insert(9, 0, 2, 1, f.photo(t, f.member)); err != nil {
+			t.Fatal(err)
+		}
+		for _, now := range []time.Time{f.at(4, 7, 0, 0), f.at(8, 7, 0, 0)} {
+			_, err := f.post(now, f.member, f.photo(t, f.member))
+			checkCode(t, err, domain.EQUOTAREACHED, "")
+			if !errors.Is(err, db.ErrVerifySlotTaken) {
+				t.Errorf("post at %v: %v, want ErrVerifySlotTaken as the cause", now, err)
+			}
+		}
+		if n := f.stored(t); n != 2 {
+			t.Errorf("%d rows, want the 2 written around Verify", n)
+		}
+		img := f.photo(t, f.member)
+		if err := insert(10, 0, 2, 2, img); err != nil {
+			t.Fatal(err)
+		}
+		err := insert(11, 0, 2, 3, img)
+		if err == nil {
+			t.Fatal("a second row of one image was stored")
+		}
+		checkCode(t, db.VerifyInsertError(err), domain.EIMAGEUSED, "image_id")
+	})
+}
