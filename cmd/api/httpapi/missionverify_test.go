@@ -456,7 +456,7 @@ func TestMissionCalendar(t *testing.T) {
 
 		// "me" across midnight in Seoul, on a mission of its own.
 		v.set(1, 21, 0, 0)
-		m2, _ := v.seed(t, domain.MissionOngoing, false, v.member)
+		m2, m2Key := v.seed(t, domain.MissionOngoing, false, v.member)
 		for _, at := range [][3]int{{21, 0, 0}, {23, 59, 0}} {
 			v.set(1, at[0], at[1], at[2])
 			if resp, raw := v.post(t, v.member.token, m2, v.photo(t, v.member)); resp.StatusCode != http.StatusCreated {
@@ -478,6 +478,17 @@ func TestMissionCalendar(t *testing.T) {
 		}
 		if resp, raw := v.post(t, v.member.token, m2, v.photo(t, v.member)); resp.StatusCode != http.StatusConflict {
 			t.Errorf("post at 00:00, outside the windows: %d %s", resp.StatusCode, raw)
+		}
+
+		// A member who left keeps their photos but no quota, and the team
+		// rate is the ACTIVE members' average.
+		if c := v.calendar(t, v.member.token, m2); c.TeamRate != 0.0833 {
+			t.Errorf("team rate before the leave %v, want 0.0833", c.TeamRate)
+		}
+		dbtest.SetMissionMemberStatus(t, bdb, m2Key, v.member.ID, domain.MissionMemberLeft)
+		c = v.calendar(t, v.member.token, m2)
+		if c.TeamRate != 0 || c.Members[1].Status != "LEFT" || c.Members[1].Count != 2 || c.Members[1].Rate != 0.1666 || *c.Me != (verifyQuotaBody{}) {
+			t.Errorf("after the leave: %+v", c)
 		}
 
 		// OPEN and CLOSE missions: counts 0, no current day, nothing to
