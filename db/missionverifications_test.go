@@ -62,16 +62,7 @@ func (f *verifyFixture) at(d, hh, mm, ss int) time.Time {
 // public id.
 func (f *verifyFixture) image(t *testing.T, owner *domain.Member, purpose domain.ImagePurpose, status domain.ImageStatus) string {
 	t.Helper()
-	f.imageMu.Lock()
-	f.imageSeq++
-	f.imageMu.Unlock()
-	created := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	img := domain.Image{OwnerID: owner.ID, Purpose: purpose, Status: status, ContentType: "image/jpeg",
-		Width: 800, Height: 600, Bytes: 1000, CreatedAt: created, UpdatedAt: created}
-	if err := (db.Images{}).Create(context.Background(), f.bdb, &img); err != nil {
-		t.Fatalf("create image: %v", err)
-	}
-	return img.ID
+	return dbtest.InsertImage(t, f.bdb, owner.ID, purpose, status)
 }
 
 func (f *verifyFixture) photo(t *testing.T, owner *domain.Member) string {
@@ -95,11 +86,7 @@ func (f *verifyFixture) mustPost(t *testing.T, now time.Time, member *domain.Mem
 
 func (f *verifyFixture) stored(t *testing.T) int {
 	t.Helper()
-	n, err := f.bdb.NewSelect().Table("mission_verifications").Count(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int(n)
+	return dbtest.CountVerifications(t, f.bdb)
 }
 
 func TestMissionVerify(t *testing.T) {

@@ -142,3 +142,26 @@ func SetMissionMemberStatus(tb testing.TB, bdb bun.IDB, missionKey int64, member
 		tb.Fatalf("dbtest: set mission member status: %v", err)
 	}
 }
+
+// InsertImage writes an 800×600 JPEG of owner (a public id) with purpose
+// and status and returns its public id.
+func InsertImage(tb testing.TB, bdb bun.IDB, owner string, p domain.ImagePurpose, st domain.ImageStatus) string {
+	tb.Helper()
+	created := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	img := domain.Image{OwnerID: owner, Purpose: p, Status: st, ContentType: "image/jpeg",
+		Width: 800, Height: 600, Bytes: 1000, CreatedAt: created, UpdatedAt: created}
+	if err := (db.Images{}).Create(context.Background(), bdb, &img); err != nil {
+		tb.Fatalf("dbtest: create image: %v", err)
+	}
+	return img.ID
+}
+
+// CountVerifications is how many mission_verifications rows there are.
+func CountVerifications(tb testing.TB, bdb bun.IDB) int {
+	tb.Helper()
+	n, err := bdb.NewSelect().Table("mission_verifications").Count(context.Background())
+	if err != nil {
+		tb.Fatalf("dbtest: count verifications: %v", err)
+	}
+	return int(n)
+}

@@ -1,8 +1,6 @@
 package httpapi_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"sync"
@@ -14,7 +12,6 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/cmd/api/httpapi"
-	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
 )
@@ -85,13 +82,7 @@ func (v *verifyEnv) photo(t *testing.T, owner randomMember) string {
 
 func (v *verifyEnv) image(t *testing.T, owner randomMember, p domain.ImagePurpose, st domain.ImageStatus) string {
 	t.Helper()
-	created := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	img := domain.Image{OwnerID: owner.ID, Purpose: p, Status: st, ContentType: "image/jpeg",
-		Width: 800, Height: 600, Bytes: 1000, CreatedAt: created, UpdatedAt: created}
-	if err := (db.Images{}).Create(context.Background(), v.bdb, &img); err != nil {
-		t.Fatalf("create image: %v", err)
-	}
-	return img.ID
+	return dbtest.InsertImage(t, v.bdb, owner.ID, p, st)
 }
 
 func (v *verifyEnv) post(t testing.TB, token, mission, image string) (*http.Response, []byte) {
@@ -138,21 +129,13 @@ func (v *verifyEnv) mustPost(t *testing.T, m randomMember) verifyBody {
 		t.Fatalf("post: status = %d, want 201 (body %s)", resp.StatusCode, raw)
 	}
 	var out verifyBody
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&out); err != nil {
-		t.Fatalf("decode %s: %v", raw, err)
-	}
+	decodeStrict(t, raw, &out)
 	return out
 }
 
 func (v *verifyEnv) stored(t *testing.T) int {
 	t.Helper()
-	n, err := v.bdb.NewSelect().Table("mission_verifications").Count(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int(n)
+	return dbtest.CountVerifications(t, v.bdb)
 }
 
 func TestMissionVerifyPost(t *testing.T) {
@@ -166,11 +149,7 @@ func TestMissionVerifyPost(t *testing.T) {
 			t.Fatalf("status = %d, want 201 (body %s)", resp.StatusCode, raw)
 		}
 		var got verifyBody
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&got); err != nil {
-			t.Fatalf("decode %s: %v", raw, err)
-		}
+		decodeStrict(t, raw, &got)
 		if got.Verification.Image.URLs["original"] == "" || got.Verification.Image.URLs["w384"] == "" {
 			t.Errorf("image urls %v", got.Verification.Image.URLs)
 		}
