@@ -65,7 +65,8 @@ func (Missions) Verify(ctx context.Context, bdb *bun.DB, p VerifyParams) (*Verif
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-			out, err = verify(ctx, tx, p)
+			v, err := verify(ctx, tx, p)
+			out = v
 			return err
 		})
 		if !errors.Is(err, ErrVerifySlotTaken) || attempt == 2 {
