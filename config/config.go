@@ -47,6 +47,7 @@ type Config struct {
 	Outbox    OutboxConfig    `mapstructure:"outbox"`
 	Retention RetentionConfig `mapstructure:"retention"`
 	Scheduler SchedulerConfig `mapstructure:"scheduler"`
+	Payments  PaymentsConfig  `mapstructure:"payments"`
 }
 
 // LogConfig selects the log level and format.
@@ -316,6 +317,15 @@ type SchedulerConfig struct {
 	MetricsAddr string `mapstructure:"metrics_addr" usage:"host:port for /metrics and /healthz of a scheduler process; empty disables"`
 }
 
+// PaymentsConfig configures POST /v1/payments/webhook, which credits
+// points for a payment the provider signed.
+type PaymentsConfig struct {
+	WebhookSecret string `mapstructure:"webhook_secret" secret:"value" usage:"HMAC-SHA256 key the payment provider signs webhooks with, at least 16 bytes; empty disables the webhook (prefer the environment variable)"`
+	// WebhookTolerance bounds how far a signature's timestamp may be from
+	// now, so a captured call cannot be replayed later.
+	WebhookTolerance time.Duration `mapstructure:"webhook_tolerance" usage:"how far a webhook signature's timestamp may be from now (1s to 1h)"`
+}
+
 // Default returns the configuration used when nothing is set.
 func Default() *Config {
 	return &Config{
@@ -403,6 +413,8 @@ func Default() *Config {
 			Ticks:         map[string]string{},
 			MetricsAddr:   ":9092",
 		},
+		// Stripe's default tolerance.
+		Payments: PaymentsConfig{WebhookTolerance: 5 * time.Minute},
 	}
 }
 

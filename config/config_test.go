@@ -107,6 +107,7 @@ func TestLoadDefaults(t *testing.T) {
 			Sessions:            7 * 24 * time.Hour,
 		},
 		Scheduler: config.SchedulerConfig{TimeZone: "Asia/Seoul", CatchUpWindow: time.Hour, MetricsAddr: ":9092"},
+		Payments:  config.PaymentsConfig{WebhookTolerance: 5 * time.Minute},
 		Missions:  config.MissionsConfig{MaxDaysAhead: 90, ReminderBefore: 30 * time.Minute},
 	}
 	for _, getenv := range []func(string) string{nil, env(nil)} {
@@ -556,6 +557,9 @@ func TestValidateRules(t *testing.T) {
 		{"admin email", func(c *config.Config) { c.Admin.Email = "ops@example.com" }, ""},
 		{"admin email with name", func(c *config.Config) { c.Admin.Email = "Ops <ops@example.com>" }, "admin.email: must be a bare e-mail address such as ops@example.com"},
 		{"log format", func(c *config.Config) { c.Log.Format = "xml" }, "log.format: must be text or json"},
+		{"webhook secret", func(c *config.Config) { c.Payments.WebhookSecret = strings.Repeat("s", 16) }, ""},
+		{"webhook secret short", func(c *config.Config) { c.Payments.WebhookSecret = "whsec" }, "payments.webhook_secret: must be at least 16 bytes (or empty to disable the webhook)"},
+		{"webhook tolerance zero", func(c *config.Config) { c.Payments.WebhookTolerance = 0 }, "payments.webhook_tolerance: must be between 1s and 1h"},
 		{"rate off", func(c *config.Config) { c.RateLimit.LoginPerIP = "off" }, ""},
 		{"rate seconds", func(c *config.Config) { c.RateLimit.RefreshPerIP = "5/30s" }, ""},
 		{"rate without window", func(c *config.Config) { c.RateLimit.SignupPerIP = "10" }, "rate_limit.signup_per_ip: must be requests/window such as 10/1h, or off"},
@@ -817,14 +821,16 @@ func TestLogValueMasksSecrets(t *testing.T) {
 		"redis": "redis-secret-password",
 		"s3":    "s3-secret-access-key",
 		"url":   "storage-url-key-0123456789abcdef-0123",
+		"hook":  "payment-webhook-secret-0123456789",
 	}
 	c := load(t, nil, map[string]string{
-		"MOIM_STORAGE_S3_SECRET_KEY": secrets["s3"],
-		"MOIM_STORAGE_LOCAL_URL_KEY": secrets["url"],
-		"MOIM_AUTH_JWT_KEY":          secrets["jwt"],
-		"MOIM_ADMIN_PASSWORD":        secrets["admin"],
-		"MOIM_DATABASE_URL":          "postgres://moim:" + secrets["db"] + "@db.example:5432/moim?sslmode=require",
-		"MOIM_REDIS_URL":             "redis://:" + secrets["redis"] + "@cache.example:6379/0",
+		"MOIM_STORAGE_S3_SECRET_KEY":   secrets["s3"],
+		"MOIM_STORAGE_LOCAL_URL_KEY":   secrets["url"],
+		"MOIM_PAYMENTS_WEBHOOK_SECRET": secrets["hook"],
+		"MOIM_AUTH_JWT_KEY":            secrets["jwt"],
+		"MOIM_ADMIN_PASSWORD":          secrets["admin"],
+		"MOIM_DATABASE_URL":            "postgres://moim:" + secrets["db"] + "@db.example:5432/moim?sslmode=require",
+		"MOIM_REDIS_URL":               "redis://:" + secrets["redis"] + "@cache.example:6379/0",
 	})
 
 	var text, js bytes.Buffer
@@ -873,7 +879,7 @@ func TestLogValueMasksSecrets(t *testing.T) {
 	}
 
 	unset := load(t, nil, nil).Masked()
-	for _, key := range []string{"auth.jwt_key", "admin.password", "redis.url"} {
+	for _, key := range []string{"auth.jwt_key", "admin.password", "redis.url", "payments.webhook_secret"} {
 		if unset[key] != "" {
 			t.Errorf("Masked()[%s] = %v for an unset secret, want empty", key, unset[key])
 		}

@@ -289,6 +289,13 @@ func (c *Config) Validate() error {
 	if c.Images.ConcurrentDecodes < 1 {
 		add("images.concurrent_decodes", "must be at least 1")
 	}
+	// A short key could be guessed, and with it points credited at will.
+	if s := c.Payments.WebhookSecret; s != "" && len(s) < 16 {
+		add("payments.webhook_secret", "must be at least 16 bytes (or empty to disable the webhook)")
+	}
+	if c.Payments.WebhookTolerance < time.Second || c.Payments.WebhookTolerance > time.Hour {
+		add("payments.webhook_tolerance", "must be between 1s and 1h")
+	}
 
 	switch {
 	case c.Admin.User == "":

@@ -75,3 +75,10 @@ type PointEntry struct {
 func ErrInsufficientPoints() *Error {
 	return Errorf(EINSUFFICIENTPOINTS, "Not enough points: the balance would go below zero.")
 }
+
+// NormalizePointReason trims an adjustment's reason and checks it: 1 to
+// PointReasonMax characters on one line, no hidden characters (the room
+// texts' rules), so the ledger reads as what it says.
+func NormalizePointReason(s string) (string, error) {
+	return normalizeRoomText("reason", s, PointReasonMax, false)
+}

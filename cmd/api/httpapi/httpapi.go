@@ -112,6 +112,8 @@ type Deps struct {
 	Images ImageParams
 	// NowFunc is the clock; nil means time.Now.
 	NowFunc func() time.Time
+	// Payments configure the payment webhook; without a secret it is off.
+	Payments PaymentParams
 }
 
 // server holds the handlers' dependencies.
@@ -144,6 +146,7 @@ type server struct {
 	missionLoc     *time.Location
 	store          storage.Store
 	images         ImageParams
+	payments       PaymentParams
 }
 
 // New builds the API handler. The returned cleanup closes the Redis clients
@@ -186,6 +189,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		missionLoc:     d.MissionLocation,
 		store:          d.Storage,
 		images:         d.Images,
+		payments:       d.Payments,
 	}
 	if s.images.MaxBytes <= 0 {
 		s.images.MaxBytes = DefaultImageMaxBytes
@@ -275,6 +279,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerGroupRunRoutes(r)
 		s.registerMailboxRoutes(r)
 		s.registerImageRoutes(r)
+		s.registerPointRoutes(r)
 		s.registerMissionVerifyRoutes(r)
 		if extra != nil {
 			extra(r)

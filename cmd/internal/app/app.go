@@ -299,8 +299,11 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 			banner = append(banner, "Admin:     "+cfg.Admin.User+" / "+cfg.Admin.Password+"  ("+where+")")
 		}
 		if roles == RoleAll {
-			if line := bootstrapAdmin(ctx, cfg, logger, bdb, hasher); line != "" {
+			if line, adminID := bootstrapAdmin(ctx, cfg, logger, bdb, hasher); line != "" {
 				banner = append(banner, line)
+				if !cfg.IsProduction() {
+					banner = append(banner, pointsHint(cfg, url, adminID, slices.Contains(generated, "admin.password")))
+				}
 			}
 		}
 	}
@@ -613,6 +616,8 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 		RoomListCacheTTL: cfg.Rooms.ListCacheTTL,
 		GroupRuns: httpapi.GroupRunRules{AttendanceFrom: cfg.Rooms.StartsSoonBefore, EndedAfter: cfg.Rooms.EndedAfter,
 			EvaluationMin: cfg.Rooms.EvaluationMin, EvaluationMax: cfg.Rooms.EvaluationMax},
+		Payments: httpapi.PaymentParams{WebhookSecret: []byte(cfg.Payments.WebhookSecret),
+			WebhookTolerance: cfg.Payments.WebhookTolerance},
 	})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("api: %w", err)
@@ -716,9 +721,9 @@ func rateLimits(rc config.RateLimitConfig) (httpapi.RateLimits, error) {
 
 // bootstrapAdmin makes sure the all-in-one run has an admin member to log
 // in as: admin.email (or a local address) with admin.password. It returns
-// the banner line, or "" when it could not (the reason is logged; the run
-// goes on without it).
-func bootstrapAdmin(ctx context.Context, cfg *config.Config, logger *slog.Logger, bdb *bun.DB, hasher *auth.Hasher) string {
+// the banner line and the member's id, or "" when it could not (the
+// reason is logged; the run goes on without it).
+func bootstrapAdmin(ctx context.Context, cfg *config.Config, logger *slog.Logger, bdb *bun.DB, hasher *auth.Hasher) (line, memberID string) {
 	email := cfg.Admin.Email
 	if email == "" {
 		email = localAdminEmail
@@ -727,16 +732,16 @@ func bootstrapAdmin(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	email, err := domain.NormalizeEmail("admin.email", email)
 	if err != nil {
 		logger.Warn("bootstrap admin member not created", slog.String("err", domain.ErrorMessage(err)))
-		return ""
+		return "", ""
 	}
 	res, err := ensureAdmin(ctx, bdb, hasher, email, "", cfg.Admin.Password, true)
 	if err != nil {
 		logger.Warn("bootstrap admin member not created", slog.String("email", email), slog.Any("err", err))
-		return ""
+		return "", ""
 	}
 	logger.Info("bootstrap admin member ready", slog.String("member_id", res.member.ID),
 		slog.Bool("created", res.created), slog.Bool("password_reset", res.reset))
-	return "Admin login: " + email + " with the admin password (POST /v1/auth/login)"
+	return "Admin login: " + email + " with the admin password (POST /v1/auth/login)", res.member.ID
 }
 
 // reminderRules reads the group-run reminder settings (validated by

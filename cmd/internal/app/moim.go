@@ -19,6 +19,7 @@ Usage:
   moim api|worker|scheduler     run one process role
   moim migrate up|down|status   apply, roll back (last group) or list migrations
   moim admin create --email A   create an admin member (or promote one); see moim admin
+  moim points check             check every balance equals the sum of its entries (non-zero exit if not)
   moim help                     this text
 
 Flags (every key also has a MOIM_* environment variable; see config.example.yaml):
@@ -54,6 +55,8 @@ func Moim(ctx context.Context, env Env) error {
 		return migrateCmd(ctx, env)
 	case "admin":
 		return adminCmd(ctx, env)
+	case "points":
+		return pointsCmd(ctx, env)
 	case "help", "-h", "--help":
 		_, err := io.WriteString(env.Stdout, moimUsage)
 		return err
