@@ -1,0 +1,4 @@
+package db
+
+// VerifyInsertError exposes verifyInsertError to the external tests.
+func VerifyInsertError(err error) error { return verifyInsertError(err) }
