@@ -163,10 +163,16 @@ func missionHostKey(ctx context.Context, idb bun.IDB, m *domain.Mission) (int64,
 // EINSUFFICIENTPOINTS, ENOTFOUND (unknown member), ErrStale when m moved
 // since it was read (read again and retry: RetryStale).
 func (Missions) Join(ctx context.Context, idb bun.IDB, m *domain.Mission, memberID string, now time.Time) (*domain.MissionMember, int64, error) {
-	member, err := memberKey(ctx, idb, memberID)
+	var who memberRow
+	err := idb.NewSelect().Model(&who).Column("id", "nickname").
+		Where("public_id = ?", memberID).Where("deleted_at IS NULL").Scan(ctx)
 	if err != nil {
+		if err = translate(err); domain.ErrorCode(err) == domain.ENOTFOUND {
+			err = errMemberNotFound()
+		}
 		return nil, 0, fmt.Errorf("join mission %s: %w", m.ID, err)
 	}
+	member := who.ID
 	if mm, err := membership(ctx, idb, m, member); err != nil {
 		return nil, 0, err
 	} else if mm != nil {
@@ -194,7 +200,7 @@ func (Missions) Join(ctx context.Context, idb bun.IDB, m *domain.Mission, member
 	m.Version++
 	m.MemberCount++
 	out := mm.toDomain(0)
-	out.MemberID = memberID
+	out.MemberID, out.Nickname = memberID, who.Nickname
 	return &out, balance, nil
 }
 
@@ -203,33 +209,43 @@ func (Missions) Join(ctx context.Context, idb bun.IDB, m *domain.Mission, member
 // refunded; once ONGOING the row stays as LEFT and the stake is forfeit.
 // Between the start and the tick that moves m on nobody leaves: whether
 // stakes are kept depends on whether the mission starts at all.
-// It returns the refund (0 when forfeit).
+// It returns the refund (0 when forfeit) and the member's balance.
 // Errors: ENOTPARTICIPATING, EHOSTCANNOTLEAVE, EMISSIONNOTOPEN, ErrStale.
-func (Missions) Leave(ctx context.Context, idb bun.IDB, m *domain.Mission, memberID string, now time.Time) (int64, error) {
+func (Missions) Leave(ctx context.Context, idb bun.IDB, m *domain.Mission, memberID string, now time.Time) (refund, balance int64, err error) {
 	mm, err := activeMember(ctx, idb, m, memberID)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if m.BeforeStart(now) {
-		return dropMember(ctx, idb, m, mm, now)
+		if refund, err = dropMember(ctx, idb, m, mm, now); err != nil {
+			return 0, 0, err
+		}
+	} else if err := forfeit(ctx, idb, m, mm, now); err != nil {
+		return 0, 0, err
 	}
+	balance, err = (Points{}).Balance(ctx, idb, mm.MemberID)
+	return refund, balance, err
+}
+
+// forfeit marks mm LEFT in an ONGOING mission; the stake stays staked.
+func forfeit(ctx context.Context, idb bun.IDB, m *domain.Mission, mm *missionMemberRow, now time.Time) error {
 	if m.Status != domain.MissionOngoing {
-		return 0, domain.ErrMissionNotOpen(m, now)
+		return domain.ErrMissionNotOpen(m, now)
 	}
 	q := bumpMission(idb, m, now).Set("member_count = member_count - 1").
 		Where("status = ?", int16(domain.MissionOngoing))
 	if err := execBumped(ctx, q, "leave mission "+m.ID); err != nil {
-		return 0, err
+		return err
 	}
 	if _, err := idb.NewUpdate().Model((*missionMemberRow)(nil)).
 		Set("status = ?", int16(domain.MissionMemberLeft)).Set("left_at = ?", dbTime(now)).
 		Where("id = ?", mm.ID).Where("status = ?", int16(domain.MissionMemberActive)).
 		Exec(ctx); err != nil {
-		return 0, fmt.Errorf("leave mission %s: %w", m.ID, translate(err))
+		return fmt.Errorf("leave mission %s: %w", m.ID, translate(err))
 	}
 	m.Version++
 	m.MemberCount--
-	return 0, nil
+	return nil
 }
 
 // Remove is the host's removal of memberID (a public id) from m before the
