@@ -109,3 +109,20 @@ func ParseMissionClock(field, s string, end bool) (int, error) {
 
 // MissionClock writes minutes of the day as "HH:MM" (1440 is "24:00").
 func MissionClock(minute int) string { return fmt.Sprintf("%02d:%02d", minute/60, minute%60) }
+
+var missionMemberStatusNames = map[MissionMemberStatus]string{MissionMemberActive: "ACTIVE", MissionMemberLeft: "LEFT"}
+
+func (s MissionMemberStatus) String() string {
+	if n, ok := missionMemberStatusNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("MissionMemberStatus(%d)", int(s))
+}
+
+// MarshalText writes the wire name.
+func (s MissionMemberStatus) MarshalText() ([]byte, error) {
+	if _, ok := missionMemberStatusNames[s]; !ok {
+		return nil, fmt.Errorf("invalid mission member status %d", int(s))
+	}
+	return []byte(s.String()), nil
+}

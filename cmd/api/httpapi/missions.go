@@ -543,11 +543,11 @@ func (s *server) joinMission(w http.ResponseWriter, r *http.Request, code string
 				return err
 			}
 			mm, balance, err = (db.Missions{}).Join(ctx, tx, m, me, s.missionNow())
-			return err
+			return tokenRevokedIfGone(err)
 		})
 	})
 	if err != nil {
-		s.writeAuthError(w, r, tokenRevokedIfGone(err))
+		s.writeAuthError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/v1/missions/"+m.ID)
