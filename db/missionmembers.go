@@ -454,3 +454,65 @@ func RetryStale(ctx context.Context, run func(ctx context.Context) error) error 
 		}
 	}
 }
+
+// ErrMemberGone marks a join by a member whose account no longer exists
+// (the API answers that the token is revoked); the error's code stays
+// ENOTFOUND.
+var ErrMemberGone = errors.New("the member's account is gone")
+
+// MissionJoin names a join: the mission by public id, or by code when
+// ByCode is set; Code is checked against a private mission's.
+type MissionJoin struct {
+	MissionID string
+	ByCode    bool
+	Code      string // as the member typed it
+	MemberID  string // public id
+}
+
+// MissionJoined is what a join did.
+type MissionJoined struct {
+	Mission    *domain.Mission // after the join
+	Membership *domain.MissionMember
+	Balance    int64 // the member's, after the stake
+}
+
+// JoinRetrying is the whole join as the API runs it: one transaction that
+// reads the mission, checks the code and takes the seat and the stake
+// (Join), run again while the mission moves under it (RetryStale). now is
+// read at each attempt. Errors: Join's; EWRONGCODE for a wrong code or, by
+// code, one no mission has; ENOTFOUND for an unknown mission, or wrapping
+// ErrMemberGone for an unknown member; ECONFLICT when the mission kept
+// changing.
+func (Missions) JoinRetrying(ctx context.Context, bdb *bun.DB, j MissionJoin, now func() time.Time) (*MissionJoined, error) {
+	code := domain.NormalizeMissionCode(j.Code)
+	var out MissionJoined
+	err := RetryStale(ctx, func(ctx context.Context) error {
+		return RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+			var err error
+			if j.ByCode {
+				out.Mission, err = (Missions{}).FindByCode(ctx, tx, code)
+				if domain.ErrorCode(err) == domain.ENOTFOUND {
+					// No mission has it: to the member that is a wrong code.
+					return domain.FieldErrorf(domain.EWRONGCODE, "code", "Wrong or missing join code.")
+				}
+			} else {
+				out.Mission, err = (Missions{}).FindByID(ctx, tx, j.MissionID)
+			}
+			if err != nil {
+				return err
+			}
+			if err := out.Mission.CheckCode(code); err != nil {
+				return err
+			}
+			out.Membership, out.Balance, err = (Missions{}).Join(ctx, tx, out.Mission, j.MemberID, now().UTC())
+			if domain.ErrorCode(err) == domain.ENOTFOUND {
+				return fmt.Errorf("%w: %w", err, ErrMemberGone)
+			}
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -93,22 +93,11 @@ func mustCreateMission(t *testing.T, bdb *bun.DB, m *domain.Mission) *domain.Mis
 	return m
 }
 
-// joinMission is the API's join: read, check the code, join, retried
-// while the mission moves.
+// joinMission is the API's join.
 func joinMission(ctx context.Context, bdb *bun.DB, id, member, code string, now time.Time) error {
-	return db.RetryStale(ctx, func(ctx context.Context) error {
-		return db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-			m, err := (db.Missions{}).FindByID(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			if err := m.CheckCode(code); err != nil {
-				return err
-			}
-			_, _, err = (db.Missions{}).Join(ctx, tx, m, member, now)
-			return err
-		})
-	})
+	_, err := (db.Missions{}).JoinRetrying(ctx, bdb, db.MissionJoin{MissionID: id, Code: code, MemberID: member},
+		func() time.Time { return now })
+	return err
 }
 
 func mustFindMission(t *testing.T, bdb bun.IDB, id string) *domain.Mission {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -300,11 +301,7 @@ func (s *server) handleMissionCreate(w http.ResponseWriter, r *http.Request) {
 		m.Schedule, m.EndsAt = *req.schedule, req.schedule.EndsAt(s.missionLoc)
 	}
 	err := db.RunInTx(r.Context(), s.db, func(ctx context.Context, tx bun.Tx) error {
-		err := (db.Missions{}).Create(ctx, tx, &m)
-		if domain.ErrorCode(err) == domain.ENOTFOUND {
-			return domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
-		}
-		return err
+		return tokenRevokedIfGone((db.Missions{}).Create(ctx, tx, &m))
 	})
 	if err != nil {
 		s.writeAuthError(w, r, err)
@@ -495,10 +492,7 @@ func (s *server) handleMissionJoin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	id := chi.URLParam(r, "id")
-	s.joinMission(w, r, req.Code, func(ctx context.Context, tx bun.Tx) (*domain.Mission, error) {
-		return (db.Missions{}).FindByID(ctx, tx, id)
-	})
+	s.joinMission(w, r, db.MissionJoin{MissionID: chi.URLParam(r, "id"), Code: req.Code})
 }
 
 // handleMissionJoinByCode joins the mission with the given code.
@@ -508,51 +502,29 @@ func (s *server) handleMissionJoinByCode(w http.ResponseWriter, r *http.Request)
 		s.writeError(w, r, err)
 		return
 	}
-	code := domain.NormalizeMissionCode(req.Code)
-	if len(code) != domain.MissionCodeLen {
+	if len(domain.NormalizeMissionCode(req.Code)) != domain.MissionCodeLen {
 		s.writeError(w, r, domain.FieldErrorf(domain.EWRONGCODE, "code", "Wrong or missing join code."))
 		return
 	}
-	s.joinMission(w, r, code, func(ctx context.Context, tx bun.Tx) (*domain.Mission, error) {
-		m, err := (db.Missions{}).FindByCode(ctx, tx, code)
-		if domain.ErrorCode(err) == domain.ENOTFOUND {
-			// No mission has it: to the member that is a wrong code.
-			return nil, domain.FieldErrorf(domain.EWRONGCODE, "code", "Wrong or missing join code.")
-		}
-		return m, err
-	})
+	s.joinMission(w, r, db.MissionJoin{ByCode: true, Code: req.Code})
 }
 
-// joinMission takes a seat in the mission find reads and stakes the
-// caller's points, in one transaction retried while the mission changes
-// under it, and answers 201 with the membership and the new balance.
-func (s *server) joinMission(w http.ResponseWriter, r *http.Request, code string, find func(ctx context.Context, tx bun.Tx) (*domain.Mission, error)) {
-	me := mustClaims(r).MemberID
-	var (
-		m       *domain.Mission
-		mm      *domain.MissionMember
-		balance int64
-	)
-	err := db.RetryStale(r.Context(), func(ctx context.Context) error {
-		return db.RunInTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-			var err error
-			if m, err = find(ctx, tx); err != nil {
-				return err
-			}
-			if err := m.CheckCode(code); err != nil {
-				return err
-			}
-			mm, balance, err = (db.Missions{}).Join(ctx, tx, m, me, s.missionNow())
-			return tokenRevokedIfGone(err)
-		})
-	})
+// joinMission takes a seat and stakes the caller's points in one
+// transaction, retried while the mission changes under it, and answers 201
+// with the membership and the new balance.
+func (s *server) joinMission(w http.ResponseWriter, r *http.Request, j db.MissionJoin) {
+	j.MemberID = mustClaims(r).MemberID
+	res, err := (db.Missions{}).JoinRetrying(r.Context(), s.db, j, s.missionNow)
+	if errors.Is(err, db.ErrMemberGone) {
+		err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
+	}
 	if err != nil {
 		s.writeAuthError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/v1/missions/"+m.ID)
+	w.Header().Set("Location", "/v1/missions/"+res.Mission.ID)
 	s.writeJSON(w, r, http.StatusCreated, missionJoinResponse{
-		Mission: newMissionResponse(m, true), Membership: newMissionMemberResponse(mm), Balance: balance,
+		Mission: newMissionResponse(res.Mission, true), Membership: newMissionMemberResponse(res.Membership), Balance: res.Balance,
 	})
 }
 
