@@ -48,6 +48,7 @@ func main() {
 func run() error {
 	clients := flag.Int("c", 64, "concurrent clients")
 	n := flag.Int("n", 7000, "joins per phase (one member each; n/7 missions per phase)")
+	trace := flag.Bool("trace", false, "print the count and mean time of each kind of statement of each phase")
 	flag.Parse()
 	ctx := context.Background()
 	env, err := loadenv.Open(ctx, "loadjoin")
@@ -75,6 +76,10 @@ func run() error {
 		return err
 	}
 
+	var tracer *loadenv.Tracer
+	if *trace {
+		tracer = env.Trace()
+	}
 	fmt.Fprintln(os.Stderr, "api phase...")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients}}
 	apiRes, err := phase(*clients, *n, func(k int) error {
@@ -99,6 +104,10 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("api phase: %w", err)
 	}
+	var apiStatements string
+	if tracer != nil {
+		apiStatements = tracer.Report()
+	}
 	fmt.Fprintln(os.Stderr, "direct phase...")
 	directRes, err := phase(*clients, *n, func(k int) error {
 		_, err := (db.Missions{}).JoinRetrying(ctx, bdb, db.MissionJoin{MissionID: directMissions[k/seats], MemberID: directMembers[k]}, time.Now)
@@ -114,6 +123,10 @@ func run() error {
 	fmt.Printf("POST /v1/missions/{id}/members: %s\n", apiRes)
 	fmt.Printf("same transaction from Go:       %s\n", directRes)
 	fmt.Printf("API rate / direct rate = %.0f%%\n", 100*apiRes.rate/directRes.rate)
+	if tracer != nil {
+		fmt.Print("statements of the api phase:\n" + apiStatements)
+		fmt.Print("statements of the direct phase:\n" + tracer.Report())
+	}
 	return nil
 }
 
