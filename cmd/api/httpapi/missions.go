@@ -434,20 +434,17 @@ func hostedMission(ctx context.Context, tx bun.Tx, id, me string) (*domain.Missi
 	return m, nil
 }
 
-// editMission runs a host's edit of the schedule or the windows.
-func (s *server) editMission(w http.ResponseWriter, r *http.Request, edit func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error) {
+// hostChange runs change, a host's change of mission {id} read in the
+// transaction, and answers the mission as it left it.
+func (s *server) hostChange(w http.ResponseWriter, r *http.Request, change func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error) {
 	me := mustClaims(r).MemberID
 	var m *domain.Mission
 	err := s.changeMission(r.Context(), func(ctx context.Context, tx bun.Tx) error {
-		now := s.missionNow()
 		var err error
 		if m, err = hostedMission(ctx, tx, chi.URLParam(r, "id"), me); err != nil {
 			return err
 		}
-		if err := m.Editable(now); err != nil {
-			return err
-		}
-		return edit(ctx, tx, m, now)
+		return change(ctx, tx, m, s.missionNow())
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -464,7 +461,10 @@ func (s *server) handleMissionSchedule(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.editMission(w, r, func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error {
+	s.hostChange(w, r, func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error {
+		if err := m.Editable(now); err != nil {
+			return err
+		}
 		if err := req.schedule.Validate(now, s.missionAhead); err != nil {
 			return err
 		}
@@ -480,8 +480,11 @@ func (s *server) handleMissionWindows(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.editMission(w, r, func(ctx context.Context, tx bun.Tx, m *domain.Mission, _ time.Time) error {
-		return (db.Missions{}).SetWindows(ctx, tx, m, req.windows, s.missionNow())
+	s.hostChange(w, r, func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error {
+		if err := m.Editable(now); err != nil {
+			return err
+		}
+		return (db.Missions{}).SetWindows(ctx, tx, m, req.windows, now)
 	})
 }
 
@@ -574,14 +577,7 @@ const missionCancelledReason = "호스트가 미션을 취소했어요"
 // handleMissionCancel is the host's cancellation before the start: every
 // stake goes back, and the other members are told with their refund.
 func (s *server) handleMissionCancel(w http.ResponseWriter, r *http.Request) {
-	me := mustClaims(r).MemberID
-	var m *domain.Mission
-	err := s.changeMission(r.Context(), func(ctx context.Context, tx bun.Tx) error {
-		now := s.missionNow()
-		var err error
-		if m, err = hostedMission(ctx, tx, chi.URLParam(r, "id"), me); err != nil {
-			return err
-		}
+	s.hostChange(w, r, func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error {
 		refunded, err := (db.Missions{}).Cancel(ctx, tx, m, now)
 		if err != nil {
 			return err
@@ -598,9 +594,4 @@ func (s *server) handleMissionCancel(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, newMissionResponse(m, true))
 }

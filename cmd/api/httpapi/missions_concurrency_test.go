@@ -47,10 +47,8 @@ func TestMissionJoinRaceAPI(t *testing.T) {
 				joined++
 				want = 0
 			case http.StatusConflict:
-				var e apiError
-				decodeStrict(t, bodies[i], &e)
-				if e.Error.Code != "mission_full" {
-					t.Errorf("racer %d refused with %q", i, e.Error.Code)
+				if code := errorCodeOf(t, bodies[i]); code != "mission_full" {
+					t.Errorf("racer %d refused with %q", i, code)
 				}
 			default:
 				t.Errorf("racer %d: status %d (body %s)", i, st, bodies[i])
@@ -98,10 +96,8 @@ func TestMissionJoinTwoAtOnceAPI(t *testing.T) {
 				case http.StatusCreated:
 					ok++
 				case http.StatusConflict:
-					var e apiError
-					decodeStrict(t, bodies[i], &e)
-					if e.Error.Code != "insufficient_points" {
-						t.Errorf("round %d: refused with %q", round, e.Error.Code)
+					if code := errorCodeOf(t, bodies[i]); code != "insufficient_points" {
+						t.Errorf("round %d: refused with %q", round, code)
 					}
 				default:
 					t.Errorf("round %d: status %d (body %s)", round, st, bodies[i])

@@ -226,6 +226,14 @@ func (s *testServer) joinMission(t testing.TB, token, id, body string) missionJo
 	return j
 }
 
+// errorCodeOf is the code of an error answer.
+func errorCodeOf(t testing.TB, body []byte) string {
+	t.Helper()
+	var e apiError
+	decodeStrict(t, body, &e)
+	return e.Error.Code
+}
+
 func missionWireIDs(ms []missionWire) []string {
 	out := []string{}
 	for _, m := range ms {
@@ -403,10 +411,8 @@ func TestMissionJoinRejects(t *testing.T) {
 				t.Errorf("%s: status = %d, want %d (body %s)", tc.name, resp.StatusCode, tc.status, b)
 				continue
 			}
-			var e apiError
-			decodeStrict(t, b, &e)
-			if e.Error.Code != tc.code {
-				t.Errorf("%s: code %q, want %q", tc.name, e.Error.Code, tc.code)
+			if code := errorCodeOf(t, b); code != tc.code {
+				t.Errorf("%s: code %q, want %q", tc.name, code, tc.code)
 			}
 		}
 		if got := countMissionRows(t, bdb); got != before {
