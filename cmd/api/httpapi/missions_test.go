@@ -530,12 +530,27 @@ func TestMissionMembership(t *testing.T) {
 		resp, b = s.do(t, request{method: http.MethodPost, path: "/v1/missions/" + p.ID + "/cancel", token: host.token})
 		checkError(t, resp, b, http.StatusConflict, "mission_not_open", "")
 
-		// After the start: no joining, no cancelling.
+		// After the start: no joining, no cancelling, and leaving only once
+		// the mission is ONGOING, forfeiting the stake.
+		s.joinMission(t, bob.token, m.ID, "")
 		clock.Set(time.Date(2026, 6, 3, 0, 0, 0, 0, time.UTC))
 		resp, b = s.do(t, request{method: http.MethodPost, path: "/v1/missions/" + m.ID + "/members", token: carol.token})
 		checkError(t, resp, b, http.StatusConflict, "mission_not_open", "")
 		resp, b = s.do(t, request{method: http.MethodPost, path: "/v1/missions/" + m.ID + "/cancel", token: host.token})
 		checkError(t, resp, b, http.StatusConflict, "mission_not_open", "")
+		resp, b = s.do(t, request{method: http.MethodDelete, path: "/v1/missions/" + m.ID + "/members/mine", token: bob.token})
+		checkError(t, resp, b, http.StatusConflict, "mission_not_open", "")
+		if _, err := bdb.NewUpdate().Table("missions").Set("status = ?", int16(domain.MissionOngoing)).
+			Set("version = version + 1").Where("public_id = ?", m.ID).Exec(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		resp, b = s.do(t, request{method: http.MethodDelete, path: "/v1/missions/" + m.ID + "/members/mine", token: bob.token})
+		if resp.StatusCode != http.StatusOK || string(b) != "{\"refund\":0,\"balance\":4000}\n" {
+			t.Errorf("leave after the start: %d %s", resp.StatusCode, b)
+		}
+		if got := s.getMission(t, bob.token, m.ID); got.Me == nil || got.Me.Status != "LEFT" || got.Me.LeftAt == nil || got.MemberCount != 1 {
+			t.Errorf("after a forfeit %+v", got)
+		}
 		checkLedgerAPI(t, bdb)
 	})
 }
