@@ -453,11 +453,10 @@ func (s *server) hostChange(w http.ResponseWriter, r *http.Request, change func(
 	s.writeJSON(w, r, http.StatusOK, newMissionResponse(m, true))
 }
 
-// handleMissionSchedule sets a mission's schedule (host, before anyone
-// else joined); with windows set it opens.
-func (s *server) handleMissionSchedule(w http.ResponseWriter, r *http.Request) {
-	var req missionScheduleRequest
-	if err := s.decode(w, r, &req); err != nil {
+// editMission decodes req and runs edit, a host's change of the schedule
+// or the windows, while the mission is Editable.
+func (s *server) editMission(w http.ResponseWriter, r *http.Request, req any, edit func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error) {
+	if err := s.decode(w, r, req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -465,6 +464,15 @@ func (s *server) handleMissionSchedule(w http.ResponseWriter, r *http.Request) {
 		if err := m.Editable(now); err != nil {
 			return err
 		}
+		return edit(ctx, tx, m, now)
+	})
+}
+
+// handleMissionSchedule sets a mission's schedule (host, before anyone
+// else joined); with windows set it opens.
+func (s *server) handleMissionSchedule(w http.ResponseWriter, r *http.Request) {
+	var req missionScheduleRequest
+	s.editMission(w, r, &req, func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error {
 		if err := req.schedule.Validate(now, s.missionAhead); err != nil {
 			return err
 		}
@@ -476,14 +484,7 @@ func (s *server) handleMissionSchedule(w http.ResponseWriter, r *http.Request) {
 // else joined); with the schedule set it opens.
 func (s *server) handleMissionWindows(w http.ResponseWriter, r *http.Request) {
 	var req missionWindowsRequest
-	if err := s.decode(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.hostChange(w, r, func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error {
-		if err := m.Editable(now); err != nil {
-			return err
-		}
+	s.editMission(w, r, &req, func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error {
 		return (db.Missions{}).SetWindows(ctx, tx, m, req.windows, now)
 	})
 }
