@@ -280,6 +280,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerMailboxRoutes(r)
 		s.registerImageRoutes(r)
 		s.registerPointRoutes(r)
+		s.registerMissionRoutes(r)
 		s.registerMissionVerifyRoutes(r)
 		if extra != nil {
 			extra(r)
