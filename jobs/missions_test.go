@@ -362,7 +362,9 @@ func TestMissionVerifyReminders(t *testing.T) {
 		// days before, at midnight there.
 		today := clocktest.Now().In(seoul)
 		day0 := time.Date(today.Year(), today.Month(), today.Day()-2, 0, 0, 0, 0, seoul)
-		at := func(h, m int) time.Time { return time.Date(today.Year(), today.Month(), today.Day(), h, m, 0, 0, seoul) }
+		at := func(h, m int) time.Time {
+			return time.Date(today.Year(), today.Month(), today.Day(), h, m, 0, 0, seoul)
+		}
 		var ids []string
 		var ms []dbtest.MissionMemberSeed
 		for i := range 3 {
