@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -44,6 +45,7 @@ func run() error {
 	flag.IntVar(&p.members, "members", 8, "members of each mission (2–8)")
 	flag.IntVar(&p.pool, "pool", 8000, "distinct members the missions draw from")
 	flag.IntVar(&p.workers, "workers", 8, "worker concurrency, and pgbench clients")
+	direct := flag.Bool("direct", false, "call the task handler from -workers goroutines instead of running asynq (no tick, no queue)")
 	dump := flag.Bool("dump-sql", false, "print the SQL of one close and the baseline script, then stop")
 	flag.Parse()
 	if p.members < domain.MissionMinMembers || p.members > domain.MissionCapacityMax || p.pool < p.members {
@@ -82,33 +84,15 @@ func run() error {
 		return nil
 	}
 
-	// The worker: the tick enqueues, one asynq server closes.
-	client := asynq.NewClient(env.RedisOpt)
-	insp := asynq.NewInspector(env.RedisOpt)
-	defer client.Close()
-	defer insp.Close()
-	logger := slog.New(slog.DiscardHandler)
-	clock := func() time.Time { return now }
-	mux, err := jobs.NewMux(jobs.Deps{DB: bdb, Logger: logger, Client: client, Inspector: insp, NowFunc: clock})
-	if err != nil {
-		return err
+	var elapsed time.Duration
+	var enqueued int
+	if *direct {
+		fmt.Fprintln(os.Stderr, "closing with the task handler, called directly...")
+		elapsed, err = closeDirect(ctx, bdb, worker, p, now)
+	} else {
+		fmt.Fprintln(os.Stderr, "closing with the worker...")
+		elapsed, enqueued, err = closeByWorker(ctx, env, worker, p, now)
 	}
-	srv := jobs.NewServer(jobs.ServerParams{Redis: env.RedisOpt, Concurrency: p.workers,
-		TaskCheckInterval: 10 * time.Millisecond, ShutdownTimeout: 10 * time.Second, Logger: logger})
-	tick := &jobs.MissionTransitionsHandler{DB: bdb, Client: client, Inspector: insp, Logger: logger, NowFunc: clock}
-	fmt.Fprintln(os.Stderr, "closing with the worker...")
-	start := time.Now()
-	if err := srv.Start(mux); err != nil {
-		return err
-	}
-	enqueued, err := tick.Run(ctx)
-	if err != nil {
-		srv.Shutdown()
-		return err
-	}
-	err = waitClosed(ctx, bdb, worker, p.n)
-	elapsed := time.Since(start)
-	srv.Shutdown()
 	if err != nil {
 		return err
 	}
@@ -116,8 +100,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("worker: missions=%d members=%d workers=%d database=%s: %v, %.0f missions/s, %.0f payouts/s (%d payouts; %d tasks enqueued by one tick)\n",
-		p.n, p.members, p.workers, env.Backend, elapsed.Round(time.Millisecond),
+	how := "worker"
+	if *direct {
+		how = "handler called directly"
+	}
+	fmt.Printf("%s: missions=%d members=%d workers=%d database=%s: %v, %.0f missions/s, %.0f payouts/s (%d payouts; %d tasks enqueued by one tick)\n",
+		how, p.n, p.members, p.workers, env.Backend, elapsed.Round(time.Millisecond),
 		float64(p.n)/elapsed.Seconds(), float64(payouts)/elapsed.Seconds(), payouts, enqueued)
 
 	// The ceiling: the same statements, nothing around them.
@@ -202,4 +190,64 @@ func checkBaseline(ctx context.Context, bdb *bun.DB, s missionSet, n int, perMis
 		return fmt.Errorf("baseline: %d missions closed, %d payouts; want %d and %.0f", closed, payouts, n, perMission*float64(n))
 	}
 	return nil
+}
+
+// closeByWorker runs the tick and one asynq server serving the worker's
+// mux until every mission of set s is closed.
+func closeByWorker(ctx context.Context, env *loadenv.Env, s missionSet, p params, now time.Time) (time.Duration, int, error) {
+	client := asynq.NewClient(env.RedisOpt)
+	insp := asynq.NewInspector(env.RedisOpt)
+	defer client.Close()
+	defer insp.Close()
+	logger := slog.New(slog.DiscardHandler)
+	clock := func() time.Time { return now }
+	mux, err := jobs.NewMux(jobs.Deps{DB: env.DB, Logger: logger, Client: client, Inspector: insp, NowFunc: clock})
+	if err != nil {
+		return 0, 0, err
+	}
+	srv := jobs.NewServer(jobs.ServerParams{Redis: env.RedisOpt, Concurrency: p.workers,
+		TaskCheckInterval: 10 * time.Millisecond, ShutdownTimeout: 10 * time.Second, Logger: logger})
+	tick := &jobs.MissionTransitionsHandler{DB: env.DB, Client: client, Inspector: insp, Logger: logger, NowFunc: clock}
+	start := time.Now()
+	if err := srv.Start(mux); err != nil {
+		return 0, 0, err
+	}
+	defer srv.Shutdown()
+	enqueued, err := tick.Run(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := waitClosed(ctx, env.DB, s, p.n); err != nil {
+		return 0, 0, err
+	}
+	return time.Since(start), enqueued, nil
+}
+
+// closeDirect closes every mission of set s with the task handler's
+// Transition from p.workers goroutines.
+func closeDirect(ctx context.Context, bdb *bun.DB, s missionSet, p params, now time.Time) (time.Duration, error) {
+	h := &jobs.MissionTransitionHandler{DB: bdb, Logger: slog.New(slog.DiscardHandler), NowFunc: func() time.Time { return now }}
+	work := make(chan int64)
+	errs := make(chan error, p.workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range p.workers {
+		wg.Go(func() {
+			for k := range work {
+				if _, err := h.Transition(ctx, k); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for k := s.first; k <= s.last; k++ {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return time.Since(start), <-errs
 }

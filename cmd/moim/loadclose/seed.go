@@ -116,12 +116,22 @@ func (s missionSet) member(i, j int) (int64, int64) {
 // their rows and their end: an hour before now, and an hour after.
 func seed(ctx context.Context, bdb *bun.DB, p params, now time.Time) ([2]missionSet, error) {
 	var sets [2]missionSet
-	pool, err := seedPool(ctx, bdb, p.pool, now)
+	// Above every row id there is, so a database used before serves again.
+	var top int64
+	for _, t := range []string{"members", "missions", "mission_members"} {
+		var m int64
+		if err := bdb.NewSelect().Table(t).ColumnExpr("COALESCE(MAX(id), 0)").Scan(ctx, &m); err != nil {
+			return sets, err
+		}
+		top = max(top, m)
+	}
+	base := (top/idSpan + 1) * idSpan
+	pool, err := seedPool(ctx, bdb, base, p.pool, now)
 	if err != nil {
 		return sets, err
 	}
 	for k := range sets {
-		s := missionSet{first: int64(k+1)*idSpan + 1, mmFirst: int64(k+1)*idSpan*domain.MissionCapacityMax + 1,
+		s := missionSet{first: base + int64(k+1)*idSpan + 1, mmFirst: base + int64(k+3)*idSpan + 1,
 			members: p.members, pool: pool}
 		// The worker's set ended an hour ago; the baseline's ends in an
 		// hour, so the worker's tick leaves it alone.
@@ -202,9 +212,10 @@ func seedSet(ctx context.Context, bdb *bun.DB, p params, s missionSet, end time.
 	return s, nil
 }
 
-// idSpan separates the row ids of the two sets and the pool, far above
-// every other number in a close's SQL (amounts, rates in basis points), so
-// the baseline's template can tell a row id from anything else.
+// idSpan separates the row ids of the pool, the two sets and their
+// memberships, far above every other number in a close's SQL (amounts,
+// rates in basis points), so the baseline's template can tell a row id
+// from anything else.
 const idSpan = 10_000_000
 
 // poolRow is the part of a members row the seed fills.
@@ -225,15 +236,15 @@ type poolRow struct {
 	UpdatedAt    time.Time `bun:"updated_at"`
 }
 
-// seedPool stores n members with consecutive row ids from idSpan·5 + 1,
+// seedPool stores n members with consecutive row ids from base + 1,
 // public id "lc<id>", and returns their ids.
-func seedPool(ctx context.Context, bdb *bun.DB, n int, now time.Time) ([]int64, error) {
+func seedPool(ctx context.Context, bdb *bun.DB, base int64, n int, now time.Time) ([]int64, error) {
 	tag := db.NewPublicID()[:6]
 	ids := make([]int64, n)
 	for lo := 0; lo < n; lo += 500 {
 		var rows []poolRow
 		for i := lo; i < min(lo+500, n); i++ {
-			ids[i] = 5*idSpan + int64(i) + 1
+			ids[i] = base + int64(i) + 1
 			nick := fmt.Sprintf("lc%s%06d", tag, i)
 			rows = append(rows, poolRow{ID: ids[i], PublicID: fmt.Sprintf("lc%d", ids[i]), Email: nick + "@example.com",
 				PasswordHash: "x", Nickname: nick, NicknameKey: nick, Role: int16(domain.RoleMember),
