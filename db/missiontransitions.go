@@ -117,31 +117,31 @@ func (Missions) Transition(ctx context.Context, idb bun.IDB, key int64, now time
 		tr.Members = members
 		if len(members) >= domain.MissionMinMembers {
 			tr.To = domain.MissionOngoing
-			return tr, setMissionStatus(ctx, idb, &m, tr.To, now)
+			return tr, transitionStatus(ctx, idb, &m, tr.To, now)
 		}
 		tr.To = domain.MissionCancelled
-		if err := setMissionStatus(ctx, idb, &m, tr.To, now); err != nil {
+		if err := transitionStatus(ctx, idb, &m, tr.To, now); err != nil {
 			return nil, err
 		}
 		for i := range tr.Members {
 			mm := &tr.Members[i]
 			mm.Payout.Refund = mm.Stake
-			if err := postMissionPoints(ctx, idb, &m, mm.Key, mm.Stake, domain.PointRefund, refundKey(mm.membership), now); err != nil {
+			if err := transitionPost(ctx, idb, &m, mm.Key, mm.Stake, domain.PointRefund, refundKey(mm.membership), now); err != nil {
 				return nil, err
 			}
 		}
 		return tr, nil
 	case m.Status == domain.MissionOngoing && !m.EndsAt.IsZero() && !m.EndsAt.After(now):
-		return tr, closeMission(ctx, idb, tr, now)
+		return tr, closeTransition(ctx, idb, tr, now)
 	}
 	return tr, nil
 }
 
-// closeMission closes tr.Mission: rates, payouts, ledger posts.
-func closeMission(ctx context.Context, idb bun.IDB, tr *MissionTransition, now time.Time) error {
+// closeTransition closes tr.Mission: rates, payouts, ledger posts.
+func closeTransition(ctx context.Context, idb bun.IDB, tr *MissionTransition, now time.Time) error {
 	m := tr.Mission
 	tr.To = domain.MissionClose
-	if err := setMissionStatus(ctx, idb, m, tr.To, now); err != nil {
+	if err := transitionStatus(ctx, idb, m, tr.To, now); err != nil {
 		return err
 	}
 	all, err := transitionMembers(ctx, idb, m.Key, domain.MissionMemberActive, domain.MissionMemberLeft)
@@ -179,19 +179,19 @@ func closeMission(ctx context.Context, idb bun.IDB, tr *MissionTransition, now t
 		if err != nil {
 			return fmt.Errorf("close mission %s: member %s: %w", m.ID, mm.MemberID, translate(err))
 		}
-		if err := postMissionPoints(ctx, idb, m, mm.Key, mm.Payout.Refund, domain.PointRefund, payoutKey(m.Key, mm.Key), now); err != nil {
+		if err := transitionPost(ctx, idb, m, mm.Key, mm.Payout.Refund, domain.PointRefund, payoutKey(m.Key, mm.Key), now); err != nil {
 			return err
 		}
-		if err := postMissionPoints(ctx, idb, m, mm.Key, mm.Payout.Bonus, domain.PointBonus, bonusKey(m.Key, mm.Key), now); err != nil {
+		if err := transitionPost(ctx, idb, m, mm.Key, mm.Payout.Bonus, domain.PointBonus, bonusKey(m.Key, mm.Key), now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// setMissionStatus moves m from the status it was read with to status,
+// transitionStatus moves m from the status it was read with to status,
 // version-checked. Errors: ErrStale.
-func setMissionStatus(ctx context.Context, idb bun.IDB, m *domain.Mission, status domain.MissionStatus, now time.Time) error {
+func transitionStatus(ctx context.Context, idb bun.IDB, m *domain.Mission, status domain.MissionStatus, now time.Time) error {
 	q := bumpMission(idb, m, now).Set("status = ?", int16(status)).Where("status = ?", int16(m.Status))
 	if status == domain.MissionClose {
 		q = q.Set("closed_at = ?", dbTime(now))
@@ -203,9 +203,9 @@ func setMissionStatus(ctx context.Context, idb bun.IDB, m *domain.Mission, statu
 	return nil
 }
 
-// postMissionPoints credits amount (if any) to member key under
+// transitionPost credits amount (if any) to member key under
 // idempotency key k.
-func postMissionPoints(ctx context.Context, idb bun.IDB, m *domain.Mission, member, amount int64, kind domain.PointKind, k string, now time.Time) error {
+func transitionPost(ctx context.Context, idb bun.IDB, m *domain.Mission, member, amount int64, kind domain.PointKind, k string, now time.Time) error {
 	if amount <= 0 {
 		return nil
 	}
@@ -270,9 +270,9 @@ func closeCounts(ctx context.Context, idb bun.IDB, missionKey int64) (map[int64]
 	return out, nil
 }
 
-// missionReminderRow is a row of mission_reminders: a verify reminder that
+// verifyReminderRow is a row of mission_reminders: a verify reminder that
 // went out.
-type missionReminderRow struct {
+type verifyReminderRow struct {
 	bun.BaseModel `bun:"table:mission_reminders,alias:mr"`
 
 	ID        int64     `bun:"id,pk,autoincrement"`
@@ -380,10 +380,10 @@ func (Missions) MarkVerifyReminder(ctx context.Context, idb bun.IDB, r *VerifyRe
 	if len(members) == 0 {
 		return nil, nil
 	}
-	rows := make([]missionReminderRow, len(members))
+	rows := make([]verifyReminderRow, len(members))
 	out := make([]string, len(members))
 	for i, m := range members {
-		rows[i] = missionReminderRow{MissionID: r.Mission.Key, MemberID: m.ID, Day: int16(r.Day), Window: int16(r.Window), SentAt: dbTime(now)}
+		rows[i] = verifyReminderRow{MissionID: r.Mission.Key, MemberID: m.ID, Day: int16(r.Day), Window: int16(r.Window), SentAt: dbTime(now)}
 		out[i] = m.PublicID
 	}
 	if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {

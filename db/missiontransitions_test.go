@@ -152,14 +152,14 @@ func TestMissionClosePayouts(t *testing.T) {
 		}
 		left := domain.MissionMemberLeft
 		mixed := seed(
-			dbtest.MissionMemberSeed{Key: ms[0], Days: dbtest.Days(20, 2)},
-			dbtest.MissionMemberSeed{Key: ms[1], Days: dbtest.Days(17, 2)},
-			dbtest.MissionMemberSeed{Key: ms[2], Days: dbtest.Days(10, 2)},
-			dbtest.MissionMemberSeed{Key: ms[3], Status: left, Days: dbtest.Days(20, 2)},
+			dbtest.MissionMemberSeed{Key: ms[0], Days: dbtest.VerificationDays(20, 2)},
+			dbtest.MissionMemberSeed{Key: ms[1], Days: dbtest.VerificationDays(17, 2)},
+			dbtest.MissionMemberSeed{Key: ms[2], Days: dbtest.VerificationDays(10, 2)},
+			dbtest.MissionMemberSeed{Key: ms[3], Status: left, Days: dbtest.VerificationDays(20, 2)},
 		)
 		perfect := seed(
-			dbtest.MissionMemberSeed{Key: ms[4], Days: dbtest.Days(20, 2)},
-			dbtest.MissionMemberSeed{Key: ms[5], Days: dbtest.Days(20, 2)},
+			dbtest.MissionMemberSeed{Key: ms[4], Days: dbtest.VerificationDays(20, 2)},
+			dbtest.MissionMemberSeed{Key: ms[5], Days: dbtest.VerificationDays(20, 2)},
 			dbtest.MissionMemberSeed{Key: ms[6], Status: left},
 		)
 

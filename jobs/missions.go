@@ -150,7 +150,7 @@ func (h *MissionTransitionHandler) Transition(ctx context.Context, key int64) ([
 	for stale := 0; ; {
 		now := h.NowFunc().UTC()
 		var tr *db.MissionTransition
-		err := runInTx(ctx, h.Relay, h.DB, func(ctx context.Context, tx bun.Tx) error {
+		err := runMissionTx(ctx, h.Relay, h.DB, func(ctx context.Context, tx bun.Tx) error {
 			var err error
 			if tr, err = (db.Missions{}).Transition(ctx, tx, key, now); err != nil {
 				return err
@@ -176,17 +176,17 @@ func (h *MissionTransitionHandler) Transition(ctx context.Context, key int64) ([
 	}
 }
 
-// runInTx runs fn in a transaction, through the relay when there is one
+// runMissionTx runs fn in a transaction, through the relay when there is one
 // so the tasks fn enqueued are relayed at once.
-func runInTx(ctx context.Context, relay *Relay, bdb *bun.DB, fn func(ctx context.Context, tx bun.Tx) error) error {
+func runMissionTx(ctx context.Context, relay *Relay, bdb *bun.DB, fn func(ctx context.Context, tx bun.Tx) error) error {
 	if relay != nil {
 		return relay.RunInTx(ctx, fn)
 	}
 	return db.RunInTx(ctx, bdb, fn)
 }
 
-// missionArgs are the notification arguments naming mission m.
-func missionArgs(m *domain.Mission) domain.NotificationArgs {
+// transitionArgs are the notification arguments naming mission m.
+func transitionArgs(m *domain.Mission) domain.NotificationArgs {
 	return domain.NotificationArgs{MissionID: m.ID, Title: m.Title, Link: "/missions/" + m.ID}
 }
 
@@ -216,7 +216,7 @@ func notifyTransition(ctx context.Context, tx bun.IDB, tr *db.MissionTransition,
 		if mm.Status != domain.MissionMemberActive {
 			continue
 		}
-		args := missionArgs(tr.Mission)
+		args := transitionArgs(tr.Mission)
 		k := ""
 		switch tr.To {
 		case domain.MissionCancelled:
@@ -295,13 +295,13 @@ func (h *MissionRemindersHandler) Run(ctx context.Context) (int, error) {
 	for i := range due {
 		r := &due[i]
 		n := 0
-		err := runInTx(ctx, h.Relay, h.DB, func(ctx context.Context, tx bun.Tx) error {
+		err := runMissionTx(ctx, h.Relay, h.DB, func(ctx context.Context, tx bun.Tx) error {
 			n = 0
 			to, err := (db.Missions{}).MarkVerifyReminder(ctx, tx, r, now)
 			if err != nil || len(to) == 0 {
 				return err
 			}
-			args := missionArgs(&r.Mission)
+			args := transitionArgs(&r.Mission)
 			args.StartsAt = r.ClosesAt
 			ns, err := Notify(ctx, tx, domain.NotifyMissionVerifyReminder, args, now, to...)
 			n = len(ns)

@@ -104,14 +104,14 @@ func TestMissionTransitionsExactlyOnce(t *testing.T) {
 			s := dbtest.MissionSeed{Status: domain.MissionOngoing, Weeks: 1, DaysPerWeek: 7, PerDay: 1,
 				StartsAt: now.AddDate(0, 0, -7).Add(-time.Duration(i) * time.Minute)}
 			if i%3 == 0 {
-				s.Members = []dbtest.MissionMemberSeed{{Key: keys[0], Days: dbtest.Days(7, 1)},
-					{Key: keys[1], Days: dbtest.Days(7, 1)}, {Key: keys[2], Days: dbtest.Days(7, 1)}}
+				s.Members = []dbtest.MissionMemberSeed{{Key: keys[0], Days: dbtest.VerificationDays(7, 1)},
+					{Key: keys[1], Days: dbtest.VerificationDays(7, 1)}, {Key: keys[2], Days: dbtest.VerificationDays(7, 1)}}
 			} else {
-				s.Members = []dbtest.MissionMemberSeed{{Key: keys[0], Days: dbtest.Days(7, 1)},
-					{Key: keys[1], Days: dbtest.Days(6, 1)}, {Key: keys[2], Days: dbtest.Days(3, 1)}}
+				s.Members = []dbtest.MissionMemberSeed{{Key: keys[0], Days: dbtest.VerificationDays(7, 1)},
+					{Key: keys[1], Days: dbtest.VerificationDays(6, 1)}, {Key: keys[2], Days: dbtest.VerificationDays(3, 1)}}
 			}
 			if i%2 == 0 {
-				s.Members = append(s.Members, dbtest.MissionMemberSeed{Key: keys[3], Status: domain.MissionMemberLeft, Days: dbtest.Days(7, 1)})
+				s.Members = append(s.Members, dbtest.MissionMemberSeed{Key: keys[3], Status: domain.MissionMemberLeft, Days: dbtest.VerificationDays(7, 1)})
 			}
 			k := dbtest.MustSeedMission(t, bdb, s, now)
 			perfect[k] = i%3 == 0

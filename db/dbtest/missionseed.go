@@ -197,9 +197,9 @@ func MemberKey(tb testing.TB, idb bun.IDB, id string) int64 {
 	return key
 }
 
-// Days returns n mission days for n verifications at perDay a day from
-// day 0: 0, 0, 1, 1, … for perDay 2.
-func Days(n, perDay int) []int {
+// VerificationDays returns the mission days of n verifications at perDay
+// a day from day 0: 0, 0, 1, 1, … for perDay 2.
+func VerificationDays(n, perDay int) []int {
 	out := make([]int, n)
 	for i := range out {
 		out[i] = i / max(perDay, 1)
