@@ -200,7 +200,7 @@ func TestMissionTransitionsExactlyOnce(t *testing.T) {
 				t.Errorf("repeated tick: %v", err)
 			}
 		}
-		eventuallyMsg(t, time.Minute, "every due mission moved on", func() bool {
+		eventuallyMsg(t, 3*time.Minute, "every due mission moved on", func() bool {
 			if dueCount(t, bdb, now) > 0 {
 				return false
 			}
