@@ -197,6 +197,9 @@ type NotificationArgs struct {
 	Excerpt   string    `json:"excerpt,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	Link      string    `json:"link,omitempty"` // path in the client app
+	// RateBP is a mission member's rate at the close, in basis points
+	// (10,000 = 100 %); a pointer, so a rate of 0 is still shown.
+	RateBP *int `json:"rate_bp,omitempty"`
 }
 
 // notificationNeeds lists, per type, the arguments its texts cannot do

@@ -76,6 +76,12 @@ type Deps struct {
 	RoomMetrics *RoomMetrics
 	// Reminders say when group-run reminders go out.
 	Reminders domain.ReminderRules
+	// MissionLocation is the zone of mission days and windows; nil means UTC.
+	MissionLocation *time.Location
+	// MissionReminderBefore is how long before a window closes a member who
+	// has not verified that day is reminded; zero means
+	// DefaultMissionReminderBefore.
+	MissionReminderBefore time.Duration
 
 	// Storage holds the images; without it image variants are not served.
 	Storage storage.Store
@@ -171,6 +177,9 @@ func registerHandlers(r *registry, deps Deps) error {
 		// Ticks from the catalogue in ticks.go.
 		{TypeRoomReminders, &RoomRemindersHandler{DB: deps.DB, Relay: deps.Relay, Rules: deps.Reminders,
 			Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeMissionTransition, &MissionTransitionHandler{DB: deps.DB, Relay: deps.Relay, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeMissionReminders, &MissionRemindersHandler{DB: deps.DB, Relay: deps.Relay, Location: deps.MissionLocation,
+			Before: deps.MissionReminderBefore, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 		{TypeRetention, &RetentionHandler{DB: deps.DB, Policy: deps.Retention, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 	}
@@ -198,6 +207,8 @@ func registerHandlers(r *registry, deps Deps) error {
 				Inspector: deps.Inspector, Metrics: deps.MatchMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 			{TypeParticipationSweep, &ParticipationSweepHandler{DB: deps.DB, Client: deps.Client,
 				Inspector: deps.Inspector, After: deps.SweepAfter, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+			{TypeMissionTransitions, &MissionTransitionsHandler{DB: deps.DB, Client: deps.Client,
+				Inspector: deps.Inspector, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		}...)
 	}
 	for _, e := range handlers {

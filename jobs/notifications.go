@@ -477,6 +477,7 @@ func (h *NotifyDeliverHandler) templateData(n *domain.Notification, m *domain.Me
 	return templates.Data{
 		Nickname: m.Nickname, Actor: a.Actor, Title: a.Title, Category: a.Category, Place: a.Place,
 		StartsAt: a.StartsAt, Members: a.Members, Link: link, Amount: a.Amount, Excerpt: a.Excerpt, Reason: a.Reason,
+		RateBP: a.RateBP,
 	}
 }
 

@@ -160,6 +160,26 @@ func Ticks() []Tick {
 				return newTickTask(TypeRoomReminders, slot, QueueDefault, 3)
 			},
 		},
+		{
+			// Every minute, so a mission starts and closes on time (Octopus
+			// ran once at midnight: a start up to a day late).
+			Name:  TickMissionTransitions,
+			Spec:  "* * * * *",
+			Queue: QueueDefault,
+			Build: func(slot time.Time) (Task, error) {
+				// The next slot finds every mission this one missed.
+				return newTickTask(TypeMissionTransitions, slot, QueueDefault, 1)
+			},
+		},
+		{
+			Name:  TickMissionReminders,
+			Spec:  "* * * * *",
+			Queue: QueueDefault,
+			Build: func(slot time.Time) (Task, error) {
+				// Due until the window closes, so the next slot catches up.
+				return newTickTask(TypeMissionReminders, slot, QueueDefault, 3)
+			},
+		},
 	}
 }
 

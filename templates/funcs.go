@@ -20,6 +20,7 @@ func funcMap(loc *time.Location) map[string]any {
 		"join":     joinNames,
 		"q":        quote,
 		"trunc":    truncate,
+		"rate":     formatRate,
 	}
 }
 
@@ -168,3 +169,15 @@ const (
 )
 
 func isVariationSelector(r rune) bool { return r >= 0xFE00 && r <= 0xFE0F }
+
+// formatRate shows basis points as a percentage: "85%", "85.71%"; nil
+// shows nothing.
+func formatRate(bp *int) string {
+	if bp == nil {
+		return ""
+	}
+	if *bp%100 == 0 {
+		return strconv.Itoa(*bp/100) + "%"
+	}
+	return fmt.Sprintf("%d.%02d%%", *bp/100, *bp%100)
+}

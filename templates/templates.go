@@ -102,6 +102,7 @@ type Data struct {
 	Amount   int64     // won, e.g. a mission refund, shown as "12,345원"
 	Excerpt  string    // a comment excerpt, or a helper request's details
 	Reason   string    // free text, e.g. why something was cancelled
+	RateBP   *int      // a mission member's rate in basis points; nil = none; shown as "85%" or "85.71%"
 }
 
 // Message is one rendered text. InApp fills Subject (the title) and Text;
@@ -207,6 +208,9 @@ func checkStrays(fsys fs.FS, known map[string]typeTemplates) error {
 	return nil
 }
 
+// sampleRate is sampleData's rate: 85.71 %.
+var sampleRate = 8571
+
 // sampleData fills every field, so New executes every optional branch.
 func sampleData(loc *time.Location) Data {
 	return Data{
@@ -221,6 +225,7 @@ func sampleData(loc *time.Location) Data {
 		Amount:   12345,
 		Excerpt:  "저도 갈게요!",
 		Reason:   "비 예보",
+		RateBP:   &sampleRate,
 	}
 }
 

@@ -484,6 +484,10 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 		Images: image.Options{Quality: cfg.Images.JPEGQuality, MaxPixels: cfg.Images.MaxPixels,
 			Gate: image.NewGate(cfg.Images.ConcurrentDecodes)},
 		UploadExpiry: cfg.Images.UploadExpiry,
+
+		// Mission days and windows are read in the scheduler's zone.
+		MissionLocation:       loc,
+		MissionReminderBefore: cfg.Missions.ReminderBefore,
 	})
 	if err != nil {
 		_ = client.Close()
