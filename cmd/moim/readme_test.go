@@ -45,7 +45,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tool := range []string{"bash", "curl", "grep", "sed", "date"} {
+	for _, tool := range []string{"bash", "curl", "grep", "sed", "date", "base64"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("the README walkthrough needs %s on PATH: %v", tool, err)
 		}
@@ -59,6 +59,9 @@ func TestREADMEWalkthrough(t *testing.T) {
 		// detector; the walkthrough hashes six passwords.
 		"MOIM_AUTH_PASSWORD_MEMORY_KIB": "1024",
 		"MOIM_AUTH_PASSWORD_ITERATIONS": "1",
+		// The missions walkthrough waits for its mission to start: the
+		// README says within a minute, the test need not wait that long.
+		"MOIM_SCHEDULER_TICKS": "mission-transitions=@every 1s",
 	})
 	// "admin / <password>  (generated for this run)": what a reader copies.
 	admin := strings.Fields(banner["Admin"])
@@ -98,7 +101,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		t.Fatalf("curl with the test's .curlrc succeeded on a 404 (output %q): non-2xx answers would go unnoticed", out)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "README.md")
 	cmd.Env, cmd.Dir = env, dir
