@@ -81,6 +81,14 @@ const (
 	EIMAGEUSED          = "image_used"
 	EINVALIDSIGNATURE   = "invalid_signature"
 
+	// Helper request refusals (409): a task changed, deleted or started
+	// while not in STANDBY; matching asked for a task still missing what
+	// matching needs (the field names it); matching stopped while the task
+	// is not MATCHING.
+	ETASKNOTSTANDBY  = "task_not_standby"
+	ETASKINCOMPLETE  = "task_incomplete"
+	ETASKNOTMATCHING = "task_not_matching"
+
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
 	ETOKENEXPIRED = "token_expired"

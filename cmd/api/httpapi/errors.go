@@ -41,7 +41,8 @@ func statusOf(code string) int {
 		domain.EHOSTCANNOTLEAVE, domain.EREQUESTPENDING, domain.EALREADYEVALUATED, domain.ENOTOPENYET,
 		domain.EALREADYUPLOADED, domain.EUPLOADMISSING, domain.EALREADYCOMPLETED, domain.EUPLOADEXPIRED,
 		domain.EINSUFFICIENTPOINTS, domain.EMISSIONNOTOPEN, domain.EMISSIONFULL, domain.EMISSIONNOTONGOING,
-		domain.EOUTSIDEWINDOW, domain.EQUOTAREACHED, domain.EIMAGEUSED:
+		domain.EOUTSIDEWINDOW, domain.EQUOTAREACHED, domain.EIMAGEUSED,
+		domain.ETASKNOTSTANDBY, domain.ETASKINCOMPLETE, domain.ETASKNOTMATCHING:
 		return http.StatusConflict
 	case domain.ETOOLARGE, domain.ETOOMANYPIXELS:
 		return http.StatusRequestEntityTooLarge

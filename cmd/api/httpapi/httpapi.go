@@ -275,6 +275,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerGroupRunRoutes(r)
 		s.registerMailboxRoutes(r)
 		s.registerImageRoutes(r)
+		s.registerSkillRoutes(r)
 		if extra != nil {
 			extra(r)
 		}
