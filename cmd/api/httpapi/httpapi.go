@@ -276,6 +276,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerMailboxRoutes(r)
 		s.registerImageRoutes(r)
 		s.registerSkillRoutes(r)
+		s.registerTaskRoutes(r)
 		if extra != nil {
 			extra(r)
 		}
