@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/moim/moim/domain"
 )
@@ -337,4 +338,145 @@ func (Tasks) ExpireOpenInvitations(ctx context.Context, idb bun.IDB, t *domain.T
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
+}
+
+// Candidate is a helper an invitation round may invite.
+type Candidate struct {
+	Key      int64  `bun:"id"`
+	ID       string `bun:"public_id"`
+	Nickname string `bun:"nickname"`
+}
+
+// Candidates returns up to limit helpers qualified for task t and not
+// invited to it yet, best first: their possible work includes t's small
+// category, their abilities cover every required one, they are not its
+// customer and not deleted. Best is the highest manner points (the
+// reputation there is so far), then the least recently invited, then the
+// oldest account. The invitation unique key, not this read, keeps a
+// helper from being invited twice.
+func (Tasks) Candidates(ctx context.Context, idb bun.IDB, t *domain.Task, limit int) ([]Candidate, error) {
+	if len(t.AbilityIDs) == 0 || limit < 1 {
+		return nil, nil
+	}
+	var out []Candidate
+	err := idb.NewRaw(`SELECT m.id, m.public_id, m.nickname
+FROM member_possible_work AS pw
+JOIN members AS m ON m.id = pw.member_id
+JOIN helper_stats AS hs ON hs.member_id = pw.member_id
+WHERE pw.category_id = ?
+  AND m.deleted_at IS NULL
+  AND m.public_id <> ?
+  AND NOT EXISTS (SELECT 1 FROM task_invitations AS ti WHERE ti.task_id = ? AND ti.helper_id = pw.member_id)
+  AND (SELECT COUNT(*) FROM member_abilities AS ma WHERE ma.member_id = pw.member_id AND ma.ability_id IN (?)) = ?
+ORDER BY m.manner_points DESC, hs.last_invited_at ASC, m.id ASC
+LIMIT ?`, t.SmallCategoryID, t.CustomerID, t.Key, bun.In(t.AbilityIDs), len(t.AbilityIDs), limit).Scan(ctx, &out)
+	if err != nil {
+		return nil, fmt.Errorf("candidates of task %s: %w", t.ID, translate(err))
+	}
+	return out, nil
+}
+
+// Invite records an invitation of each candidate to task t, expiring at
+// expires, and moves their last invitation time to now. A candidate
+// already invited (by a round running at the same time) is passed over:
+// the insert ignores the (task, helper) conflict. It returns those it
+// invited.
+func (Tasks) Invite(ctx context.Context, idb bun.IDB, t *domain.Task, cands []Candidate, now, expires time.Time) ([]Candidate, error) {
+	var invited []Candidate
+	for _, c := range cands {
+		row := taskInvitationRow{PublicID: NewPublicID(), TaskID: t.Key, HelperID: c.Key,
+			Status: int16(domain.InvitationInvited), InvitedAt: dbTime(now), ExpiresAt: dbTime(expires)}
+		q := idb.NewInsert().Model(&row)
+		if idb.Dialect().Name() == dialect.MySQL {
+			q = q.Ignore()
+		} else {
+			q = q.On("CONFLICT (task_id, helper_id) DO NOTHING")
+		}
+		res, err := q.Exec(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("invite %s to %s: %w", c.ID, t.ID, translate(err))
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			if err != nil {
+				return nil, fmt.Errorf("invite %s to %s: %w", c.ID, t.ID, err)
+			}
+			continue
+		}
+		if _, err := idb.NewUpdate().Model((*helperStatsRow)(nil)).
+			Set("last_invited_at = ?", dbTime(now)).Set("invitations = invitations + 1").
+			Where("member_id = ?", c.Key).Exec(ctx); err != nil {
+			return nil, fmt.Errorf("invite %s to %s: stats: %w", c.ID, t.ID, translate(err))
+		}
+		invited = append(invited, c)
+	}
+	return invited, nil
+}
+
+// OpenInvitations counts task t's invitations still waiting for an answer
+// at now.
+func (Tasks) OpenInvitations(ctx context.Context, idb bun.IDB, t *domain.Task, now time.Time) (int, error) {
+	n, err := idb.NewSelect().Model((*taskInvitationRow)(nil)).
+		Where("task_id = ?", t.Key).Where("status = ?", int16(domain.InvitationInvited)).
+		Where("expires_at > ?", dbTime(now)).Count(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("open invitations of %s: %w", t.ID, translate(err))
+	}
+	return int(n), nil
+}
+
+// ExpireInvitations marks up to limit invitations EXPIRED whose time ran
+// out by now, and returns how many.
+func (Tasks) ExpireInvitations(ctx context.Context, idb bun.IDB, now time.Time, limit int) (int, error) {
+	var ids []int64
+	if err := idb.NewSelect().Model((*taskInvitationRow)(nil)).Column("id").
+		Where("status = ?", int16(domain.InvitationInvited)).Where("expires_at <= ?", dbTime(now)).
+		OrderExpr("expires_at").Limit(int64(limit)).Scan(ctx, &ids); err != nil {
+		return 0, fmt.Errorf("expire invitations: %w", translate(err))
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	// The status check again: an answer may have come in meanwhile.
+	res, err := idb.NewUpdate().Model((*taskInvitationRow)(nil)).
+		Set("status = ?", int16(domain.InvitationExpired)).Set("answered_at = ?", dbTime(now)).
+		Where("id IN (?)", bun.In(ids)).Where("status = ?", int16(domain.InvitationInvited)).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("expire invitations: %w", translate(err))
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// MarkShortNotified records that task t's customer is told now that it
+// is short of helpers, unless that was done in this matching already, and
+// reports whether this call did it: only one round tells them.
+func (Tasks) MarkShortNotified(ctx context.Context, idb bun.IDB, t *domain.Task, now time.Time) (bool, error) {
+	res, err := idb.NewUpdate().Model((*taskRow)(nil)).
+		Set("short_notified_at = ?", dbTime(now)).
+		Where("id = ?", t.Key).Where("status = ?", int16(domain.TaskMatching)).Where("short_notified_at IS NULL").
+		Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("mark task %s short: %w", t.ID, translate(err))
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// TaskRef names a task by row id (a cursor) and public id.
+type TaskRef struct {
+	Key int64  `bun:"id"`
+	ID  string `bun:"public_id"`
+}
+
+// Matching returns up to limit tasks in MATCHING with a row id above
+// after, in id order: the invitation tick pages through them.
+func (Tasks) Matching(ctx context.Context, idb bun.IDB, after int64, limit int) ([]TaskRef, error) {
+	var out []TaskRef
+	err := idb.NewSelect().Model((*taskRow)(nil)).Column("t.id", "t.public_id").
+		Where("t.status = ?", int16(domain.TaskMatching)).Where("t.id > ?", after).Where("t.deleted_at IS NULL").
+		OrderExpr("t.id").Limit(int64(limit)).Scan(ctx, &out)
+	if err != nil {
+		return nil, fmt.Errorf("tasks in matching: %w", translate(err))
+	}
+	return out, nil
 }

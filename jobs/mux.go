@@ -81,6 +81,9 @@ type Deps struct {
 	Storage storage.Store
 	// Images tunes the variants (quality, pixel limit, the decode gate).
 	Images image.Options
+	// Tasks tune the invitation rounds of helper requests.
+	Tasks TaskRoundParams
+
 	// UploadExpiry is how long a pre-signed upload URL works; the
 	// upload-cleanup tick deletes uploads left past it (zero means
 	// DefaultUploadExpiry).
@@ -171,6 +174,8 @@ func registerHandlers(r *registry, deps Deps) error {
 		// Ticks from the catalogue in ticks.go.
 		{TypeRoomReminders, &RoomRemindersHandler{DB: deps.DB, Relay: deps.Relay, Rules: deps.Reminders,
 			Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeTaskRound, &TaskRoundHandler{DB: deps.DB, Relay: deps.Relay, Params: deps.Tasks,
+			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 		{TypeRetention, &RetentionHandler{DB: deps.DB, Policy: deps.Retention, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 	}
@@ -198,6 +203,8 @@ func registerHandlers(r *registry, deps Deps) error {
 				Inspector: deps.Inspector, Metrics: deps.MatchMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 			{TypeParticipationSweep, &ParticipationSweepHandler{DB: deps.DB, Client: deps.Client,
 				Inspector: deps.Inspector, After: deps.SweepAfter, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+			{TypeTaskInvitations, &TaskInvitationsHandler{DB: deps.DB, Client: deps.Client,
+				Inspector: deps.Inspector, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		}...)
 	}
 	for _, e := range handlers {
