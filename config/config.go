@@ -359,8 +359,8 @@ func Default() *Config {
 			EvaluationMin: -5, EvaluationMax: 5},
 		Missions: MissionsConfig{MaxDaysAhead: 90, ReminderBefore: 30 * time.Minute},
 		// easytask's 15-second tick and chunk of 20.
-		Tasks: TasksConfig{RoundInterval: 15 * time.Second, RoundSize: 20, InvitationTTL: 24 * time.Hour},
-		Notify:   NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
+		Tasks:  TasksConfig{RoundInterval: 15 * time.Second, RoundSize: 20, InvitationTTL: 24 * time.Hour},
+		Notify: NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
 		Mail: MailConfig{
 			Provider: ProviderLog,
 			Port:     587,
