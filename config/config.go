@@ -358,9 +358,7 @@ func Default() *Config {
 			DDayCategories: []string{"RUN"}, StartsSoonCategories: []string{"RUN"}, EndedCategories: []string{"RUN"},
 			EvaluationMin: -5, EvaluationMax: 5},
 		Missions: MissionsConfig{MaxDaysAhead: 90, ReminderBefore: 30 * time.Minute},
-		// easytask's 15-second tick and chunk of 20.
-		Tasks:  TasksConfig{RoundInterval: 15 * time.Second, RoundSize: 20, InvitationTTL: 24 * time.Hour},
-		Notify: NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
+		Notify:   NotifyConfig{ClaimTimeout: 5 * time.Minute, MailboxSize: 100},
 		Mail: MailConfig{
 			Provider: ProviderLog,
 			Port:     587,
@@ -415,6 +413,8 @@ func Default() *Config {
 			Ticks:         map[string]string{},
 			MetricsAddr:   ":9092",
 		},
+		// easytask's 15-second tick and chunk of 20.
+		Tasks: TasksConfig{RoundInterval: 15 * time.Second, RoundSize: 20, InvitationTTL: 24 * time.Hour},
 	}
 }
 
