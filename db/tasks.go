@@ -480,3 +480,104 @@ func (Tasks) Matching(ctx context.Context, idb bun.IDB, after int64, limit int) 
 	}
 	return out, nil
 }
+
+func (r *taskInvitationRow) toDomain(taskID, helperID string) *domain.Invitation {
+	inv := &domain.Invitation{ID: r.PublicID, TaskID: taskID, HelperID: helperID, Status: domain.InvitationStatus(r.Status),
+		Reason: r.Reason, InvitedAt: r.InvitedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC()}
+	if !r.AnsweredAt.IsZero() {
+		at := r.AnsweredAt.UTC()
+		inv.AnsweredAt = &at
+	}
+	return inv
+}
+
+// FindInvitation returns member id's invitation to task t. Errors:
+// ENOTFOUND when there is none.
+func (Tasks) FindInvitation(ctx context.Context, idb bun.IDB, t *domain.Task, id string) (*domain.Invitation, error) {
+	var rows []taskInvitationRow
+	if err := idb.NewSelect().Model(&rows).ColumnExpr("ti.*").
+		Join("JOIN members AS m ON m.id = ti.helper_id").
+		Where("ti.task_id = ?", t.Key).Where("m.public_id = ?", id).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("invitation of %s to %s: %w", id, t.ID, translate(err))
+	}
+	if len(rows) == 0 {
+		return nil, domain.Errorf(domain.ENOTFOUND, "No invitation.")
+	}
+	return rows[0].toDomain(t.ID, id), nil
+}
+
+// Answer moves inv from INVITED to status (ACCEPTED or DECLINED) with
+// reason, if it is still open at now, and reports whether it did: false
+// means it was answered or expired meanwhile.
+func (Tasks) Answer(ctx context.Context, idb bun.IDB, inv *domain.Invitation, status domain.InvitationStatus, reason string, now time.Time) (bool, error) {
+	res, err := idb.NewUpdate().Model((*taskInvitationRow)(nil)).
+		Set("status = ?", int16(status)).Set("answered_at = ?", dbTime(now)).Set("reason = ?", nullIfEmpty(reason)).
+		Where("public_id = ?", inv.ID).Where("status = ?", int16(domain.InvitationInvited)).Where("expires_at > ?", dbTime(now)).
+		Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("answer invitation %s: %w", inv.ID, translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("answer invitation %s: %w", inv.ID, err)
+	}
+	if n == 1 {
+		at := dbTime(now)
+		inv.Status, inv.Reason, inv.AnsweredAt = status, reason, &at
+	}
+	return n == 1, nil
+}
+
+type taskHelperRow struct {
+	bun.BaseModel `bun:"table:task_helpers,alias:th"`
+
+	ID        int64     `bun:"id,pk,autoincrement"`
+	TaskID    int64     `bun:"task_id,notnull"`
+	HelperID  int64     `bun:"helper_id,notnull"`
+	Status    int16     `bun:"status,notnull"`
+	MatchedAt time.Time `bun:"matched_at,notnull"`
+}
+
+// AddHelper matches member id to task t, read at t.Version in MATCHING
+// with a seat left: it counts the helper in, bumps the version and moves
+// the task to MATCHED when that was the last seat, only if the task has
+// not moved since it was read. Errors: ECONFLICT when it moved (read it
+// again: it may be full now).
+func (Tasks) AddHelper(ctx context.Context, idb bun.IDB, t *domain.Task, id string, now time.Time) error {
+	helper, err := memberKey(ctx, idb, id)
+	if err != nil {
+		return err
+	}
+	status := domain.TaskMatching
+	if t.HelperCount+1 >= t.HelpersWanted {
+		status = domain.TaskMatched
+	}
+	res, err := idb.NewUpdate().Model((*taskRow)(nil)).
+		Set("helper_count = helper_count + 1").Set("status = ?", int16(status)).
+		Set("version = version + 1").Set("updated_at = ?", dbTime(now)).
+		Where("id = ?", t.Key).Where("version = ?", t.Version).Where("status = ?", int16(domain.TaskMatching)).
+		Where("helper_count < helpers_wanted").Where("deleted_at IS NULL").
+		Exec(ctx)
+	if err := onePrecise(res, err, "add helper to "+t.ID); err != nil {
+		return err
+	}
+	row := taskHelperRow{TaskID: t.Key, HelperID: helper, Status: int16(domain.TaskHelperMatched), MatchedAt: dbTime(now)}
+	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
+		return fmt.Errorf("add helper to %s: %w", t.ID, translate(err))
+	}
+	t.HelperCount++
+	t.Status, t.Version, t.UpdatedAt = status, t.Version+1, dbTime(now)
+	return nil
+}
+
+// HelperNicknames returns the nicknames of task t's helpers, in the order
+// they were matched.
+func (Tasks) HelperNicknames(ctx context.Context, idb bun.IDB, t *domain.Task) ([]string, error) {
+	var out []string
+	if err := idb.NewSelect().Model((*taskHelperRow)(nil)).ColumnExpr("m.nickname").
+		Join("JOIN members AS m ON m.id = th.helper_id").
+		Where("th.task_id = ?", t.Key).OrderExpr("th.id").Scan(ctx, &out); err != nil {
+		return nil, fmt.Errorf("helpers of %s: %w", t.ID, translate(err))
+	}
+	return out, nil
+}

@@ -88,6 +88,12 @@ const (
 	ETASKNOTSTANDBY  = "task_not_standby"
 	ETASKINCOMPLETE  = "task_incomplete"
 	ETASKNOTMATCHING = "task_not_matching"
+	// Invitation answers: no invitation to this task (403); one answered
+	// already or expired, or a task whose helpers are all found (409).
+	ENOTINVITED        = "not_invited"
+	EALREADYANSWERED   = "already_answered"
+	EINVITATIONEXPIRED = "invitation_expired"
+	ETASKFULL          = "task_full"
 
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.

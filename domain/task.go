@@ -266,3 +266,27 @@ type Invitation struct {
 	ExpiresAt  time.Time
 	AnsweredAt *time.Time
 }
+
+// TaskHelperStatus is where a matched helper's work stands (easytask's
+// progressStatus). Stored numbers.
+type TaskHelperStatus int
+
+// The helper states.
+const (
+	TaskHelperMatched TaskHelperStatus = iota + 1
+	TaskHelperDoing
+	TaskHelperDone
+)
+
+// CheckAnswerable refuses an answer to inv at now unless it is open:
+// EALREADYANSWERED after an accept or a decline, EINVITATIONEXPIRED after
+// its time.
+func (inv *Invitation) CheckAnswerable(now time.Time) error {
+	switch {
+	case inv.Status == InvitationAccepted || inv.Status == InvitationDeclined:
+		return Errorf(EALREADYANSWERED, "You answered this invitation already (%s).", inv.Status)
+	case inv.Status == InvitationExpired || !inv.ExpiresAt.After(now):
+		return Errorf(EINVITATIONEXPIRED, "The invitation has expired.")
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/uptrace/bun"
@@ -26,6 +27,8 @@ func (s *server) registerTaskRoutes(r chi.Router) {
 		r.Delete("/v1/tasks/{id}", s.handleTaskDelete)
 		r.Post("/v1/tasks/{id}/matching", s.handleTaskMatchingStart)
 		r.Post("/v1/tasks/{id}/matching/stop", s.handleTaskMatchingStop)
+		r.Post("/v1/tasks/{id}/invitations/mine/accept", s.handleInvitationAccept)
+		r.Post("/v1/tasks/{id}/invitations/mine/decline", s.handleInvitationDecline)
 	})
 }
 
@@ -318,4 +321,164 @@ func (s *server) handleTaskMatchingStop(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	s.writeJSON(w, r, http.StatusOK, newTaskResponse(t))
+}
+
+// acceptAttempts bounds the tries of an accept that keeps losing the
+// task's version check to other helpers' accepts.
+const acceptAttempts = 20
+
+// invitationResponse is a helper's invitation on the wire.
+type invitationResponse struct {
+	ID         string                  `json:"id"`
+	TaskID     string                  `json:"task_id"`
+	Status     domain.InvitationStatus `json:"status"`
+	Reason     string                  `json:"reason"`
+	InvitedAt  time.Time               `json:"invited_at"`
+	ExpiresAt  time.Time               `json:"expires_at"`
+	AnsweredAt *time.Time              `json:"answered_at"`
+}
+
+func newInvitationResponse(inv *domain.Invitation) invitationResponse {
+	resp := invitationResponse{ID: inv.ID, TaskID: inv.TaskID, Status: inv.Status, Reason: inv.Reason,
+		InvitedAt: inv.InvitedAt.UTC(), ExpiresAt: inv.ExpiresAt.UTC()}
+	if inv.AnsweredAt != nil {
+		at := inv.AnsweredAt.UTC()
+		resp.AnsweredAt = &at
+	}
+	return resp
+}
+
+// myInvitation reads task id and the member's invitation to it.
+func myInvitation(ctx context.Context, idb bun.IDB, id, me string) (*domain.Task, *domain.Invitation, error) {
+	t, err := (db.Tasks{}).FindByID(ctx, idb, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if t.CustomerID == me {
+		return nil, nil, domain.Errorf(domain.EFORBIDDEN, "You cannot answer for your own task.")
+	}
+	inv, err := (db.Tasks{}).FindInvitation(ctx, idb, t, me)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil, nil, domain.Errorf(domain.ENOTINVITED, "You are not invited to this task.")
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, inv, nil
+}
+
+// errAnswerLost: the invitation changed between the read and the write
+// (a last seat expired it); read again and answer what is true now.
+func errAnswerLost() error {
+	return domain.Errorf(domain.ECONFLICT, "The invitation changed meanwhile; try again.")
+}
+
+// handleInvitationAccept matches the member to a task they are invited
+// to, first come, first served: the task's version check lets one accept
+// at a time count a seat, and a loser reads the task again and tries
+// once more, until it gets a seat or finds the task full. The last seat
+// moves the task to MATCHED, expires the other open invitations and tells
+// the customer (TASK_MATCHED), in the same transaction. The task row is
+// written before the invitation, so the last seat's expiry never waits
+// for an invitation another accept holds while that one waits for the
+// task.
+func (s *server) handleInvitationAccept(w http.ResponseWriter, r *http.Request) {
+	me := mustClaims(r).MemberID
+	var inv *domain.Invitation
+	var err error
+	for attempt := 0; attempt < acceptAttempts; attempt++ {
+		now := s.now().UTC()
+		err = s.relay.RunInTx(r.Context(), func(ctx context.Context, tx bun.Tx) error {
+			var t *domain.Task
+			var err error
+			if t, inv, err = myInvitation(ctx, tx, chi.URLParam(r, "id"), me); err != nil {
+				return err
+			}
+			if inv.Status == domain.InvitationAccepted || inv.Status == domain.InvitationDeclined {
+				return inv.CheckAnswerable(now)
+			}
+			if t.Status > domain.TaskMatching || t.HelperCount >= t.HelpersWanted {
+				return domain.Errorf(domain.ETASKFULL, "The task has all its helpers.")
+			}
+			if err := inv.CheckAnswerable(now); err != nil {
+				return err
+			}
+			if t.Status != domain.TaskMatching {
+				return domain.Errorf(domain.EINVITATIONEXPIRED, "The task is not matching any more.")
+			}
+			if err := (db.Tasks{}).AddHelper(ctx, tx, t, me, now); err != nil {
+				return err
+			}
+			ok, err := (db.Tasks{}).Answer(ctx, tx, inv, domain.InvitationAccepted, "", now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errAnswerLost()
+			}
+			if t.Status != domain.TaskMatched {
+				return nil
+			}
+			if _, err := (db.Tasks{}).ExpireOpenInvitations(ctx, tx, t, now); err != nil {
+				return err
+			}
+			args := jobs.TaskArgs(t)
+			if args.Members, err = (db.Tasks{}).HelperNicknames(ctx, tx, t); err != nil {
+				return err
+			}
+			_, err = jobs.Notify(ctx, tx, domain.NotifyTaskMatched, args, now, t.CustomerID)
+			return err
+		})
+		if domain.ErrorCode(err) != domain.ECONFLICT {
+			break
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, newInvitationResponse(inv))
+}
+
+// invitationDeclineRequest is the optional body of a decline.
+type invitationDeclineRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (req *invitationDeclineRequest) Validate() error {
+	if utf8.RuneCountInString(req.Reason) > domain.InvitationReasonMax {
+		return domain.FieldErrorf(domain.EINVALID, "reason", "Field \"reason\" must be at most %d characters.", domain.InvitationReasonMax)
+	}
+	return nil
+}
+
+// handleInvitationDecline declines the member's invitation, with an
+// optional reason (easytask: it helps the next match).
+func (s *server) handleInvitationDecline(w http.ResponseWriter, r *http.Request) {
+	var req invitationDeclineRequest
+	if err := s.decodeOptional(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	now := s.now().UTC()
+	var inv *domain.Invitation
+	err := db.RunInTx(r.Context(), s.db, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if _, inv, err = myInvitation(ctx, tx, chi.URLParam(r, "id"), mustClaims(r).MemberID); err != nil {
+			return err
+		}
+		if err := inv.CheckAnswerable(now); err != nil {
+			return err
+		}
+		ok, err := (db.Tasks{}).Answer(ctx, tx, inv, domain.InvitationDeclined, req.Reason, now)
+		if err == nil && !ok {
+			err = domain.Errorf(domain.EINVITATIONEXPIRED, "The invitation has expired.")
+		}
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, newInvitationResponse(inv))
 }
