@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uptrace/bun"
+
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
@@ -94,4 +96,53 @@ func TestTaskCandidatesUseIndexes(t *testing.T) {
 			t.Errorf("plan scans %s", table)
 		}
 	}
+}
+
+// TestTaskVersionChecks: a write of a task read before another write
+// changed it is refused as a conflict and changes nothing, on every
+// dialect; so is a change once the task left STANDBY.
+func TestTaskVersionChecks(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		customer := mustCreate(t, bdb, newMember("customer@example.com", "customer"))
+		cats, abs := catalogueIDs(t, bdb)
+		task := &domain.Task{CustomerID: customer.ID, Title: "번역", Details: "10쪽", BigCategoryID: cats["통번역"],
+			SmallCategoryID: cats["초벌 번역"], AbilityIDs: []int64{abs["영어"]}, HelpersWanted: 1, CreatedAt: memberEpoch}
+		if err := (db.Tasks{}).Create(ctx, bdb, task); err != nil {
+			t.Fatal(err)
+		}
+		stale := *task
+		task.Title = "새 제목"
+		if err := (db.Tasks{}).Update(ctx, bdb, task, memberEpoch); err != nil {
+			t.Fatal(err)
+		}
+		stale.Title = "늦은 제목"
+		if err := (db.Tasks{}).Update(ctx, bdb, &stale, memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+			t.Errorf("stale update: %v, want conflict", err)
+		}
+		if err := (db.Tasks{}).SetStatus(ctx, bdb, &stale, domain.TaskMatching, memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+			t.Errorf("stale status change: %v, want conflict", err)
+		}
+		if err := (db.Tasks{}).SetStatus(ctx, bdb, task, domain.TaskMatching, memberEpoch); err != nil {
+			t.Fatal(err)
+		}
+		if err := (db.Tasks{}).Delete(ctx, bdb, task, memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+			t.Errorf("delete in MATCHING: %v, want conflict", err)
+		}
+		got, err := (db.Tasks{}).FindByID(ctx, bdb, task.ID)
+		if err != nil || got.Title != "새 제목" || got.Status != domain.TaskMatching || got.Version != 3 ||
+			got.Customer != "customer" || len(got.AbilityIDs) != 1 {
+			t.Errorf("task = %+v, %v", got, err)
+		}
+		// A helper counts in only at the version read.
+		helper := mustCreate(t, bdb, newMember("helper@example.com", "helper"))
+		old := *got
+		if err := (db.Tasks{}).AddHelper(ctx, bdb, got, helper.ID, memberEpoch); err != nil || got.Status != domain.TaskMatched {
+			t.Fatalf("AddHelper = %v, status %s", err, got.Status)
+		}
+		if err := (db.Tasks{}).AddHelper(ctx, bdb, &old, helper.ID, memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+			t.Errorf("stale AddHelper: %v, want conflict", err)
+		}
+	})
 }
