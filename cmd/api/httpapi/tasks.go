@@ -401,6 +401,12 @@ func (s *server) handleInvitationAccept(w http.ResponseWriter, r *http.Request) 
 				return domain.Errorf(domain.ETASKFULL, "The task has all its helpers.")
 			}
 			if err := inv.CheckAnswerable(now); err != nil {
+				if inv.Status == domain.InvitationExpired && inv.ExpiresAt.After(now) && t.Status == domain.TaskMatching {
+					// The statements read on both sides of the last
+					// seat's commit (which expired this invitation):
+					// read again.
+					return errAnswerLost()
+				}
 				return err
 			}
 			if t.Status != domain.TaskMatching {
