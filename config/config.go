@@ -37,6 +37,7 @@ type Config struct {
 	Matching  MatchingConfig  `mapstructure:"matching"`
 	Rooms     RoomsConfig     `mapstructure:"rooms"`
 	Missions  MissionsConfig  `mapstructure:"missions"`
+	Tasks     TasksConfig     `mapstructure:"tasks"`
 	Notify    NotifyConfig    `mapstructure:"notify"`
 	Mail      MailConfig      `mapstructure:"mail"`
 	SMS       SMSConfig       `mapstructure:"sms"`
@@ -164,6 +165,15 @@ type MissionsConfig struct {
 	MaxDaysAhead int `mapstructure:"max_days_ahead" usage:"how many days ahead a mission may start at most"`
 	// The verify reminder goes out once per member and window.
 	ReminderBefore time.Duration `mapstructure:"reminder_before" usage:"a member who has not verified today is reminded this long before a window closes"`
+}
+
+// TasksConfig tunes the invitation rounds of helper requests.
+type TasksConfig struct {
+	// The interval becomes the task-invitations tick's spec ("@every"),
+	// unless scheduler.ticks names that tick.
+	RoundInterval time.Duration `mapstructure:"round_interval" usage:"how often every task in MATCHING gets a round of invitations"`
+	RoundSize     int           `mapstructure:"round_size" usage:"how many helpers one round invites at most"`
+	InvitationTTL time.Duration `mapstructure:"invitation_ttl" usage:"an invitation not answered this long after it was sent expires"`
 }
 
 // NotifyConfig configures notifications across channels.
@@ -415,6 +425,8 @@ func Default() *Config {
 		},
 		// Stripe's default tolerance.
 		Payments: PaymentsConfig{WebhookTolerance: 5 * time.Minute},
+		// easytask's 15-second tick and chunk of 20.
+		Tasks: TasksConfig{RoundInterval: 15 * time.Second, RoundSize: 20, InvitationTTL: 24 * time.Hour},
 	}
 }
 

@@ -109,6 +109,7 @@ func TestLoadDefaults(t *testing.T) {
 		Scheduler: config.SchedulerConfig{TimeZone: "Asia/Seoul", CatchUpWindow: time.Hour, MetricsAddr: ":9092"},
 		Payments:  config.PaymentsConfig{WebhookTolerance: 5 * time.Minute},
 		Missions:  config.MissionsConfig{MaxDaysAhead: 90, ReminderBefore: 30 * time.Minute},
+		Tasks:     config.TasksConfig{RoundInterval: 15 * time.Second, RoundSize: 20, InvitationTTL: 24 * time.Hour},
 	}
 	for _, getenv := range []func(string) string{nil, env(nil)} {
 		got, err := config.Load(nil, getenv)
@@ -586,6 +587,9 @@ func TestValidateRules(t *testing.T) {
 		{"max days ahead zero", func(c *config.Config) { c.Rooms.MaxDaysAhead = 0 }, "rooms.max_days_ahead: must be between 1 and 3650"},
 		{"mission days ahead", func(c *config.Config) { c.Missions.MaxDaysAhead = 366 }, "missions.max_days_ahead: must be between 1 and 365"},
 		{"mission reminder", func(c *config.Config) { c.Missions.ReminderBefore = 0 }, "missions.reminder_before: must be between 1m and 12h"},
+		{"task round interval", func(c *config.Config) { c.Tasks.RoundInterval = 1500 * time.Millisecond }, "tasks.round_interval: must be whole seconds between 1s and 1h"},
+		{"task round size", func(c *config.Config) { c.Tasks.RoundSize = 0 }, "tasks.round_size: must be between 1 and 1000"},
+		{"task invitation ttl", func(c *config.Config) { c.Tasks.InvitationTTL = time.Second }, "tasks.invitation_ttl: must be between 1m and 720h"},
 		{"admission retries", func(c *config.Config) { c.Rooms.AdmissionRetries = 21 }, "rooms.admission_retries: must be between 0 and 20"},
 		{"admission wait", func(c *config.Config) { c.Rooms.AdmissionRetryWait = time.Minute }, "rooms.admission_retry_wait: must be between 0 and 5s"},
 		{"list cache long", func(c *config.Config) { c.Rooms.ListCacheTTL = time.Hour }, "rooms.list_cache_ttl: must be between 0 and 1m"},

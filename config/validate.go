@@ -153,6 +153,15 @@ func (c *Config) Validate() error {
 	if c.Missions.ReminderBefore < time.Minute || c.Missions.ReminderBefore > 12*time.Hour {
 		add("missions.reminder_before", "must be between 1m and 12h")
 	}
+	if c.Tasks.RoundInterval < time.Second || c.Tasks.RoundInterval > time.Hour || c.Tasks.RoundInterval%time.Second != 0 {
+		add("tasks.round_interval", "must be whole seconds between 1s and 1h")
+	}
+	if c.Tasks.RoundSize < 1 || c.Tasks.RoundSize > 1000 {
+		add("tasks.round_size", "must be between 1 and 1000")
+	}
+	if c.Tasks.InvitationTTL < time.Minute || c.Tasks.InvitationTTL > 30*24*time.Hour {
+		add("tasks.invitation_ttl", "must be between 1m and 720h")
+	}
 	if c.Rooms.RunLead < 0 || c.Rooms.RunLead > 7*24*time.Hour {
 		add("rooms.run_lead", "must be between 0 and 168h")
 	}

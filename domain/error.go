@@ -81,6 +81,20 @@ const (
 	EIMAGEUSED          = "image_used"
 	EINVALIDSIGNATURE   = "invalid_signature"
 
+	// Helper request refusals (409): a task changed, deleted or started
+	// while not in STANDBY; matching asked for a task still missing what
+	// matching needs (the field names it); matching stopped while the task
+	// is not MATCHING.
+	ETASKNOTSTANDBY  = "task_not_standby"
+	ETASKINCOMPLETE  = "task_incomplete"
+	ETASKNOTMATCHING = "task_not_matching"
+	// Invitation answers: no invitation to this task (403); one answered
+	// already or expired, or a task whose helpers are all found (409).
+	ENOTINVITED        = "not_invited"
+	EALREADYANSWERED   = "already_answered"
+	EINVITATIONEXPIRED = "invitation_expired"
+	ETASKFULL          = "task_full"
+
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
 	ETOKENEXPIRED = "token_expired"

@@ -34,6 +34,7 @@ const (
 	NotifyTaskDone
 	NotifyMissionCancelled
 	NotifyMissionVerifyReminder
+	NotifyTaskShortOfHelpers
 )
 
 // Channel is a way a notification reaches a member besides the in-app list,
@@ -76,6 +77,9 @@ var notificationTypes = map[NotificationType]struct {
 	NotifyMissionCancelled: {"MISSION_CANCELLED", []Channel{ChannelMail}},
 	// In-app only: a nudge every window would be mail spam.
 	NotifyMissionVerifyReminder: {"MISSION_VERIFY_REMINDER", nil},
+	// To the customer, once per matching: every qualified helper was
+	// invited and the task is still short; it keeps waiting for new ones.
+	NotifyTaskShortOfHelpers: {"TASK_SHORT_OF_HELPERS", []Channel{ChannelMail}},
 }
 
 // NotificationTypes returns every type, in stored order.
@@ -228,6 +232,7 @@ var notificationNeeds = map[NotificationType][]string{
 	NotifyTaskDone:               {"title"},
 	NotifyMissionCancelled:       {"title"},
 	NotifyMissionVerifyReminder:  {"title"},
+	NotifyTaskShortOfHelpers:     {"title"},
 }
 
 // CheckFor reports the first argument type t's texts need that a lacks, as

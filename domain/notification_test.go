@@ -13,8 +13,8 @@ import (
 func TestNotificationTypes(t *testing.T) {
 	t.Parallel()
 	types := domain.NotificationTypes()
-	if len(types) != 21 {
-		t.Fatalf("%d types, want 21", len(types))
+	if len(types) != 22 {
+		t.Fatalf("%d types, want 22", len(types))
 	}
 	names := map[string]bool{}
 	for i, typ := range types {

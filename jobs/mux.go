@@ -87,6 +87,9 @@ type Deps struct {
 	Storage storage.Store
 	// Images tunes the variants (quality, pixel limit, the decode gate).
 	Images image.Options
+	// Tasks tune the invitation rounds of helper requests.
+	Tasks TaskRoundParams
+
 	// UploadExpiry is how long a pre-signed upload URL works; the
 	// upload-cleanup tick deletes uploads left past it (zero means
 	// DefaultUploadExpiry).
@@ -180,6 +183,8 @@ func registerHandlers(r *registry, deps Deps) error {
 		{TypeMissionTransition, &MissionTransitionHandler{DB: deps.DB, Relay: deps.Relay, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		{TypeMissionReminders, &MissionRemindersHandler{DB: deps.DB, Relay: deps.Relay, Location: deps.MissionLocation,
 			Before: deps.MissionReminderBefore, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+		{TypeTaskRound, &TaskRoundHandler{DB: deps.DB, Relay: deps.Relay, Params: deps.Tasks,
+			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		{TypeOutboxPrune, &OutboxPruneHandler{DB: deps.DB, KeepSent: deps.KeepSent, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 		{TypeRetention, &RetentionHandler{DB: deps.DB, Policy: deps.Retention, NowFunc: deps.NowFunc, Logger: deps.Logger}},
 	}
@@ -208,6 +213,8 @@ func registerHandlers(r *registry, deps Deps) error {
 			{TypeParticipationSweep, &ParticipationSweepHandler{DB: deps.DB, Client: deps.Client,
 				Inspector: deps.Inspector, After: deps.SweepAfter, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 			{TypeMissionTransitions, &MissionTransitionsHandler{DB: deps.DB, Client: deps.Client,
+				Inspector: deps.Inspector, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+			{TypeTaskInvitations, &TaskInvitationsHandler{DB: deps.DB, Client: deps.Client,
 				Inspector: deps.Inspector, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		}...)
 	}

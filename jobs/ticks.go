@@ -180,6 +180,18 @@ func Ticks() []Tick {
 				return newTickTask(TypeMissionReminders, slot, QueueDefault, 3)
 			},
 		},
+		{
+			Name: TickTaskInvitations,
+			// easytask's 15 seconds; tasks.round_interval overrides it.
+			// "@every" slots are aligned to the epoch, so every
+			// scheduler names the same ones.
+			Spec:  "@every 15s",
+			Queue: QueueDefault,
+			Build: func(slot time.Time) (Task, error) {
+				// The next slot does whatever this one missed.
+				return newTickTask(TypeTaskInvitations, slot, QueueDefault, 1)
+			},
+		},
 	}
 }
 

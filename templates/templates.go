@@ -63,6 +63,7 @@ func Types() []string {
 		"TASK_DONE",
 		"MISSION_CANCELLED",
 		"MISSION_VERIFY_REMINDER",
+		"TASK_SHORT_OF_HELPERS",
 	}
 }
 

@@ -28,6 +28,7 @@ func All() *migrate.Migrations {
 	add(ms, "20261207000012", "image_links", imageLinksUp, imageLinksDown)
 	add(ms, "20261207000013", "points", pointsUp, pointsDown)
 	add(ms, "20261207000014", "missions", missionsUp, missionsDown)
+	add(ms, "20261207000015", "tasks", tasksUp, tasksDown)
 	return ms
 }
 

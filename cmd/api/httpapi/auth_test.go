@@ -660,6 +660,7 @@ func TestMemberPublicProfile(t *testing.T) {
 		Nickname     string             `json:"nickname"`
 		MannerPoints int                `json:"manner_points"`
 		Avatar       *attachedImageBody `json:"avatar"`
+		Skills       json.RawMessage    `json:"skills"`
 	}
 	decodeStrict(t, body, &pub) // nothing but id, nickname, manner points and avatar
 	if pub.ID != m.ID || pub.Nickname != "mina" || pub.MannerPoints != 50 || pub.Avatar != nil {

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -174,6 +175,7 @@ func TestAttendanceAndEvaluation(t *testing.T) {
 				Nickname     string             `json:"nickname"`
 				MannerPoints int                `json:"manner_points"`
 				Avatar       *attachedImageBody `json:"avatar"`
+				Skills       json.RawMessage    `json:"skills"`
 			}
 			s.getOK(t, "/v1/members/"+id, stranger.token, &p)
 			return p.MannerPoints

@@ -30,7 +30,7 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case domain.EUNAUTHORIZED, domain.EINVALIDSIGNATURE, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
 		return http.StatusUnauthorized
-	case domain.EFORBIDDEN, domain.EWRONGCODE, codeCrossSite:
+	case domain.EFORBIDDEN, domain.EWRONGCODE, codeCrossSite, domain.ENOTINVITED:
 		return http.StatusForbidden
 	case domain.ENOTFOUND:
 		return http.StatusNotFound
@@ -41,7 +41,9 @@ func statusOf(code string) int {
 		domain.EHOSTCANNOTLEAVE, domain.EREQUESTPENDING, domain.EALREADYEVALUATED, domain.ENOTOPENYET,
 		domain.EALREADYUPLOADED, domain.EUPLOADMISSING, domain.EALREADYCOMPLETED, domain.EUPLOADEXPIRED,
 		domain.EINSUFFICIENTPOINTS, domain.EMISSIONNOTOPEN, domain.EMISSIONFULL, domain.EMISSIONNOTONGOING,
-		domain.EOUTSIDEWINDOW, domain.EQUOTAREACHED, domain.EIMAGEUSED:
+		domain.EOUTSIDEWINDOW, domain.EQUOTAREACHED, domain.EIMAGEUSED,
+		domain.ETASKNOTSTANDBY, domain.ETASKINCOMPLETE, domain.ETASKNOTMATCHING,
+		domain.EALREADYANSWERED, domain.EINVITATIONEXPIRED, domain.ETASKFULL:
 		return http.StatusConflict
 	case domain.ETOOLARGE, domain.ETOOMANYPIXELS:
 		return http.StatusRequestEntityTooLarge

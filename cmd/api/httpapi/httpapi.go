@@ -282,6 +282,8 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerPointRoutes(r)
 		s.registerMissionRoutes(r)
 		s.registerMissionVerifyRoutes(r)
+		s.registerSkillRoutes(r)
+		s.registerTaskRoutes(r)
 		if extra != nil {
 			extra(r)
 		}

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"testing"
@@ -187,6 +188,7 @@ func TestAvatar(t *testing.T) {
 				Nickname     string             `json:"nickname"`
 				MannerPoints int                `json:"manner_points"`
 				Avatar       *attachedImageBody `json:"avatar"`
+				Skills       json.RawMessage    `json:"skills"`
 			}
 			s.getOK(t, "/v1/members/"+me.ID, other.token, &pub)
 			return m.Avatar, pub.Avatar

@@ -303,6 +303,8 @@ type publicMemberResponse struct {
 	Nickname     string                 `json:"nickname"`
 	MannerPoints int                    `json:"manner_points"`
 	Avatar       *attachedImageResponse `json:"avatar"`
+	// Skills are the member's possible work and abilities as a helper.
+	Skills memberSkillsResponse `json:"skills"`
 }
 
 func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
@@ -323,5 +325,10 @@ func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: points, Avatar: avatar})
+	skills, err := memberSkills(ctx, s.db, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: points, Avatar: avatar, Skills: skills})
 }

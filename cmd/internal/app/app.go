@@ -460,6 +460,7 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 		Admission:    jobs.AdmissionParams{Retries: cfg.Rooms.AdmissionRetries, RetryWait: cfg.Rooms.AdmissionRetryWait},
 		RoomMetrics:  jobs.NewRoomMetrics(reg),
 		Reminders:    reminderRules(cfg, loc),
+		Tasks:        jobs.TaskRoundParams{Size: cfg.Tasks.RoundSize, TTL: cfg.Tasks.InvitationTTL},
 		DB:           bdb,
 		Logger:       wlog,
 		Metrics:      jobs.NewMetrics(reg),
@@ -522,6 +523,19 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 	return comps, nil
 }
 
+// tickOverrides are scheduler.ticks plus the task-invitations tick every
+// tasks.round_interval, unless scheduler.ticks names that tick itself.
+func tickOverrides(cfg *config.Config) map[string]string {
+	out := make(map[string]string, len(cfg.Scheduler.Ticks)+1)
+	for name, spec := range cfg.Scheduler.Ticks {
+		out[name] = spec
+	}
+	if _, ok := out[jobs.TickTaskInvitations]; !ok && cfg.Tasks.RoundInterval > 0 {
+		out[jobs.TickTaskInvitations] = "@every " + cfg.Tasks.RoundInterval.String()
+	}
+	return out
+}
+
 func schedulerComponent(cfg *config.Config, logger *slog.Logger, redisOpt asynq.RedisConnOpt, reg *prometheus.Registry, own bool) ([]component, error) {
 	loc, err := time.LoadLocation(cfg.Scheduler.TimeZone)
 	if err != nil {
@@ -531,7 +545,7 @@ func schedulerComponent(cfg *config.Config, logger *slog.Logger, redisOpt asynq.
 	r, err := cronrun.New(cronrun.Params{
 		Redis:         redisOpt,
 		Ticks:         jobs.Ticks(),
-		Overrides:     cfg.Scheduler.Ticks,
+		Overrides:     tickOverrides(cfg),
 		Location:      loc,
 		CatchUpWindow: cfg.Scheduler.CatchUpWindow,
 		Logger:        slog,
