@@ -75,15 +75,6 @@ func checkBalances(t *testing.T, bdb bun.IDB) {
 	}
 }
 
-func missionStatus(t *testing.T, bdb bun.IDB, key int64) (domain.MissionStatus, int64) {
-	t.Helper()
-	m, err := (db.Missions{}).FindByKey(context.Background(), bdb, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Status, m.Version
-}
-
 // TestMissionStartAndCancel: an OPEN mission with two members starts at its
 // start and not a second earlier; one with the host alone is cancelled and
 // the host's stake refunded, once however often it runs.
@@ -110,7 +101,7 @@ func TestMissionStartAndCancel(t *testing.T) {
 		if tr.To != domain.MissionOngoing || len(tr.Members) != 2 {
 			t.Fatalf("pair: to %v with %d members; want ONGOING with 2", tr.To, len(tr.Members))
 		}
-		if st, v := missionStatus(t, bdb, pair); st != domain.MissionOngoing || v != 2 {
+		if st, v := dbtest.MissionStatus(t, bdb, pair); st != domain.MissionOngoing || v != 2 {
 			t.Errorf("pair: %v version %d; want ONGOING version 2", st, v)
 		}
 		if l := ledger(t, bdb, pair); len(l) != 0 {
@@ -120,7 +111,7 @@ func TestMissionStartAndCancel(t *testing.T) {
 		for range 2 {
 			transition(t, bdb, alone, start.Add(3*time.Hour))
 		}
-		if st, _ := missionStatus(t, bdb, alone); st != domain.MissionCancelled {
+		if st, _ := dbtest.MissionStatus(t, bdb, alone); st != domain.MissionCancelled {
 			t.Errorf("alone: %v, want CANCELLED", st)
 		}
 		want := fmt.Sprintf("REFUND:%d:1000", ms[2])

@@ -224,7 +224,7 @@ func TestMissionTransitionsExactlyOnce(t *testing.T) {
 		closed := missionNotes(t, bdb, domain.NotifyMissionClosed)
 		for _, k := range all[:closes] {
 			id := publicMission(t, bdb, k)
-			if st, v := missionState(t, bdb, k); st != domain.MissionClose || v != 2 {
+			if st, v := dbtest.MissionStatus(t, bdb, k); st != domain.MissionClose || v != 2 {
 				t.Errorf("mission %d: %v version %d; want CLOSE version 2", k, st, v)
 			}
 			got := missionEntries(t, bdb, k)
@@ -262,7 +262,7 @@ func TestMissionTransitionsExactlyOnce(t *testing.T) {
 		startedNotes := missionNotes(t, bdb, domain.NotifyMissionStarted)
 		for _, k := range started {
 			id := publicMission(t, bdb, k)
-			if st, _ := missionState(t, bdb, k); st != domain.MissionOngoing {
+			if st, _ := dbtest.MissionStatus(t, bdb, k); st != domain.MissionOngoing {
 				t.Errorf("mission %d: %v, want ONGOING", k, st)
 			}
 			if len(missionEntries(t, bdb, k)) != 0 || len(startedNotes[id+"/"+members[2].ID]) != 1 || len(startedNotes[id+"/"+members[3].ID]) != 1 {
@@ -272,7 +272,7 @@ func TestMissionTransitionsExactlyOnce(t *testing.T) {
 		cancelNotes := missionNotes(t, bdb, domain.NotifyMissionCancelled)
 		for _, k := range cancelled {
 			id := publicMission(t, bdb, k)
-			if st, _ := missionState(t, bdb, k); st != domain.MissionCancelled {
+			if st, _ := dbtest.MissionStatus(t, bdb, k); st != domain.MissionCancelled {
 				t.Errorf("mission %d: %v, want CANCELLED", k, st)
 			}
 			got := missionEntries(t, bdb, k)
@@ -283,7 +283,7 @@ func TestMissionTransitionsExactlyOnce(t *testing.T) {
 				t.Errorf("cancelled mission %d: notes %+v", k, n)
 			}
 		}
-		if st, v := missionState(t, bdb, later); st != domain.MissionOpen || v != 1 {
+		if st, v := dbtest.MissionStatus(t, bdb, later); st != domain.MissionOpen || v != 1 {
 			t.Errorf("the mission not due yet: %v version %d", st, v)
 		}
 		var bad int
@@ -308,15 +308,6 @@ func dueCount(t *testing.T, bdb *bun.DB, now time.Time) int {
 		n += len(due)
 	}
 	return n
-}
-
-func missionState(t *testing.T, bdb *bun.DB, key int64) (domain.MissionStatus, int64) {
-	t.Helper()
-	m, err := (db.Missions{}).FindByKey(context.Background(), bdb, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Status, m.Version
 }
 
 // TestMissionCatchUp: a mission whose start and end both passed while no
