@@ -391,3 +391,38 @@ func VerificationDays(n, perDay int) []int {
 	}
 	return out
 }
+
+// MissionEntries returns the point entries of the mission with row id
+// mission as "KIND:members.id" → their amounts.
+func MissionEntries(tb testing.TB, idb bun.IDB, mission int64) map[string][]int64 {
+	tb.Helper()
+	var rows []struct {
+		MemberID int64 `bun:"member_id"`
+		Kind     int   `bun:"kind"`
+		Amount   int64 `bun:"amount"`
+	}
+	err := idb.NewSelect().Table("point_entries").Column("member_id", "kind", "amount").
+		Where("mission_id = ?", mission).Scan(context.Background(), &rows)
+	if err != nil {
+		tb.Fatalf("dbtest: mission %d entries: %v", mission, err)
+	}
+	out := map[string][]int64{}
+	for _, r := range rows {
+		k := fmt.Sprintf("%v:%d", domain.PointKind(r.Kind), r.MemberID)
+		out[k] = append(out[k], r.Amount)
+	}
+	return out
+}
+
+// CheckBalances fails tb unless every point balance equals the sum of its
+// entries.
+func CheckBalances(tb testing.TB, idb bun.IDB) {
+	tb.Helper()
+	var bad int
+	err := idb.NewSelect().Table("point_balances").ColumnExpr("COUNT(*)").
+		Where("balance <> (SELECT COALESCE(SUM(e.amount), 0) FROM point_entries AS e WHERE e.member_id = point_balances.member_id)").
+		Scan(context.Background(), &bad)
+	if err != nil || bad != 0 {
+		tb.Errorf("%d balances differ from their entries (%v)", bad, err)
+	}
+}
