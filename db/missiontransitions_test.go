@@ -46,42 +46,13 @@ func transition(t *testing.T, bdb *bun.DB, key int64, now time.Time) *db.Mission
 // ledger returns the mission's entries as "kind:member:amount" counts.
 func ledger(t *testing.T, bdb bun.IDB, mission int64) map[string]int {
 	t.Helper()
-	var rows []struct {
-		MemberID int64 `bun:"member_id"`
-		Kind     int   `bun:"kind"`
-		Amount   int64 `bun:"amount"`
-	}
-	err := bdb.NewSelect().Table("point_entries").Column("member_id", "kind", "amount").
-		Where("mission_id = ?", mission).Scan(context.Background(), &rows)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]int{}
-	for _, r := range rows {
-		out[fmt.Sprintf("%v:%d:%d", domain.PointKind(r.Kind), r.MemberID, r.Amount)]++
+	for k, amounts := range dbtest.MissionEntries(t, bdb, mission) {
+		for _, a := range amounts {
+			out[fmt.Sprintf("%s:%d", k, a)]++
+		}
 	}
 	return out
-}
-
-// checkBalances fails unless every balance equals the sum of its entries.
-func checkBalances(t *testing.T, bdb bun.IDB) {
-	t.Helper()
-	var bad int
-	err := bdb.NewSelect().Table("point_balances").ColumnExpr("COUNT(*)").
-		Where("balance <> (SELECT COALESCE(SUM(e.amount), 0) FROM point_entries AS e WHERE e.member_id = point_balances.member_id)").
-		Scan(context.Background(), &bad)
-	if err != nil || bad != 0 {
-		t.Errorf("%d balances differ from their entries (%v)", bad, err)
-	}
-}
-
-func missionStatus(t *testing.T, bdb bun.IDB, key int64) (domain.MissionStatus, int64) {
-	t.Helper()
-	m, err := (db.Missions{}).FindByKey(context.Background(), bdb, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Status, m.Version
 }
 
 // TestMissionStartAndCancel: an OPEN mission with two members starts at its
@@ -110,7 +81,7 @@ func TestMissionStartAndCancel(t *testing.T) {
 		if tr.To != domain.MissionOngoing || len(tr.Members) != 2 {
 			t.Fatalf("pair: to %v with %d members; want ONGOING with 2", tr.To, len(tr.Members))
 		}
-		if st, v := missionStatus(t, bdb, pair); st != domain.MissionOngoing || v != 2 {
+		if st, v := dbtest.MissionStatus(t, bdb, pair); st != domain.MissionOngoing || v != 2 {
 			t.Errorf("pair: %v version %d; want ONGOING version 2", st, v)
 		}
 		if l := ledger(t, bdb, pair); len(l) != 0 {
@@ -120,7 +91,7 @@ func TestMissionStartAndCancel(t *testing.T) {
 		for range 2 {
 			transition(t, bdb, alone, start.Add(3*time.Hour))
 		}
-		if st, _ := missionStatus(t, bdb, alone); st != domain.MissionCancelled {
+		if st, _ := dbtest.MissionStatus(t, bdb, alone); st != domain.MissionCancelled {
 			t.Errorf("alone: %v, want CANCELLED", st)
 		}
 		want := fmt.Sprintf("REFUND:%d:1000", ms[2])
@@ -130,7 +101,7 @@ func TestMissionStartAndCancel(t *testing.T) {
 		if b, _ := (db.Points{}).Balance(ctx, bdb, ms[2]); b != 1000 {
 			t.Errorf("host's balance %d, want 1000", b)
 		}
-		checkBalances(t, bdb)
+		dbtest.CheckBalances(t, bdb)
 	})
 }
 
@@ -224,7 +195,7 @@ func TestMissionClosePayouts(t *testing.T) {
 		if len(ledger(t, bdb, mixed)) != 2 || len(ledger(t, bdb, perfect)) != 4 {
 			t.Errorf("a rerun posted")
 		}
-		checkBalances(t, bdb)
+		dbtest.CheckBalances(t, bdb)
 	})
 }
 

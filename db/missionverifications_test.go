@@ -359,24 +359,6 @@ func TestMissionVerificationsPages(t *testing.T) {
 	})
 }
 
-// rawVerification is a mission_verifications row written around Verify,
-// to stand for a post whose slot Verify's count did not see.
-type rawVerification struct {
-	bun.BaseModel `bun:"table:mission_verifications"`
-
-	ID        int64     `bun:"id,pk,autoincrement"`
-	PublicID  string    `bun:"public_id"`
-	MissionID int64     `bun:"mission_id"`
-	MemberID  int64     `bun:"member_id"`
-	ImageID   int64     `bun:"image_id"`
-	Day       int16     `bun:"day"`
-	DaySlot   int16     `bun:"day_slot"`
-	Week      int16     `bun:"week"`
-	WeekSlot  int16     `bun:"week_slot"`
-	Window    int16     `bun:"window_position"`
-	CreatedAt time.Time `bun:"created_at"`
-}
-
 // TestMissionVerifySlotUniques proves the uniques that guard the quotas
 // when the counts are wrong, and that each dialect's violation is told
 // apart: a taken day or week slot is quota_reached caused by
@@ -386,10 +368,7 @@ func TestMissionVerifySlotUniques(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
 		f := newVerifyFixture(t, bdb, domain.MissionOngoing)
-		var member int64
-		if err := bdb.NewSelect().Table("members").Column("id").Where("public_id = ?", f.member.ID).Scan(ctx, &member); err != nil {
-			t.Fatal(err)
-		}
+		member := dbtest.MemberKey(t, bdb, f.member.ID)
 		imageKey := func(id string) int64 {
 			var k int64
 			if err := bdb.NewSelect().Table("images").Column("id").Where("public_id = ?", id).Scan(ctx, &k); err != nil {
@@ -398,10 +377,9 @@ func TestMissionVerifySlotUniques(t *testing.T) {
 			return k
 		}
 		insert := func(day, daySlot, week, weekSlot int, image string) error {
-			_, err := bdb.NewInsert().Model(&rawVerification{PublicID: db.NewPublicID(), MissionID: f.key, MemberID: member,
-				ImageID: imageKey(image), Day: int16(day), DaySlot: int16(daySlot), Week: int16(week), WeekSlot: int16(weekSlot),
-				CreatedAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}).Exec(ctx)
-			return err
+			return dbtest.InsertVerification(ctx, bdb, dbtest.Verification{MissionKey: f.key, MemberKey: member,
+				ImageKey: imageKey(image), Day: day, DaySlot: daySlot, Week: week, WeekSlot: weekSlot,
+				CreatedAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)})
 		}
 		// Day 4 holds one photo in slot 1: the count says 1, so the next
 		// post wants slot 1 too.

@@ -46,27 +46,6 @@ func missionNotes(t *testing.T, bdb *bun.DB, typ domain.NotificationType) map[st
 	return out
 }
 
-// missionEntries returns the mission's ledger as "KIND:member" → amounts.
-func missionEntries(t *testing.T, bdb *bun.DB, mission int64) map[string][]int64 {
-	t.Helper()
-	var rows []struct {
-		MemberID int64 `bun:"member_id"`
-		Kind     int   `bun:"kind"`
-		Amount   int64 `bun:"amount"`
-	}
-	err := bdb.NewSelect().Table("point_entries").Column("member_id", "kind", "amount").
-		Where("mission_id = ?", mission).Scan(context.Background(), &rows)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]int64{}
-	for _, r := range rows {
-		k := fmt.Sprintf("%v:%d", domain.PointKind(r.Kind), r.MemberID)
-		out[k] = append(out[k], r.Amount)
-	}
-	return out
-}
-
 // publicMission returns the public id of mission key.
 func publicMission(t *testing.T, bdb *bun.DB, key int64) string {
 	t.Helper()
@@ -224,10 +203,10 @@ func TestMissionTransitionsExactlyOnce(t *testing.T) {
 		closed := missionNotes(t, bdb, domain.NotifyMissionClosed)
 		for _, k := range all[:closes] {
 			id := publicMission(t, bdb, k)
-			if st, v := missionState(t, bdb, k); st != domain.MissionClose || v != 2 {
+			if st, v := dbtest.MissionStatus(t, bdb, k); st != domain.MissionClose || v != 2 {
 				t.Errorf("mission %d: %v version %d; want CLOSE version 2", k, st, v)
 			}
-			got := missionEntries(t, bdb, k)
+			got := dbtest.MissionEntries(t, bdb, k)
 			want := map[string][]int64{}
 			refund := func(m int, amount int64, rate int) {
 				want[fmt.Sprintf("REFUND:%d", keys[m])] = []int64{amount}
@@ -262,20 +241,20 @@ func TestMissionTransitionsExactlyOnce(t *testing.T) {
 		startedNotes := missionNotes(t, bdb, domain.NotifyMissionStarted)
 		for _, k := range started {
 			id := publicMission(t, bdb, k)
-			if st, _ := missionState(t, bdb, k); st != domain.MissionOngoing {
+			if st, _ := dbtest.MissionStatus(t, bdb, k); st != domain.MissionOngoing {
 				t.Errorf("mission %d: %v, want ONGOING", k, st)
 			}
-			if len(missionEntries(t, bdb, k)) != 0 || len(startedNotes[id+"/"+members[2].ID]) != 1 || len(startedNotes[id+"/"+members[3].ID]) != 1 {
-				t.Errorf("started mission %d: entries %v, notes %v", k, missionEntries(t, bdb, k), startedNotes)
+			if len(dbtest.MissionEntries(t, bdb, k)) != 0 || len(startedNotes[id+"/"+members[2].ID]) != 1 || len(startedNotes[id+"/"+members[3].ID]) != 1 {
+				t.Errorf("started mission %d: entries %v, notes %v", k, dbtest.MissionEntries(t, bdb, k), startedNotes)
 			}
 		}
 		cancelNotes := missionNotes(t, bdb, domain.NotifyMissionCancelled)
 		for _, k := range cancelled {
 			id := publicMission(t, bdb, k)
-			if st, _ := missionState(t, bdb, k); st != domain.MissionCancelled {
+			if st, _ := dbtest.MissionStatus(t, bdb, k); st != domain.MissionCancelled {
 				t.Errorf("mission %d: %v, want CANCELLED", k, st)
 			}
-			got := missionEntries(t, bdb, k)
+			got := dbtest.MissionEntries(t, bdb, k)
 			if len(got) != 1 || fmt.Sprint(got[fmt.Sprintf("REFUND:%d", keys[3])]) != "[1000]" {
 				t.Errorf("cancelled mission %d: ledger %v; want the host's stake back once", k, got)
 			}
@@ -283,16 +262,10 @@ func TestMissionTransitionsExactlyOnce(t *testing.T) {
 				t.Errorf("cancelled mission %d: notes %+v", k, n)
 			}
 		}
-		if st, v := missionState(t, bdb, later); st != domain.MissionOpen || v != 1 {
+		if st, v := dbtest.MissionStatus(t, bdb, later); st != domain.MissionOpen || v != 1 {
 			t.Errorf("the mission not due yet: %v version %d", st, v)
 		}
-		var bad int
-		err = bdb.NewSelect().Table("point_balances").ColumnExpr("COUNT(*)").
-			Where("balance <> (SELECT COALESCE(SUM(e.amount), 0) FROM point_entries AS e WHERE e.member_id = point_balances.member_id)").
-			Scan(ctx, &bad)
-		if err != nil || bad != 0 {
-			t.Errorf("%d balances differ from their entries (%v)", bad, err)
-		}
+		dbtest.CheckBalances(t, bdb)
 	})
 }
 
@@ -308,15 +281,6 @@ func dueCount(t *testing.T, bdb *bun.DB, now time.Time) int {
 		n += len(due)
 	}
 	return n
-}
-
-func missionState(t *testing.T, bdb *bun.DB, key int64) (domain.MissionStatus, int64) {
-	t.Helper()
-	m, err := (db.Missions{}).FindByKey(context.Background(), bdb, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Status, m.Version
 }
 
 // TestMissionCatchUp: a mission whose start and end both passed while no

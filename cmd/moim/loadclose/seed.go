@@ -8,74 +8,9 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
 )
-
-// Rows the seed writes in bulk.
-
-type missionRow struct {
-	bun.BaseModel `bun:"table:missions"`
-
-	ID          int64     `bun:"id,pk,autoincrement"`
-	PublicID    string    `bun:"public_id"`
-	Code        string    `bun:"code"`
-	HostID      int64     `bun:"host_id"`
-	Title       string    `bun:"title"`
-	Type        int16     `bun:"type"`
-	Description string    `bun:"description"`
-	Stake       int64     `bun:"stake"`
-	Capacity    int16     `bun:"capacity"`
-	MemberCount int16     `bun:"member_count"`
-	Status      int16     `bun:"status"`
-	StartsAt    time.Time `bun:"starts_at"`
-	EndsAt      time.Time `bun:"ends_at"`
-	Weeks       int16     `bun:"weeks"`
-	DaysPerWeek int16     `bun:"days_per_week"`
-	PerDay      int16     `bun:"per_day"`
-	Version     int64     `bun:"version"`
-	CreatedAt   time.Time `bun:"created_at"`
-	UpdatedAt   time.Time `bun:"updated_at"`
-}
-
-type memberRow struct {
-	bun.BaseModel `bun:"table:mission_members"`
-
-	ID        int64     `bun:"id,pk,autoincrement"`
-	MissionID int64     `bun:"mission_id"`
-	MemberID  int64     `bun:"member_id"`
-	Status    int16     `bun:"status"`
-	Stake     int64     `bun:"stake"`
-	JoinedAt  time.Time `bun:"joined_at"`
-}
-
-type imageRow struct {
-	bun.BaseModel `bun:"table:images"`
-
-	ID        int64     `bun:"id,pk,autoincrement"`
-	PublicID  string    `bun:"public_id"`
-	OwnerID   int64     `bun:"owner_id"`
-	Purpose   int16     `bun:"purpose"`
-	Status    int16     `bun:"status"`
-	Variants  string    `bun:"variants"`
-	CreatedAt time.Time `bun:"created_at"`
-	UpdatedAt time.Time `bun:"updated_at"`
-}
-
-type verificationRow struct {
-	bun.BaseModel `bun:"table:mission_verifications"`
-
-	ID        int64     `bun:"id,pk,autoincrement"`
-	PublicID  string    `bun:"public_id"`
-	MissionID int64     `bun:"mission_id"`
-	MemberID  int64     `bun:"member_id"`
-	ImageID   int64     `bun:"image_id"`
-	Day       int16     `bun:"day"`
-	DaySlot   int16     `bun:"day_slot"`
-	Week      int16     `bun:"week"`
-	WeekSlot  int16     `bun:"week_slot"`
-	Window    int16     `bun:"window_position"`
-	CreatedAt time.Time `bun:"created_at"`
-}
 
 // The shape of every seeded mission: 1 week × 5 days × 1 a day, so 5
 // verifications make 100 %; the last two members reach 80 % and 40 %.
@@ -150,59 +85,21 @@ func seedSet(ctx context.Context, bdb *bun.DB, p params, s missionSet, end time.
 	const chunk = 250
 	for lo := 0; lo < p.n; lo += chunk {
 		hi := min(lo+chunk, p.n)
+		fs := make([]dbtest.MissionFixture, 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			f := dbtest.MissionFixture{Key: s.first + int64(i), Title: "loadclose mission", Description: "seeded by loadclose",
+				Status: domain.MissionOngoing, Stake: seedStake, StartsAt: start,
+				Weeks: seedWeeks, DaysPerWeek: seedDays, PerDay: seedPerDay}
+			for j := range p.members {
+				member, mmKey := s.member(i, j)
+				f.Members = append(f.Members, dbtest.MissionMemberSeed{Key: member, RowKey: mmKey,
+					Days: dbtest.VerificationDays(verifications(j, p.members), seedPerDay)})
+			}
+			fs = append(fs, f)
+		}
 		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-			ms := make([]missionRow, 0, hi-lo)
-			for i := lo; i < hi; i++ {
-				host, _ := s.member(i, 0)
-				code := db.NewPublicID()
-				ms = append(ms, missionRow{ID: s.first + int64(i), PublicID: db.NewPublicID(), Code: code[:domain.MissionCodeLen], HostID: host,
-					Title: "loadclose mission", Type: int16(domain.MissionExercise), Description: "seeded by loadclose",
-					Stake: seedStake, Capacity: domain.MissionCapacityMax, MemberCount: int16(p.members),
-					Status: int16(domain.MissionOngoing), StartsAt: start, EndsAt: start.AddDate(0, 0, 7*seedWeeks),
-					Weeks: seedWeeks, DaysPerWeek: seedDays, PerDay: seedPerDay, Version: 1, CreatedAt: now, UpdatedAt: now})
-			}
-			if _, err := tx.NewInsert().Model(&ms).Exec(ctx); err != nil {
-				return fmt.Errorf("insert missions: %w", err)
-			}
-			var mms []memberRow
-			var imgs []imageRow
-			for i := lo; i < hi; i++ {
-				for j := range p.members {
-					member, _ := s.member(i, j)
-					_, mmKey := s.member(i, j)
-					mms = append(mms, memberRow{ID: mmKey, MissionID: ms[i-lo].ID, MemberID: member,
-						Status: int16(domain.MissionMemberActive), Stake: seedStake, JoinedAt: now})
-					for range verifications(j, p.members) {
-						imgs = append(imgs, imageRow{PublicID: db.NewPublicID(), OwnerID: member,
-							Purpose: int16(domain.ImagePurposeVerification), Status: int16(domain.ImageReady), Variants: "{}",
-							CreatedAt: now, UpdatedAt: now})
-					}
-				}
-			}
-			if _, err := tx.NewInsert().Model(&mms).Exec(ctx); err != nil {
-				return fmt.Errorf("insert mission members: %w", err)
-			}
-			if _, err := tx.NewInsert().Model(&imgs).Exec(ctx); err != nil {
-				return fmt.Errorf("insert images: %w", err)
-			}
-			vs := make([]verificationRow, 0, len(imgs))
-			for _, img := range imgs {
-				if img.ID == 0 {
-					return fmt.Errorf("insert images: the driver returned no ids")
-				}
-			}
-			k := 0
-			for n, mm := range mms {
-				for d := range verifications(n%p.members, p.members) {
-					vs = append(vs, verificationRow{PublicID: db.NewPublicID(), MissionID: mm.MissionID, MemberID: mm.MemberID,
-						ImageID: imgs[k].ID, Day: int16(d), Week: 1, WeekSlot: int16(d), CreatedAt: now})
-					k++
-				}
-			}
-			if _, err := tx.NewInsert().Model(&vs).Exec(ctx); err != nil {
-				return fmt.Errorf("insert verifications: %w", err)
-			}
-			return nil
+			_, err := dbtest.SeedMissions(ctx, tx, fs, now)
+			return err
 		})
 		if err != nil {
 			return s, err
