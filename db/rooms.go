@@ -681,6 +681,7 @@ func (Rooms) MarkAttendance(ctx context.Context, idb bun.IDB, r *domain.Room, me
 	}
 	if _, err := idb.NewUpdate().Model((*memberRow)(nil)).
 		Set("manner_points = manner_points + 1").
+		Set("activity_score = activity_score + ?", domain.ActivityPerMannerPoint).
 		Where("public_id IN (?)", bun.In(fresh)).
 		Exec(ctx); err != nil {
 		return nil, fmt.Errorf("mark attendance in %s: manner points: %w", r.ID, translate(err))
@@ -719,6 +720,7 @@ func (Rooms) Evaluate(ctx context.Context, idb bun.IDB, r *domain.Room, memberID
 	}
 	if _, err := idb.NewUpdate().Model((*memberRow)(nil)).
 		Set("manner_points = manner_points + ?", points).
+		Set("activity_score = activity_score + ?", domain.ActivityPerMannerPoint*points).
 		Where("public_id = ?", r.HostID).
 		Exec(ctx); err != nil {
 		return fmt.Errorf("evaluate room %s: manner points: %w", r.ID, translate(err))
