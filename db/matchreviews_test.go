@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/migrate"
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
@@ -158,5 +159,43 @@ func TestMatchReviewConcurrent(t *testing.T) {
 			t.Errorf("%d reviews stored; want 1", ok)
 		}
 		checkActivity(t, bdb, bob.ID, domain.Activity{Matches: 1, ReviewsReceived: 1, ReviewSum: 4, ReviewPoints: 20, MannerPoints: 50})
+	})
+}
+
+// TestMatchReviewsMigrationBackfills: the migration computes the activity
+// of the members there are from their matches and manner points.
+func TestMatchReviewsMigrationBackfills(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
+		carol := mustCreate(t, bdb, newMember("carol@example.com", "Carol"))
+		for range 2 {
+			mustStoreMatch(t, bdb, &domain.Match{Category: domain.CategoryMeal, Method: domain.MatchRandom, CreatedAt: matchEpoch},
+				alice.ID, bob.ID)
+		}
+		var mig *migrate.Migration
+		for _, m := range db.Migrations().Sorted() {
+			if m.Name == "20261207000016" {
+				mig = &m
+			}
+		}
+		if mig == nil {
+			t.Fatal("migration 20261207000016 not found")
+		}
+		migrator := migrate.NewMigrator(bdb, db.Migrations())
+		if err := mig.Down(ctx, migrator, mig); err != nil {
+			t.Fatalf("down: %v", err)
+		}
+		if _, err := bdb.NewUpdate().Table("members").Set("manner_points = 47").Where("public_id = ?", bob.ID).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := mig.Up(ctx, migrator, mig); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		checkActivity(t, bdb, alice.ID, domain.Activity{Matches: 2, MannerPoints: 50})
+		checkActivity(t, bdb, bob.ID, domain.Activity{Matches: 2, MannerPoints: 47})
+		checkActivity(t, bdb, carol.ID, domain.Activity{MannerPoints: 50})
 	})
 }

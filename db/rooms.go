@@ -638,7 +638,8 @@ func (Participations) Pending(ctx context.Context, idb bun.IDB, before time.Time
 }
 
 // MarkAttendance records that the guests (public ids) of room r came, as
-// its host says, and gives each one newly marked a manner point, all in
+// its host says, and gives each one newly marked a manner point (and its
+// share of the activity score, domain.ActivityPerMannerPoint), all in
 // idb (a transaction). It returns the ids newly marked; guests already
 // marked are passed over. Errors: ENOTPARTICIPATING (field "member_ids")
 // when one of them is not a guest of r.
@@ -690,7 +691,8 @@ func (Rooms) MarkAttendance(ctx context.Context, idb bun.IDB, r *domain.Room, me
 }
 
 // Evaluate records guest memberID's evaluation of room r's host, a
-// manner-point change of points (not 0), and applies it to the host, in
+// manner-point change of points (not 0), and applies it to the host (the
+// manner points and their share of the activity score), in
 // idb (a transaction). Errors: ENOTPARTICIPATING when memberID is not a
 // guest of r; EALREADYEVALUATED when they have evaluated this room.
 func (Rooms) Evaluate(ctx context.Context, idb bun.IDB, r *domain.Room, memberID string, points int) error {
