@@ -199,3 +199,58 @@ func TestMatchReviewsMigrationBackfills(t *testing.T) {
 		checkActivity(t, bdb, carol.ID, domain.Activity{MannerPoints: 50})
 	})
 }
+
+// TestCandidatesRankByActivity: a helper request invites the helper with
+// the higher activity score first, whatever the account's age.
+func TestCandidatesRankByActivity(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		cats, abs := catalogueIDs(t, bdb)
+		var helpers []*domain.Member
+		for _, name := range []string{"a", "b", "c"} {
+			h := mustCreate(t, bdb, newMember(name+"@example.com", name))
+			if err := (db.Skills{}).SetMemberSkills(ctx, bdb, h.ID, []int64{cats["초벌 번역"]}, []int64{abs["영어"]}); err != nil {
+				t.Fatal(err)
+			}
+			helpers = append(helpers, h)
+		}
+		b, c := helpers[1], helpers[2]
+		customer := mustCreate(t, bdb, newMember("customer@example.com", "customer"))
+		task := &domain.Task{CustomerID: customer.ID, Title: "번역", Details: "10쪽", BigCategoryID: cats["통번역"],
+			SmallCategoryID: cats["초벌 번역"], AbilityIDs: []int64{abs["영어"]}, HelpersWanted: 1, CreatedAt: memberEpoch}
+		if err := (db.Tasks{}).Create(ctx, bdb, task); err != nil {
+			t.Fatal(err)
+		}
+		order := func() string {
+			t.Helper()
+			cands, err := (db.Tasks{}).Candidates(ctx, bdb, task, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, c := range cands {
+				out = append(out, c.Nickname)
+			}
+			return strings.Join(out, ",")
+		}
+		if got := order(); got != "a,b,c" {
+			t.Fatalf("candidates with equal scores = %s; want a,b,c (oldest first)", got)
+		}
+		// b and c meet (10 each); c gives b a 5 (42), b gives c a 1 (-10).
+		m := mustStoreMatch(t, bdb, &domain.Match{Category: domain.CategoryMeal, Method: domain.MatchRandom, CreatedAt: matchEpoch},
+			b.ID, c.ID)
+		for _, r := range []struct {
+			from, to string
+			score    int
+		}{{c.ID, b.ID, 5}, {b.ID, c.ID, 1}} {
+			rv := &domain.MatchReview{MatchID: m.ID, ReviewerID: r.from, RevieweeID: r.to, Score: r.score}
+			if err := (db.MatchReviews{}).Create(ctx, bdb, rv, matchEpoch.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := order(); got != "b,a,c" {
+			t.Errorf("candidates = %s; want b (52), then a and c (0) oldest first", got)
+		}
+	})
+}
