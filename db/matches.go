@@ -110,8 +110,24 @@ func (Matches) Create(ctx context.Context, idb bun.IDB, m *domain.Match, memberI
 	if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {
 		return 0, fmt.Errorf("create match %s: members: %w", row.PublicID, translate(err))
 	}
+	// Attending a match is part of each member's activity score.
+	if _, err := idb.NewUpdate().Model((*memberRow)(nil)).
+		Set("activity_matches = activity_matches + 1").
+		Set("activity_score = activity_score + ?", domain.ActivityPerMatch).
+		Where("id IN (?)", bun.In(matchMemberKeys(rows))).
+		Exec(ctx); err != nil {
+		return 0, fmt.Errorf("create match %s: activity: %w", row.PublicID, translate(err))
+	}
 	m.ID, m.Members, m.CreatedAt = row.PublicID, members, row.CreatedAt
 	return row.ID, nil
+}
+
+func matchMemberKeys(rows []matchMemberRow) []int64 {
+	keys := make([]int64, len(rows))
+	for i := range rows {
+		keys[i] = rows[i].MemberID
+	}
+	return keys
 }
 
 // checkMatch rejects what the caller should have validated.

@@ -638,7 +638,8 @@ func (Participations) Pending(ctx context.Context, idb bun.IDB, before time.Time
 }
 
 // MarkAttendance records that the guests (public ids) of room r came, as
-// its host says, and gives each one newly marked a manner point, all in
+// its host says, and gives each one newly marked a manner point (and its
+// share of the activity score, domain.ActivityPerMannerPoint), all in
 // idb (a transaction). It returns the ids newly marked; guests already
 // marked are passed over. Errors: ENOTPARTICIPATING (field "member_ids")
 // when one of them is not a guest of r.
@@ -681,6 +682,7 @@ func (Rooms) MarkAttendance(ctx context.Context, idb bun.IDB, r *domain.Room, me
 	}
 	if _, err := idb.NewUpdate().Model((*memberRow)(nil)).
 		Set("manner_points = manner_points + 1").
+		Set("activity_score = activity_score + ?", domain.ActivityPerMannerPoint).
 		Where("public_id IN (?)", bun.In(fresh)).
 		Exec(ctx); err != nil {
 		return nil, fmt.Errorf("mark attendance in %s: manner points: %w", r.ID, translate(err))
@@ -689,7 +691,8 @@ func (Rooms) MarkAttendance(ctx context.Context, idb bun.IDB, r *domain.Room, me
 }
 
 // Evaluate records guest memberID's evaluation of room r's host, a
-// manner-point change of points (not 0), and applies it to the host, in
+// manner-point change of points (not 0), and applies it to the host (the
+// manner points and their share of the activity score), in
 // idb (a transaction). Errors: ENOTPARTICIPATING when memberID is not a
 // guest of r; EALREADYEVALUATED when they have evaluated this room.
 func (Rooms) Evaluate(ctx context.Context, idb bun.IDB, r *domain.Room, memberID string, points int) error {
@@ -719,6 +722,7 @@ func (Rooms) Evaluate(ctx context.Context, idb bun.IDB, r *domain.Room, memberID
 	}
 	if _, err := idb.NewUpdate().Model((*memberRow)(nil)).
 		Set("manner_points = manner_points + ?", points).
+		Set("activity_score = activity_score + ?", domain.ActivityPerMannerPoint*points).
 		Where("public_id = ?", r.HostID).
 		Exec(ctx); err != nil {
 		return fmt.Errorf("evaluate room %s: manner points: %w", r.ID, translate(err))

@@ -306,6 +306,9 @@ func TestAttendanceAndEvaluation(t *testing.T) {
 		if got := points(host.ID); got != 51 {
 			t.Errorf("host has %d points, want 50 + 3 - 2", got)
 		}
+		// Manner points are part of the activity score, in the same statement.
+		checkActivity(t, bdb, host.ID, domain.Activity{MannerPoints: 51})
+		checkActivity(t, bdb, alice.ID, domain.Activity{MannerPoints: 51})
 	})
 }
 

@@ -350,10 +350,10 @@ type Candidate struct {
 // Candidates returns up to limit helpers qualified for task t and not
 // invited to it yet, best first: their possible work includes t's small
 // category, their abilities cover every required one, they are not its
-// customer and not deleted. Best is the highest manner points (the
-// reputation there is so far), then the least recently invited, then the
-// oldest account. The invitation unique key, not this read, keeps a
-// helper from being invited twice.
+// customer and not deleted. Best is the highest activity score (the
+// reputation, domain.Activity), then manner points, then the least
+// recently invited, then the oldest account. The invitation unique key,
+// not this read, keeps a helper from being invited twice.
 func (Tasks) Candidates(ctx context.Context, idb bun.IDB, t *domain.Task, limit int) ([]Candidate, error) {
 	if len(t.AbilityIDs) == 0 || limit < 1 {
 		return nil, nil
@@ -368,7 +368,7 @@ WHERE pw.category_id = ?
   AND m.public_id <> ?
   AND NOT EXISTS (SELECT 1 FROM task_invitations AS ti WHERE ti.task_id = ? AND ti.helper_id = pw.member_id)
   AND (SELECT COUNT(*) FROM member_abilities AS ma WHERE ma.member_id = pw.member_id AND ma.ability_id IN (?)) = ?
-ORDER BY m.manner_points DESC, hs.last_invited_at ASC, m.id ASC
+ORDER BY m.activity_score DESC, m.manner_points DESC, hs.last_invited_at ASC, m.id ASC
 LIMIT ?`, t.SmallCategoryID, t.CustomerID, t.Key, bun.In(t.AbilityIDs), len(t.AbilityIDs), limit).Scan(ctx, &out)
 	if err != nil {
 		return nil, fmt.Errorf("candidates of task %s: %w", t.ID, translate(err))

@@ -95,6 +95,11 @@ const (
 	EINVITATIONEXPIRED = "invitation_expired"
 	ETASKFULL          = "task_full"
 
+	// Match reviews: once per (match, reviewer, reviewee), and only until
+	// domain.ReviewClosesAfter.
+	EALREADYREVIEWED = "already_reviewed"
+	EREVIEWCLOSED    = "review_closed"
+
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
 	ETOKENEXPIRED = "token_expired"

@@ -661,6 +661,7 @@ func TestMemberPublicProfile(t *testing.T) {
 		MannerPoints int                `json:"manner_points"`
 		Avatar       *attachedImageBody `json:"avatar"`
 		Skills       json.RawMessage    `json:"skills"`
+		Activity     json.RawMessage    `json:"activity"`
 	}
 	decodeStrict(t, body, &pub) // nothing but id, nickname, manner points and avatar
 	if pub.ID != m.ID || pub.Nickname != "mina" || pub.MannerPoints != 50 || pub.Avatar != nil {

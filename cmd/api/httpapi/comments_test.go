@@ -176,6 +176,7 @@ func TestAttendanceAndEvaluation(t *testing.T) {
 				MannerPoints int                `json:"manner_points"`
 				Avatar       *attachedImageBody `json:"avatar"`
 				Skills       json.RawMessage    `json:"skills"`
+				Activity     json.RawMessage    `json:"activity"`
 			}
 			s.getOK(t, "/v1/members/"+id, stranger.token, &p)
 			return p.MannerPoints

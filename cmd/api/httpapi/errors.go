@@ -43,7 +43,8 @@ func statusOf(code string) int {
 		domain.EINSUFFICIENTPOINTS, domain.EMISSIONNOTOPEN, domain.EMISSIONFULL, domain.EMISSIONNOTONGOING,
 		domain.EOUTSIDEWINDOW, domain.EQUOTAREACHED, domain.EIMAGEUSED,
 		domain.ETASKNOTSTANDBY, domain.ETASKINCOMPLETE, domain.ETASKNOTMATCHING,
-		domain.EALREADYANSWERED, domain.EINVITATIONEXPIRED, domain.ETASKFULL:
+		domain.EALREADYANSWERED, domain.EINVITATIONEXPIRED, domain.ETASKFULL,
+		domain.EALREADYREVIEWED, domain.EREVIEWCLOSED:
 		return http.StatusConflict
 	case domain.ETOOLARGE, domain.ETOOMANYPIXELS:
 		return http.StatusRequestEntityTooLarge

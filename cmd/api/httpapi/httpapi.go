@@ -284,6 +284,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerMissionVerifyRoutes(r)
 		s.registerSkillRoutes(r)
 		s.registerTaskRoutes(r)
+		s.registerMatchReviewRoutes(r)
 		if extra != nil {
 			extra(r)
 		}

@@ -189,6 +189,7 @@ func TestAvatar(t *testing.T) {
 				MannerPoints int                `json:"manner_points"`
 				Avatar       *attachedImageBody `json:"avatar"`
 				Skills       json.RawMessage    `json:"skills"`
+				Activity     json.RawMessage    `json:"activity"`
 			}
 			s.getOK(t, "/v1/members/"+me.ID, other.token, &pub)
 			return m.Avatar, pub.Avatar

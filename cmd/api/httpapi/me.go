@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"time"
 
@@ -305,6 +306,17 @@ type publicMemberResponse struct {
 	Avatar       *attachedImageResponse `json:"avatar"`
 	// Skills are the member's possible work and abilities as a helper.
 	Skills memberSkillsResponse `json:"skills"`
+	// Activity is the activity score (the reputation helper requests rank
+	// by) and what it is made of; review texts stay private.
+	Activity activityResponse `json:"activity"`
+}
+
+type activityResponse struct {
+	Score           int     `json:"score"`
+	Matches         int     `json:"matches"`
+	ReviewsReceived int     `json:"reviews_received"`
+	ReviewAverage   float64 `json:"review_average"` // 0 with no reviews
+	MannerPoints    int     `json:"manner_points"`
 }
 
 func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
@@ -315,7 +327,7 @@ func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	points, err := (db.Members{}).MannerPoints(ctx, s.db, id)
+	act, score, err := (db.Members{}).Activity(ctx, s.db, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -330,5 +342,7 @@ func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: points, Avatar: avatar, Skills: skills})
+	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: act.MannerPoints, Avatar: avatar, Skills: skills,
+		Activity: activityResponse{Score: score, Matches: act.Matches, ReviewsReceived: act.ReviewsReceived,
+			ReviewAverage: math.Round(act.ReviewAverage()*100) / 100, MannerPoints: act.MannerPoints}})
 }

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -138,6 +139,7 @@ func TestSkills(t *testing.T) {
 			MannerPoints int              `json:"manner_points"`
 			Avatar       any              `json:"avatar"`
 			Skills       memberSkillsBody `json:"skills"`
+			Activity     json.RawMessage  `json:"activity"`
 		}
 		s.getOK(t, "/v1/members/"+helper.ID, other.token, &pub)
 		if len(pub.Skills.PossibleWork) != 1 || pub.Skills.PossibleWork[0].Name != "초벌 번역" || len(pub.Skills.Abilities) != 2 {
