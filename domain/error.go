@@ -94,6 +94,18 @@ const (
 	EALREADYANSWERED   = "already_answered"
 	EINVITATIONEXPIRED = "invitation_expired"
 	ETASKFULL          = "task_full"
+	// Progress of a matched helper: not a helper of the task (403); DOING
+	// while the task still looks for helpers, DOING again, DONE before
+	// DOING, DONE again (409).
+	ENOTTASKHELPER  = "not_task_helper"
+	ETASKNOTMATCHED = "task_not_matched"
+	EALREADYSTARTED = "already_started"
+	EHELPERNOTDOING = "helper_not_doing"
+	EALREADYDONE    = "already_done"
+	// Reviews of helpers: the task is not DONE yet; this helper was
+	// reviewed for this task already (409).
+	ETASKNOTDONE     = "task_not_done"
+	EALREADYREVIEWED = "already_reviewed"
 
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
