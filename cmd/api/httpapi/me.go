@@ -305,6 +305,8 @@ type publicMemberResponse struct {
 	Avatar       *attachedImageResponse `json:"avatar"`
 	// Skills are the member's possible work and abilities as a helper.
 	Skills memberSkillsResponse `json:"skills"`
+	// HelperReviews sum up the reviews the member got as a helper.
+	HelperReviews helperReviewsResponse `json:"helper_reviews"`
 }
 
 func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
@@ -330,5 +332,11 @@ func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: points, Avatar: avatar, Skills: skills})
+	reviews, err := helperReviews(ctx, s.db, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: points, Avatar: avatar, Skills: skills,
+		HelperReviews: reviews})
 }

@@ -31,6 +31,7 @@ func (s *server) registerTaskRoutes(r chi.Router) {
 		r.Post("/v1/tasks/{id}/invitations/mine/decline", s.handleInvitationDecline)
 		r.Post("/v1/tasks/{id}/helpers/mine/doing", s.handleHelperProgress(domain.TaskHelperDoing))
 		r.Post("/v1/tasks/{id}/helpers/mine/done", s.handleHelperProgress(domain.TaskHelperDone))
+		r.Post("/v1/tasks/{id}/helpers/{member_id}/review", s.handleHelperReview)
 	})
 }
 
