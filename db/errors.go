@@ -82,6 +82,8 @@ func uniqueError(name string) *domain.Error {
 		return &domain.Error{Code: domain.EREQUESTPENDING, Message: "A request of yours for this room is still being processed."}
 	case "room_participants_room_id_member_id_key", "room_participants.room_id, room_participants.member_id":
 		return &domain.Error{Code: domain.EALREADYJOINED, Message: "You are already in this room."}
+	case "task_reviews_task_id_helper_id_key", "task_reviews.task_reviews_task_id_helper_id_key", "task_reviews.task_id, task_reviews.helper_id":
+		return &domain.Error{Code: domain.EALREADYREVIEWED, Message: "You reviewed this helper for this task already."}
 	}
 	return nil
 }

@@ -536,6 +536,25 @@ type taskHelperRow struct {
 	HelperID  int64     `bun:"helper_id,notnull"`
 	Status    int16     `bun:"status,notnull"`
 	MatchedAt time.Time `bun:"matched_at,notnull"`
+	StartedAt time.Time `bun:"started_at,nullzero"`
+	DoneAt    time.Time `bun:"done_at,nullzero"`
+
+	MemberPublicID string `bun:"member_public_id,scanonly"`
+	MemberNickname string `bun:"member_nickname,scanonly"`
+}
+
+func (r *taskHelperRow) toDomain() domain.TaskHelper {
+	h := domain.TaskHelper{Key: r.HelperID, MemberID: r.MemberPublicID, Nickname: r.MemberNickname,
+		Status: domain.TaskHelperStatus(r.Status), MatchedAt: r.MatchedAt.UTC()}
+	if !r.StartedAt.IsZero() {
+		at := r.StartedAt.UTC()
+		h.StartedAt = &at
+	}
+	if !r.DoneAt.IsZero() {
+		at := r.DoneAt.UTC()
+		h.DoneAt = &at
+	}
+	return h
 }
 
 // AddHelper matches member id to task t, read at t.Version in MATCHING
@@ -580,4 +599,56 @@ func (Tasks) HelperNicknames(ctx context.Context, idb bun.IDB, t *domain.Task) (
 		return nil, fmt.Errorf("helpers of %s: %w", t.ID, translate(err))
 	}
 	return out, nil
+}
+
+// Helpers returns task t's helpers with how far each is, in the order
+// they were matched.
+func (Tasks) Helpers(ctx context.Context, idb bun.IDB, t *domain.Task) ([]domain.TaskHelper, error) {
+	var rows []taskHelperRow
+	if err := idb.NewSelect().Model(&rows).ColumnExpr("th.*").
+		ColumnExpr("m.public_id AS member_public_id, m.nickname AS member_nickname").
+		Join("JOIN members AS m ON m.id = th.helper_id").
+		Where("th.task_id = ?", t.Key).OrderExpr("th.id").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("helpers of %s: %w", t.ID, translate(err))
+	}
+	out := make([]domain.TaskHelper, len(rows))
+	for i := range rows {
+		out[i] = rows[i].toDomain()
+	}
+	return out, nil
+}
+
+// Progress moves helper h of task t, read at t.Version, to status to and
+// the task to status taskTo, only if the task has not moved since it was
+// read. The task row is written first: every progress of a task bumps its
+// version, so two helpers finishing at once cannot both miss each other's
+// step (the second's version check fails and it reads again). Errors:
+// ECONFLICT when the task or the helper moved.
+func (Tasks) Progress(ctx context.Context, idb bun.IDB, t *domain.Task, h *domain.TaskHelper, to domain.TaskHelperStatus,
+	taskTo domain.TaskStatus, now time.Time) error {
+	res, err := idb.NewUpdate().Model((*taskRow)(nil)).
+		Set("status = ?", int16(taskTo)).Set("version = version + 1").Set("updated_at = ?", dbTime(now)).
+		Where("id = ?", t.Key).Where("version = ?", t.Version).Where("status = ?", int16(t.Status)).
+		Where("deleted_at IS NULL").
+		Exec(ctx)
+	if err := onePrecise(res, err, "progress of task "+t.ID); err != nil {
+		return err
+	}
+	q := idb.NewUpdate().Model((*taskHelperRow)(nil)).Set("status = ?", int16(to)).
+		Where("task_id = ?", t.Key).Where("helper_id = ?", h.Key).Where("status = ?", int16(h.Status))
+	at := dbTime(now)
+	if to == domain.TaskHelperDoing {
+		q = q.Set("started_at = ?", at)
+		h.StartedAt = &at
+	} else {
+		q = q.Set("done_at = ?", at)
+		h.DoneAt = &at
+	}
+	res, err = q.Exec(ctx)
+	if err := onePrecise(res, err, "progress of a helper of "+t.ID); err != nil {
+		return err
+	}
+	h.Status = to
+	t.Status, t.Version, t.UpdatedAt = taskTo, t.Version+1, at
+	return nil
 }

@@ -94,9 +94,18 @@ const (
 	EALREADYANSWERED   = "already_answered"
 	EINVITATIONEXPIRED = "invitation_expired"
 	ETASKFULL          = "task_full"
-
-	// Match reviews: once per (match, reviewer, reviewee), and only until
-	// domain.ReviewClosesAfter.
+	// Progress of a matched helper: not a helper of the task (403); DOING
+	// while the task still looks for helpers, DOING again, DONE before
+	// DOING, DONE again (409).
+	ENOTTASKHELPER  = "not_task_helper"
+	ETASKNOTMATCHED = "task_not_matched"
+	EALREADYSTARTED = "already_started"
+	EHELPERNOTDOING = "helper_not_doing"
+	EALREADYDONE    = "already_done"
+	// Reviews: a helper's review asked for before the task is DONE; a
+	// helper reviewed for a task, or a member for a match, already; a match
+	// review after domain.ReviewClosesAfter (409).
+	ETASKNOTDONE     = "task_not_done"
 	EALREADYREVIEWED = "already_reviewed"
 	EREVIEWCLOSED    = "review_closed"
 

@@ -278,6 +278,83 @@ const (
 	TaskHelperDone
 )
 
+var taskHelperStatusNames = map[TaskHelperStatus]string{
+	TaskHelperMatched: "MATCHED", TaskHelperDoing: "DOING", TaskHelperDone: "DONE",
+}
+
+func (s TaskHelperStatus) String() string {
+	if n, ok := taskHelperStatusNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("TaskHelperStatus(%d)", int(s))
+}
+
+// MarshalText writes the wire name.
+func (s TaskHelperStatus) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// TaskHelper is a helper matched to a task, and how far their work is.
+type TaskHelper struct {
+	Key       int64 // the member's row id, for the stores
+	MemberID  string
+	Nickname  string
+	Status    TaskHelperStatus
+	MatchedAt time.Time
+	StartedAt *time.Time
+	DoneAt    *time.Time
+}
+
+// FindHelper returns the helper of helpers who is member id, or nil.
+func FindHelper(helpers []TaskHelper, id string) *TaskHelper {
+	for i := range helpers {
+		if helpers[i].MemberID == id {
+			return &helpers[i]
+		}
+	}
+	return nil
+}
+
+// CheckProgress refuses moving h to status to on task t: DOING only from
+// MATCHED once the task has all its helpers (MATCHED or later), DONE only
+// from DOING.
+func CheckProgress(t *Task, h *TaskHelper, to TaskHelperStatus) error {
+	switch to {
+	case TaskHelperDoing:
+		if h.Status != TaskHelperMatched {
+			return Errorf(EALREADYSTARTED, "You are %s on this task already.", h.Status)
+		}
+		if t.Status < TaskMatched {
+			return Errorf(ETASKNOTMATCHED, "The task is %s; work starts once it has all its helpers.", t.Status)
+		}
+	case TaskHelperDone:
+		if h.Status == TaskHelperDone {
+			return Errorf(EALREADYDONE, "You are DONE on this task already.")
+		}
+		if h.Status != TaskHelperDoing {
+			return Errorf(EHELPERNOTDOING, "You are %s on this task; start it (DOING) before finishing it.", h.Status)
+		}
+	default:
+		return Errorf(EINVALID, "Unknown helper status %s.", to)
+	}
+	return nil
+}
+
+// TaskStatusOf is the status of a matched task whose helpers stand at
+// helpers: DOING once every helper has started, DONE once every one has
+// finished, else MATCHED.
+func TaskStatusOf(helpers []TaskHelper) TaskStatus {
+	least := TaskHelperDone
+	for _, h := range helpers {
+		least = min(least, h.Status)
+	}
+	switch {
+	case len(helpers) == 0 || least == TaskHelperMatched:
+		return TaskMatched
+	case least == TaskHelperDoing:
+		return TaskDoing
+	}
+	return TaskDone
+}
+
 // CheckAnswerable refuses an answer to inv at now unless it is open:
 // EALREADYANSWERED after an accept or a decline, EINVITATIONEXPIRED after
 // its time.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -306,4 +308,101 @@ func TestTaskInvitationsTick(t *testing.T) {
 	if fmt.Sprint(status) != fmt.Sprint([]int{int(domain.InvitationExpired)}) {
 		t.Errorf("invitation statuses = %v, want one EXPIRED", status)
 	}
+}
+
+// killAfterInvites cancels a round's context right after the round's
+// k-th invitation insert ran: the worker dies mid-round.
+type killAfterInvites struct {
+	k      int32
+	n      atomic.Int32
+	cancel context.CancelFunc
+}
+
+func (h *killAfterInvites) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
+	return ctx
+}
+
+func (h *killAfterInvites) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	if e.Err == nil && strings.HasPrefix(e.Query, "INSERT") && strings.Contains(e.Query, "task_invitations") && h.n.Add(1) == h.k {
+		h.cancel()
+	}
+}
+
+// TestTaskRoundKilledMidway: a round killed after some of its invitations
+// were inserted (or after all of them, before its mails were recorded)
+// leaves nothing behind: no invitation, no notification, no outbox row,
+// no helper's last invitation time moved. The next round invites the very
+// page the killed one was inviting, and the rounds after it go on from
+// there: every helper is invited once and mailed once.
+func TestTaskRoundKilledMidway(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		w := newTaskWorld(t, bdb)
+		const helpers, size = 12, 5
+		for i := range helpers {
+			w.helper(fmt.Sprintf("h%02d", i), "초벌 번역", "영어")
+		}
+		task := w.task(3, "영어")
+		order, err := (db.Tasks{}).Candidates(ctx, bdb, task, helpers)
+		if err != nil || len(order) != helpers {
+			t.Fatalf("candidates = %d, %v", len(order), err)
+		}
+		outbox := func() int {
+			n, err := bdb.NewSelect().Table("outbox").Count(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return int(n)
+		}
+		outboxBefore := outbox()
+
+		for _, k := range []int32{1, 3, size} {
+			cctx, cancel := context.WithCancel(ctx)
+			hook := &killAfterInvites{k: k, cancel: cancel}
+			killed := &jobs.TaskRoundHandler{DB: bdb.WithQueryHook(hook), Params: jobs.TaskRoundParams{Size: size, TTL: time.Hour},
+				NowFunc: w.clock.Now}
+			n, err := killed.Round(cctx, task.ID)
+			cancel()
+			if err == nil || hook.n.Load() < k {
+				t.Fatalf("kill after %d inserts: round = %d, %v after %d inserts; want it killed", k, n, err, hook.n.Load())
+			}
+			invitations, err := bdb.NewSelect().Table("task_invitations").Count(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := w.notified(domain.NotifyTaskInvitation); invitations != 0 || len(got) != 0 || outbox() != outboxBefore {
+				t.Fatalf("kill after %d inserts left %d invitations, %d notifications, %d outbox rows", k, invitations, len(got), outbox()-outboxBefore)
+			}
+			again, err := (db.Tasks{}).Candidates(ctx, bdb, task, helpers)
+			if err != nil || fmt.Sprint(again) != fmt.Sprint(order) {
+				t.Fatalf("kill after %d inserts moved the order: %v, want %v (%v)", k, again, order, err)
+			}
+			w.clock.Advance(time.Minute)
+		}
+
+		rounds := w.rounds(size)
+		var invited []string
+		for i, want := range []int{size, size, helpers - 2*size} {
+			n, err := rounds.Round(ctx, task.ID)
+			if err != nil || n != want {
+				t.Fatalf("round %d after the kills = %d, %v; want %d", i+1, n, err, want)
+			}
+			for _, c := range order[len(invited) : len(invited)+n] {
+				invited = append(invited, c.ID)
+			}
+			sort.Strings(invited)
+			if got := w.notified(domain.NotifyTaskInvitation); fmt.Sprint(got) != fmt.Sprint(invited) {
+				t.Fatalf("after round %d invitations went to %v, want %v (the candidates in order)", i+1, got, invited)
+			}
+			w.clock.Advance(time.Minute)
+		}
+		if n := outbox() - outboxBefore; n != 3 {
+			t.Errorf("%d outbox rows for 3 rounds' mails, want 3", n)
+		}
+		n, err := bdb.NewSelect().Table("task_invitations").Count(ctx)
+		if err != nil || n != helpers {
+			t.Errorf("%d invitations, want %d (%v)", n, helpers, err)
+		}
+	})
 }

@@ -656,12 +656,13 @@ func TestMemberPublicProfile(t *testing.T) {
 		t.Fatalf("status = %d (body %s)", resp.StatusCode, body)
 	}
 	var pub struct {
-		ID           string             `json:"id"`
-		Nickname     string             `json:"nickname"`
-		MannerPoints int                `json:"manner_points"`
-		Avatar       *attachedImageBody `json:"avatar"`
-		Skills       json.RawMessage    `json:"skills"`
-		Activity     json.RawMessage    `json:"activity"`
+		ID            string             `json:"id"`
+		Nickname      string             `json:"nickname"`
+		MannerPoints  int                `json:"manner_points"`
+		Avatar        *attachedImageBody `json:"avatar"`
+		Skills        json.RawMessage    `json:"skills"`
+		Activity      json.RawMessage    `json:"activity"`
+		HelperReviews json.RawMessage    `json:"helper_reviews"`
 	}
 	decodeStrict(t, body, &pub) // nothing but id, nickname, manner points and avatar
 	if pub.ID != m.ID || pub.Nickname != "mina" || pub.MannerPoints != 50 || pub.Avatar != nil {

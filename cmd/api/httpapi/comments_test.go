@@ -171,12 +171,13 @@ func TestAttendanceAndEvaluation(t *testing.T) {
 		points := func(id string) int {
 			t.Helper()
 			var p struct {
-				ID           string             `json:"id"`
-				Nickname     string             `json:"nickname"`
-				MannerPoints int                `json:"manner_points"`
-				Avatar       *attachedImageBody `json:"avatar"`
-				Skills       json.RawMessage    `json:"skills"`
-				Activity     json.RawMessage    `json:"activity"`
+				ID            string             `json:"id"`
+				Nickname      string             `json:"nickname"`
+				MannerPoints  int                `json:"manner_points"`
+				Avatar        *attachedImageBody `json:"avatar"`
+				Skills        json.RawMessage    `json:"skills"`
+				Activity      json.RawMessage    `json:"activity"`
+				HelperReviews json.RawMessage    `json:"helper_reviews"`
 			}
 			s.getOK(t, "/v1/members/"+id, stranger.token, &p)
 			return p.MannerPoints

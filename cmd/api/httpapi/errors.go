@@ -30,7 +30,8 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case domain.EUNAUTHORIZED, domain.EINVALIDSIGNATURE, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
 		return http.StatusUnauthorized
-	case domain.EFORBIDDEN, domain.EWRONGCODE, codeCrossSite, domain.ENOTINVITED:
+	case domain.EFORBIDDEN, domain.EWRONGCODE, codeCrossSite, domain.ENOTINVITED,
+		domain.ENOTTASKHELPER:
 		return http.StatusForbidden
 	case domain.ENOTFOUND:
 		return http.StatusNotFound
@@ -44,7 +45,9 @@ func statusOf(code string) int {
 		domain.EOUTSIDEWINDOW, domain.EQUOTAREACHED, domain.EIMAGEUSED,
 		domain.ETASKNOTSTANDBY, domain.ETASKINCOMPLETE, domain.ETASKNOTMATCHING,
 		domain.EALREADYANSWERED, domain.EINVITATIONEXPIRED, domain.ETASKFULL,
-		domain.EALREADYREVIEWED, domain.EREVIEWCLOSED:
+		domain.EALREADYREVIEWED, domain.EREVIEWCLOSED,
+		domain.ETASKNOTMATCHED, domain.EALREADYSTARTED, domain.EHELPERNOTDOING, domain.EALREADYDONE,
+		domain.ETASKNOTDONE:
 		return http.StatusConflict
 	case domain.ETOOLARGE, domain.ETOOMANYPIXELS:
 		return http.StatusRequestEntityTooLarge

@@ -184,12 +184,13 @@ func TestAvatar(t *testing.T) {
 			var m memberBody
 			s.getOK(t, "/v1/me", me.token, &m)
 			var pub struct {
-				ID           string             `json:"id"`
-				Nickname     string             `json:"nickname"`
-				MannerPoints int                `json:"manner_points"`
-				Avatar       *attachedImageBody `json:"avatar"`
-				Skills       json.RawMessage    `json:"skills"`
-				Activity     json.RawMessage    `json:"activity"`
+				ID            string             `json:"id"`
+				Nickname      string             `json:"nickname"`
+				MannerPoints  int                `json:"manner_points"`
+				Avatar        *attachedImageBody `json:"avatar"`
+				Skills        json.RawMessage    `json:"skills"`
+				Activity      json.RawMessage    `json:"activity"`
+				HelperReviews json.RawMessage    `json:"helper_reviews"`
 			}
 			s.getOK(t, "/v1/members/"+me.ID, other.token, &pub)
 			return m.Avatar, pub.Avatar

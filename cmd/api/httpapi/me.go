@@ -306,6 +306,8 @@ type publicMemberResponse struct {
 	Avatar       *attachedImageResponse `json:"avatar"`
 	// Skills are the member's possible work and abilities as a helper.
 	Skills memberSkillsResponse `json:"skills"`
+	// HelperReviews sum up the reviews the member got as a helper.
+	HelperReviews helperReviewsResponse `json:"helper_reviews"`
 	// Activity is the activity score (the reputation helper requests rank
 	// by) and what it is made of; review texts stay private.
 	Activity activityResponse `json:"activity"`
@@ -342,7 +344,13 @@ func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	reviews, err := helperReviews(ctx, s.db, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: act.MannerPoints, Avatar: avatar, Skills: skills,
+		HelperReviews: reviews,
 		Activity: activityResponse{Score: score, Matches: act.Matches, ReviewsReceived: act.ReviewsReceived,
 			ReviewAverage: math.Round(act.ReviewAverage()*100) / 100, MannerPoints: act.MannerPoints}})
 }

@@ -134,12 +134,13 @@ func TestSkills(t *testing.T) {
 		}
 		// The public profile shows them.
 		var pub struct {
-			ID           string           `json:"id"`
-			Nickname     string           `json:"nickname"`
-			MannerPoints int              `json:"manner_points"`
-			Avatar       any              `json:"avatar"`
-			Skills       memberSkillsBody `json:"skills"`
-			Activity     json.RawMessage  `json:"activity"`
+			ID            string           `json:"id"`
+			Nickname      string           `json:"nickname"`
+			MannerPoints  int              `json:"manner_points"`
+			Avatar        any              `json:"avatar"`
+			Skills        memberSkillsBody `json:"skills"`
+			Activity      json.RawMessage  `json:"activity"`
+			HelperReviews any              `json:"helper_reviews"`
 		}
 		s.getOK(t, "/v1/members/"+helper.ID, other.token, &pub)
 		if len(pub.Skills.PossibleWork) != 1 || pub.Skills.PossibleWork[0].Name != "초벌 번역" || len(pub.Skills.Abilities) != 2 {

@@ -29,6 +29,9 @@ func (s *server) registerTaskRoutes(r chi.Router) {
 		r.Post("/v1/tasks/{id}/matching/stop", s.handleTaskMatchingStop)
 		r.Post("/v1/tasks/{id}/invitations/mine/accept", s.handleInvitationAccept)
 		r.Post("/v1/tasks/{id}/invitations/mine/decline", s.handleInvitationDecline)
+		r.Post("/v1/tasks/{id}/helpers/mine/doing", s.handleHelperProgress(domain.TaskHelperDoing))
+		r.Post("/v1/tasks/{id}/helpers/mine/done", s.handleHelperProgress(domain.TaskHelperDone))
+		r.Post("/v1/tasks/{id}/helpers/{member_id}/review", s.handleHelperReview)
 	})
 }
 
@@ -109,6 +112,29 @@ type taskResponse struct {
 	Customer        taskCustomerResponse `json:"customer"`
 	CreatedAt       time.Time            `json:"created_at"`
 	UpdatedAt       time.Time            `json:"updated_at"`
+	// Helpers are shown on one task's answers, not in lists.
+	Helpers *[]taskHelperResponse `json:"helpers,omitempty"`
+}
+
+// taskHelperResponse is a matched helper of a task and how far they are.
+type taskHelperResponse struct {
+	ID        string                  `json:"id"`
+	Nickname  string                  `json:"nickname"`
+	Status    domain.TaskHelperStatus `json:"status"`
+	MatchedAt time.Time               `json:"matched_at"`
+	StartedAt *time.Time              `json:"started_at"`
+	DoneAt    *time.Time              `json:"done_at"`
+}
+
+// withHelpers is resp showing helpers.
+func (resp taskResponse) withHelpers(helpers []domain.TaskHelper) taskResponse {
+	hs := make([]taskHelperResponse, len(helpers))
+	for i, h := range helpers {
+		hs[i] = taskHelperResponse{ID: h.MemberID, Nickname: h.Nickname, Status: h.Status, MatchedAt: h.MatchedAt.UTC(),
+			StartedAt: h.StartedAt, DoneAt: h.DoneAt}
+	}
+	resp.Helpers = &hs
+	return resp
 }
 
 func newTaskResponse(t *domain.Task) taskResponse {
@@ -170,11 +196,15 @@ func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 			err = domain.Errorf(domain.ENOTFOUND, "Task not found.")
 		}
 	}
+	var helpers []domain.TaskHelper
+	if err == nil {
+		helpers, err = (db.Tasks{}).Helpers(ctx, s.db, t)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, newTaskResponse(t))
+	s.writeJSON(w, r, http.StatusOK, newTaskResponse(t).withHelpers(helpers))
 }
 
 // customerTask reads task id for a change by its customer: someone else
@@ -487,4 +517,63 @@ func (s *server) handleInvitationDecline(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	s.writeJSON(w, r, http.StatusOK, newInvitationResponse(inv))
+}
+
+// handleHelperProgress moves the member, a helper matched to the task,
+// to status to (DOING, then DONE). The task follows its helpers: DOING
+// once all have started, DONE once all have finished, and then its
+// customer is asked for reviews (TASK_DONE), in the same transaction. The
+// step bumps the task's version, so of helpers finishing at once exactly
+// one sees the others done; a loser reads again, as an accept does.
+func (s *server) handleHelperProgress(to domain.TaskHelperStatus) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		me := mustClaims(r).MemberID
+		var t *domain.Task
+		var helpers []domain.TaskHelper
+		var err error
+		for attempt := 0; attempt < acceptAttempts; attempt++ {
+			now := s.now().UTC()
+			err = s.relay.RunInTx(r.Context(), func(ctx context.Context, tx bun.Tx) error {
+				var err error
+				if t, err = (db.Tasks{}).FindByID(ctx, tx, chi.URLParam(r, "id")); err != nil {
+					return err
+				}
+				if t.CustomerID == me {
+					return domain.Errorf(domain.EFORBIDDEN, "You cannot work on your own task.")
+				}
+				if helpers, err = (db.Tasks{}).Helpers(ctx, tx, t); err != nil {
+					return err
+				}
+				h := domain.FindHelper(helpers, me)
+				if h == nil {
+					return domain.Errorf(domain.ENOTTASKHELPER, "You are not a helper of this task.")
+				}
+				if err := domain.CheckProgress(t, h, to); err != nil {
+					return err
+				}
+				// The task's status as if this step were taken; the store
+				// then moves the helper from the status read.
+				was, from := t.Status, h.Status
+				h.Status = to
+				taskTo := max(was, domain.TaskStatusOf(helpers))
+				h.Status = from
+				if err := (db.Tasks{}).Progress(ctx, tx, t, h, to, taskTo, now); err != nil {
+					return err
+				}
+				if taskTo != domain.TaskDone || was == domain.TaskDone {
+					return nil
+				}
+				_, err = jobs.Notify(ctx, tx, domain.NotifyTaskDone, jobs.TaskArgs(t), now, t.CustomerID)
+				return err
+			})
+			if domain.ErrorCode(err) != domain.ECONFLICT {
+				break
+			}
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeJSON(w, r, http.StatusOK, newTaskResponse(t).withHelpers(helpers))
+	}
 }

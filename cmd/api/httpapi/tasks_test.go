@@ -28,8 +28,18 @@ type taskBody struct {
 		ID       string `json:"id"`
 		Nickname string `json:"nickname"`
 	} `json:"customer"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
+	CreatedAt string            `json:"created_at"`
+	UpdatedAt string            `json:"updated_at"`
+	Helpers   *[]taskHelperBody `json:"helpers"`
+}
+
+type taskHelperBody struct {
+	ID        string  `json:"id"`
+	Nickname  string  `json:"nickname"`
+	Status    string  `json:"status"`
+	MatchedAt string  `json:"matched_at"`
+	StartedAt *string `json:"started_at"`
+	DoneAt    *string `json:"done_at"`
 }
 
 // taskJSON is a complete translation task wanting helpers, with
@@ -198,7 +208,11 @@ func TestTaskCreateRejects(t *testing.T) {
 				t.Errorf("PATCH %s: status = %d (body %s)", body, resp.StatusCode, b)
 			}
 		}
-		if got := s.taskDo(t, http.MethodGet, "/v1/tasks/"+task.ID, customer.token, "", http.StatusOK); fmt.Sprint(got) != fmt.Sprint(task) {
+		got := s.taskDo(t, http.MethodGet, "/v1/tasks/"+task.ID, customer.token, "", http.StatusOK)
+		if got.Helpers == nil || len(*got.Helpers) != 0 {
+			t.Errorf("helpers of a new task = %v, want []", got.Helpers)
+		}
+		if got.Helpers = nil; fmt.Sprint(got) != fmt.Sprint(task) {
 			t.Errorf("after refused edits %+v, want %+v", got, task)
 		}
 	})
