@@ -158,12 +158,13 @@ func TestMatchReviewRoutes(t *testing.T) {
 
 		// jun: 1 match (10) + a 5 (42) and a 1 (-10).
 		var pub struct {
-			ID           string       `json:"id"`
-			Nickname     string       `json:"nickname"`
-			MannerPoints int          `json:"manner_points"`
-			Avatar       any          `json:"avatar"`
-			Skills       any          `json:"skills"`
-			Activity     activityBody `json:"activity"`
+			ID            string       `json:"id"`
+			Nickname      string       `json:"nickname"`
+			MannerPoints  int          `json:"manner_points"`
+			Avatar        any          `json:"avatar"`
+			Skills        any          `json:"skills"`
+			Activity      activityBody `json:"activity"`
+			HelperReviews any          `json:"helper_reviews"`
 		}
 		s.getOK(t, "/v1/members/"+jun.ID, out.token, &pub)
 		if want := (activityBody{Score: 42, Matches: 1, ReviewsReceived: 2, ReviewAverage: 3, MannerPoints: 50}); pub.Activity != want {

@@ -54,6 +54,7 @@ func (s *testServer) helperReviewsOf(t *testing.T, id, token string) helperRevie
 		Avatar        any               `json:"avatar"`
 		Skills        any               `json:"skills"`
 		HelperReviews helperReviewsBody `json:"helper_reviews"`
+		Activity      any               `json:"activity"`
 	}
 	s.getOK(t, "/v1/members/"+id, token, &pub)
 	return pub.HelperReviews
