@@ -59,9 +59,10 @@ func TestREADMEWalkthrough(t *testing.T) {
 		// detector; the walkthrough hashes six passwords.
 		"MOIM_AUTH_PASSWORD_MEMORY_KIB": "1024",
 		"MOIM_AUTH_PASSWORD_ITERATIONS": "1",
-		// The missions walkthrough waits for its mission to start: the
-		// README says within a minute, the test need not wait that long.
-		"MOIM_SCHEDULER_TICKS": "mission-transitions=@every 1s",
+		// The walkthrough waits for a mission to start and for helpers to
+		// be invited: the README says within a minute and 15 s, the test
+		// need not wait that long.
+		"MOIM_SCHEDULER_TICKS": "mission-transitions=@every 1s,task-invitations=@every 1s",
 	})
 	// "admin / <password>  (generated for this run)": what a reader copies.
 	admin := strings.Fields(banner["Admin"])
