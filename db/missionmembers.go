@@ -148,11 +148,6 @@ func membership(ctx context.Context, idb bun.IDB, m *domain.Mission, member int6
 	return &rows[0], nil
 }
 
-// missionHostKey is the row id of m's host.
-func missionHostKey(ctx context.Context, idb bun.IDB, m *domain.Mission) (int64, error) {
-	return memberKey(ctx, idb, m.HostID)
-}
-
 // Join makes memberID (a public id) an ACTIVE member of m, as the caller
 // read it in this transaction, and takes their stake, in idb, which must be
 // a transaction: without the points everything rolls back. The seat is
@@ -199,8 +194,8 @@ func (Missions) Join(ctx context.Context, idb bun.IDB, m *domain.Mission, member
 	}
 	m.Version++
 	m.MemberCount++
-	out := mm.toDomain(0)
-	out.MemberID, out.Nickname = memberID, who.Nickname
+	out := mm.toDomain(m.HostID)
+	out.MemberID, out.Nickname, out.Host = memberID, who.Nickname, false
 	return &out, balance, nil
 }
 
@@ -348,16 +343,12 @@ func (Missions) Cancel(ctx context.Context, idb bun.IDB, m *domain.Mission, now 
 	if err != nil {
 		return nil, fmt.Errorf("cancel mission %s: members: %w", m.ID, translate(err))
 	}
-	hostKey, err := missionHostKey(ctx, idb, m)
-	if err != nil && domain.ErrorCode(err) != domain.ENOTFOUND {
-		return nil, err
-	}
 	out := make([]domain.MissionMember, 0, len(rows))
 	for i := range rows {
 		if err := refund(ctx, idb, m, &rows[i], now); err != nil {
 			return nil, err
 		}
-		out = append(out, rows[i].toDomain(hostKey))
+		out = append(out, rows[i].toDomain(m.HostID))
 	}
 	m.Version++
 	m.Status, m.ClosedAt, m.UpdatedAt = domain.MissionCancelled, dbTime(now), dbTime(now)

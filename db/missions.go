@@ -100,12 +100,14 @@ type missionMemberRow struct {
 	Nickname       string `bun:"nickname,scanonly"`
 }
 
-func (r *missionMemberRow) toDomain(hostKey int64) domain.MissionMember {
+// toDomain needs the host's public id, which m.HostID of the mission read
+// before already holds, so listing members costs no query for it.
+func (r *missionMemberRow) toDomain(hostID string) domain.MissionMember {
 	return domain.MissionMember{
 		Key:      r.ID,
 		MemberID: r.MemberPublicID,
 		Nickname: r.Nickname,
-		Host:     r.MemberID == hostKey,
+		Host:     r.MemberPublicID == hostID,
 		Status:   domain.MissionMemberStatus(r.Status),
 		Stake:    r.Stake,
 		RateBP:   int(r.RateBP),
@@ -218,13 +220,9 @@ func (Missions) Members(ctx context.Context, idb bun.IDB, m *domain.Mission) ([]
 	if err != nil {
 		return nil, fmt.Errorf("mission %s members: %w", m.ID, translate(err))
 	}
-	var hostKey int64
-	if err := idb.NewSelect().Model((*missionRow)(nil)).Column("host_id").Where("id = ?", m.Key).Scan(ctx, &hostKey); err != nil {
-		return nil, fmt.Errorf("mission %s host: %w", m.ID, translate(err))
-	}
 	out := make([]domain.MissionMember, 0, len(rows))
 	for _, r := range rows {
-		mm := r.toDomain(hostKey)
+		mm := r.toDomain(m.HostID)
 		if mm.Host {
 			out = append([]domain.MissionMember{mm}, out...)
 			continue
