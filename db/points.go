@@ -102,7 +102,9 @@ func (Points) Post(ctx context.Context, idb bun.IDB, p PointPost) (bool, error) 
 		PublicID: NewPublicID(), MemberID: p.MemberKey, Amount: p.Amount, Kind: int16(p.Kind),
 		MissionID: p.MissionKey, IdempotencyKey: p.Key, Reason: p.Reason, CreatedAt: now,
 	}
-	q := idb.NewInsert().Model(&entry)
+	// Nothing is read back (RowsAffected says whether it was written), so
+	// no RETURNING: the insert is a plain exec, not a query and a scan.
+	q := idb.NewInsert().Model(&entry).Returning("")
 	if idb.Dialect().Name() == dialect.MySQL {
 		q = q.Ignore()
 	} else {

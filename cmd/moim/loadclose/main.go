@@ -47,6 +47,7 @@ func run() error {
 	flag.IntVar(&p.workers, "workers", 8, "worker concurrency, and pgbench clients")
 	direct := flag.Bool("direct", false, "call the task handler from -workers goroutines instead of running asynq (no tick, no queue)")
 	dump := flag.Bool("dump-sql", false, "print the SQL of one close and the baseline script, then stop")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the close (not the seeding) to this file")
 	flag.Parse()
 	if p.members < domain.MissionMinMembers || p.members > domain.MissionCapacityMax || p.pool < p.members {
 		return fmt.Errorf("-members must be 2–8 and -pool at least -members")
@@ -86,6 +87,11 @@ func run() error {
 
 	var elapsed time.Duration
 	var enqueued int
+	stopProfile, err := loadenv.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	if *direct {
 		fmt.Fprintln(os.Stderr, "closing with the task handler, called directly...")
 		elapsed, err = closeDirect(ctx, bdb, worker, p, now)
