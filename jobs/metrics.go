@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moim/moim/db"
 )
 
 // Metrics are the task outcome collectors the worker middleware feeds, all
@@ -50,4 +52,36 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Processed, m.Failed, m.Duration, m.Deliveries)
 	}
 	return m
+}
+
+// txRetryCollector exports db.TxRetries: transactions run again after a
+// deadlock, a serialization failure, a lock timeout or a busy SQLite, and
+// those given up on. Every reason is there from the start, at zero.
+type txRetryCollector struct {
+	retries, gaveUp *prometheus.Desc
+}
+
+// RegisterTxMetrics registers the transaction retry counters on reg, for a
+// process that runs transactions (api, worker).
+func RegisterTxMetrics(reg prometheus.Registerer) error {
+	return reg.Register(&txRetryCollector{
+		retries: prometheus.NewDesc("moim_db_tx_retries_total",
+			"Transactions run again after a transient conflict, by reason (deadlock, serialization, lock_timeout, busy).",
+			[]string{"reason"}, nil),
+		gaveUp: prometheus.NewDesc("moim_db_tx_gave_up_total",
+			"Transactions still failing with a transient conflict on their last attempt.", nil, nil),
+	})
+}
+
+func (c *txRetryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.retries
+	ch <- c.gaveUp
+}
+
+func (c *txRetryCollector) Collect(ch chan<- prometheus.Metric) {
+	s := db.TxRetries()
+	for _, r := range db.RetryReasons {
+		ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(s.Retries[r]), r)
+	}
+	ch <- prometheus.MustNewConstMetric(c.gaveUp, prometheus.CounterValue, float64(s.GaveUp))
 }

@@ -213,6 +213,9 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 			return err
 		}
 		closers = append(closers, func() { _ = bdb.Close() })
+		if err := jobs.RegisterTxMetrics(reg); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 	}
 	var store storage.Store
 	if roles&(RoleAPI|RoleWorker) != 0 {
