@@ -1,9 +1,12 @@
 package jobs
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/domain"
 )
 
 // Metrics are the task outcome collectors the worker middleware feeds, all
@@ -48,10 +51,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Notification delivery outcomes by channel (mail, sms, slack) and result (sent, retry, failed, unknown).",
 		}, []string{"channel", "result"}),
 	}
+	// Every outcome is a series from the start, so a rate over it and an
+	// alert on it work before the first failure.
+	for _, c := range []domain.Channel{domain.ChannelMail, domain.ChannelSMS, domain.ChannelSlack} {
+		for _, result := range deliveryResults {
+			m.Deliveries.WithLabelValues(strings.ToLower(c.String()), result)
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(m.Processed, m.Failed, m.Duration, m.Deliveries)
 	}
 	return m
+}
+
+// deliveryResults are the values of moim_deliveries_total's result label.
+var deliveryResults = []string{"sent", "retry", "failed", "unknown"}
+
+// touch makes the series of task type typ exist at zero.
+func (m *Metrics) touch(typ string) {
+	m.Processed.WithLabelValues(typ)
+	m.Failed.WithLabelValues(typ)
+	m.Duration.WithLabelValues(typ)
 }
 
 // txRetryCollector exports db.TxRetries: transactions run again after a
