@@ -510,6 +510,10 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 		defer func() {
 			_ = client.Close()
 			_ = insp.Close()
+			// The SMTP sender keeps sessions open between mails.
+			if c, ok := senders.mail.(io.Closer); ok {
+				_ = c.Close()
+			}
 		}()
 		if err := srv.Start(mux); err != nil {
 			return err
