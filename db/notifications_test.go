@@ -49,14 +49,7 @@ func mustNotifyMany(t *testing.T, idb bun.IDB, memberID, prefix string, count in
 	return out
 }
 
-func countRowsIn(t *testing.T, bdb *bun.DB, table string) int {
-	t.Helper()
-	n, err := bdb.NewSelect().Table(table).Count(context.Background())
-	if err != nil {
-		t.Fatalf("count %s: %v", table, err)
-	}
-	return int(n)
-}
+var countRowsIn = dbtest.CountRows
 
 func notificationIDs(ns []domain.Notification) []string {
 	out := make([]string, len(ns))
