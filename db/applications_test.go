@@ -996,7 +996,7 @@ func TestNotificationsCreateManyOneStatement(t *testing.T) {
 			return ns
 		}
 
-		capture := &planCapture{}
+		capture := &dbtest.PlanCapture{}
 		bdb.AddQueryHook(capture)
 		in := group(bob.ID, alice.ID)
 		created, err := notifications.CreateMany(ctx, bdb, in)
@@ -1009,11 +1009,11 @@ func TestNotificationsCreateManyOneStatement(t *testing.T) {
 		if bdb.Dialect().Name() == dialect.MySQL {
 			statements = 2
 		}
-		if got := len(capture.sql); got != statements {
-			t.Errorf("a group of 2 took %d statements, want %d: %q", got, statements, capture.sql)
+		if got := len(capture.All()); got != statements {
+			t.Errorf("a group of 2 took %d statements, want %d: %q", got, statements, capture.All())
 		}
-		if bdb.Dialect().Name() == dialect.MySQL && strings.Contains(capture.last(), "SELECT") {
-			t.Errorf("MySQL insert is an INSERT … SELECT: %s", capture.last())
+		if bdb.Dialect().Name() == dialect.MySQL && strings.Contains(capture.Last(), "SELECT") {
+			t.Errorf("MySQL insert is an INSERT … SELECT: %s", capture.Last())
 		}
 		if in[0].ID != "" {
 			t.Errorf("CreateMany set the caller's notification id %q", in[0].ID)

@@ -501,18 +501,18 @@ func TestNotificationsListPlanWithoutStatistics(t *testing.T) {
 		notificationEpoch, busy.ID); err != nil {
 		t.Fatal(err)
 	}
-	capture := &planCapture{}
+	capture := &dbtest.PlanCapture{}
 	bdb.AddQueryHook(capture)
 	page, err := db.Notifications{}.List(ctx, bdb, quiet.ID, "", 20)
 	if err != nil || len(page.Notifications) != 3 {
 		t.Fatalf("List = %d, %v; want 3", len(page.Notifications), err)
 	}
 	var lines []string
-	if err := bdb.NewRaw("EXPLAIN "+capture.last()).Scan(ctx, &lines); err != nil {
+	if err := bdb.NewRaw("EXPLAIN "+capture.Last()).Scan(ctx, &lines); err != nil {
 		t.Fatal(err)
 	}
 	plan := strings.Join(lines, "\n")
-	t.Logf("%s\n%s", capture.last(), plan)
+	t.Logf("%s\n%s", capture.Last(), plan)
 	if !strings.Contains(plan, "notifications_member_id_id_idx") || strings.Contains(plan, "notifications_pkey") ||
 		strings.Contains(plan, "Seq Scan on notifications") {
 		t.Errorf("the page does not read notifications_member_id_id_idx alone:\n%s", plan)

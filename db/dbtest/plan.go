@@ -30,3 +30,10 @@ func (c *PlanCapture) Last() string {
 	defer c.mu.Unlock()
 	return c.sql[len(c.sql)-1]
 }
+
+// All returns every query sent, in order.
+func (c *PlanCapture) All() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.sql...)
+}
