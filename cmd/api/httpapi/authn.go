@@ -44,7 +44,7 @@ func (s *server) verify(ctx context.Context, token string) (auth.Claims, error) 
 	if err != nil {
 		return auth.Claims{}, err
 	}
-	if err := s.sessions.Check(ctx, c.ID, c.SessionID); err != nil {
+	if err := s.sessions.Check(ctx, c.ID, c.SessionID, c.MemberID); err != nil {
 		return auth.Claims{}, err
 	}
 	return c, nil
