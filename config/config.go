@@ -110,10 +110,18 @@ type AuthConfig struct {
 // "requests/window" (10/1h) or "off". The counters live in Redis, so every
 // API instance shares them.
 type RateLimitConfig struct {
-	SignupPerIP   string `mapstructure:"signup_per_ip" usage:"sign-ups per client IP, requests/window or off"`
-	LoginPerIP    string `mapstructure:"login_per_ip" usage:"login attempts per client IP, requests/window or off"`
-	LoginPerEmail string `mapstructure:"login_per_email" usage:"login attempts per e-mail address, requests/window or off"`
-	RefreshPerIP  string `mapstructure:"refresh_per_ip" usage:"token refreshes per client IP, requests/window or off"`
+	SignupPerIP  string `mapstructure:"signup_per_ip" usage:"sign-ups per client IP, requests/window or off"`
+	LoginPerIP   string `mapstructure:"login_per_ip" usage:"login attempts per client IP, requests/window or off"`
+	RefreshPerIP string `mapstructure:"refresh_per_ip" usage:"token refreshes per client IP, requests/window or off"`
+	// The login limits (README "Login limits"): only wrong passwords
+	// count, and past the free ones each attempt waits instead of being
+	// locked out. The window of a failure rate is how long its count
+	// lasts after the last attempt.
+	LoginFailuresPerEmail string        `mapstructure:"login_failures_per_email" usage:"wrong passwords per e-mail address and trust class (known device, known IP, unknown) before attempts wait, failures/window or off"`
+	LoginFailuresPerIP    string        `mapstructure:"login_failures_per_ip" usage:"wrong passwords per client IP over all addresses before attempts wait (a known device skips it), failures/window or off"`
+	LoginDelay            time.Duration `mapstructure:"login_delay" usage:"wait after the free failures, doubled with each further failure"`
+	LoginMaxDelay         time.Duration `mapstructure:"login_max_delay" usage:"longest wait between login attempts on one failure count"`
+	LoginDeviceTTL        time.Duration `mapstructure:"login_device_ttl" usage:"how long a successful login makes the client a known device of the member (0: no cookie)"`
 }
 
 // AdminConfig holds the operator's credentials for /admin/queues and the
@@ -391,10 +399,14 @@ func Default() *Config {
 		Images: ImagesConfig{MaxBytes: 15 << 20, MaxPixels: 50_000_000, URLExpiry: time.Hour,
 			UploadExpiry: 15 * time.Minute, JPEGQuality: 85, ConcurrentDecodes: 2},
 		RateLimit: RateLimitConfig{
-			SignupPerIP:   "10/1h",
-			LoginPerIP:    "30/1m",
-			LoginPerEmail: "10/15m",
-			RefreshPerIP:  "60/1m",
+			SignupPerIP:           "10/1h",
+			LoginPerIP:            "30/1m",
+			RefreshPerIP:          "60/1m",
+			LoginFailuresPerEmail: "5/1h",
+			LoginFailuresPerIP:    "20/1h",
+			LoginDelay:            time.Second,
+			LoginMaxDelay:         5 * time.Minute,
+			LoginDeviceTTL:        90 * 24 * time.Hour,
 		},
 		Admin: AdminConfig{User: "admin"},
 		Worker: WorkerConfig{
@@ -452,6 +464,15 @@ func (c *Config) StorageURLKey() []byte {
 	}
 	m := hmac.New(sha256.New, []byte(c.Auth.JWTKey))
 	m.Write([]byte("moim storage URL key v1"))
+	return m.Sum(nil)
+}
+
+// LoginDeviceKey returns the key the known-device cookie of the login limits
+// is signed with, derived from auth.jwt_key like StorageURLKey: no further
+// secret to share between API processes, and a cookie is no token.
+func (c *Config) LoginDeviceKey() []byte {
+	m := hmac.New(sha256.New, []byte(c.Auth.JWTKey))
+	m.Write([]byte("moim login device key v1"))
 	return m.Sum(nil)
 }
 

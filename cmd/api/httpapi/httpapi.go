@@ -71,6 +71,9 @@ type Deps struct {
 	RefreshCookie bool
 	// RateLimits limit sign-up, login and refresh; zero Rates mean none.
 	RateLimits RateLimits
+	// DeviceKey signs the known-device cookie of the login limits; without
+	// one no cookie is set and only known IPs are trusted.
+	DeviceKey []byte
 	// Mailbox, when set, is shown to admins at /admin/mailbox: what the
 	// local log senders would have sent.
 	Mailbox *notify.Mailbox
@@ -132,7 +135,7 @@ type server struct {
 	tokens         *auth.Tokens
 	sessions       *auth.Sessions
 	refreshCookie  bool
-	loginPerEmail  *limiter
+	login          *loginLimits
 	hub            *hub
 	streamsDone    <-chan struct{}
 	heartbeat      time.Duration
@@ -270,7 +273,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerHealthRoutes(r, d.Registry)
 		s.registerQueueUIRoutes(r, monitor)
 		s.registerPingRoutes(r)
-		s.registerAuthRoutes(r, d.RateLimits)
+		s.registerAuthRoutes(r, d.RateLimits, d.DeviceKey)
 		s.registerMeRoutes(r)
 		s.registerNotificationRoutes(r)
 		s.registerMatchingRoutes(r)

@@ -627,6 +627,7 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 		Sessions:       sessions,
 		RefreshCookie:  cfg.Auth.RefreshCookie,
 		RateLimits:     limits,
+		DeviceKey:      cfg.LoginDeviceKey(),
 		Mailbox:        mailbox,
 		Storage:        w.store,
 		Images: httpapi.ImageParams{MaxBytes: cfg.Images.MaxBytes, MaxPixels: cfg.Images.MaxPixels,
@@ -732,8 +733,9 @@ func rateLimits(rc config.RateLimitConfig) (httpapi.RateLimits, error) {
 	}{
 		{"rate_limit.signup_per_ip", rc.SignupPerIP, &out.SignupPerIP},
 		{"rate_limit.login_per_ip", rc.LoginPerIP, &out.LoginPerIP},
-		{"rate_limit.login_per_email", rc.LoginPerEmail, &out.LoginPerEmail},
 		{"rate_limit.refresh_per_ip", rc.RefreshPerIP, &out.RefreshPerIP},
+		{"rate_limit.login_failures_per_email", rc.LoginFailuresPerEmail, &out.LoginFailuresPerAccount},
+		{"rate_limit.login_failures_per_ip", rc.LoginFailuresPerIP, &out.LoginFailuresPerIP},
 	} {
 		r, err := config.ParseRate(l.value)
 		if err != nil {
@@ -741,6 +743,7 @@ func rateLimits(rc config.RateLimitConfig) (httpapi.RateLimits, error) {
 		}
 		*l.dst = httpapi.Rate{Requests: r.Requests, Window: r.Window}
 	}
+	out.LoginDelay, out.LoginMaxDelay, out.DeviceTTL = rc.LoginDelay, rc.LoginMaxDelay, rc.LoginDeviceTTL
 	return out, nil
 }
 
