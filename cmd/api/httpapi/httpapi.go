@@ -69,6 +69,8 @@ type Deps struct {
 	Sessions *auth.Sessions
 	// RefreshCookie also hands the refresh token out as an HttpOnly cookie.
 	RefreshCookie bool
+	// Social runs social login; nil means no provider is configured.
+	Social *auth.Social
 	// RateLimits limit sign-up, login and refresh; zero Rates mean none.
 	RateLimits RateLimits
 	// Mailbox, when set, is shown to admins at /admin/mailbox: what the
@@ -132,6 +134,7 @@ type server struct {
 	tokens         *auth.Tokens
 	sessions       *auth.Sessions
 	refreshCookie  bool
+	social         *auth.Social
 	loginPerEmail  *limiter
 	hub            *hub
 	streamsDone    <-chan struct{}
@@ -177,6 +180,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		tokens:         d.Tokens,
 		sessions:       d.Sessions,
 		refreshCookie:  d.RefreshCookie,
+		social:         d.Social,
 		streamsDone:    d.StreamsDone,
 		heartbeat:      d.Heartbeat,
 		mailbox:        d.Mailbox,
@@ -271,6 +275,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerQueueUIRoutes(r, monitor)
 		s.registerPingRoutes(r)
 		s.registerAuthRoutes(r, d.RateLimits)
+		s.registerOAuthRoutes(r, d.RateLimits)
 		s.registerMeRoutes(r)
 		s.registerNotificationRoutes(r)
 		s.registerMatchingRoutes(r)
