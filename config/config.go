@@ -104,6 +104,34 @@ type AuthConfig struct {
 	PasswordMemoryKiB   int `mapstructure:"password_memory_kib" usage:"argon2id memory per password hash in KiB"`
 	PasswordIterations  int `mapstructure:"password_iterations" usage:"argon2id passes over that memory"`
 	PasswordParallelism int `mapstructure:"password_parallelism" usage:"argon2id lanes (threads) per hash"`
+	// Social login. Providers are named by their key (auth.providers.kakao);
+	// the names of the presets (kakao, google, naver, intra42) need only a
+	// client id and secret. A provider's keys come from the file and from
+	// MOIM_AUTH_PROVIDERS_<NAME>_<KEY>; they have no flags.
+	OAuthStateTTL time.Duration             `mapstructure:"oauth_state_ttl" usage:"how long a social login may take from the redirect to the callback"`
+	OAuthTimeout  time.Duration             `mapstructure:"oauth_timeout" usage:"deadline of each call to a social-login provider (discovery, token, user info)"`
+	Providers     map[string]ProviderConfig `mapstructure:"providers" usage:"social-login providers by name; see the README"`
+}
+
+// ProviderConfig is one social-login provider. Empty fields of a preset's
+// name are filled from the preset (see Config.SocialProviders).
+type ProviderConfig struct {
+	Kind         string   `mapstructure:"kind" usage:"oidc or oauth2"`
+	ClientID     string   `mapstructure:"client_id" usage:"client id registered at the provider"`
+	ClientSecret string   `mapstructure:"client_secret" secret:"value" usage:"client secret (prefer the environment variable)"`
+	Scopes       []string `mapstructure:"scopes" usage:"scopes asked for"`
+	RedirectURL  string   `mapstructure:"redirect_url" usage:"callback URL registered at the provider; empty means http.public_url + /v1/auth/oauth/<name>/callback"`
+	Issuer       string   `mapstructure:"issuer" usage:"oidc: issuer URL, whose discovery document gives the endpoints"`
+	AuthURL      string   `mapstructure:"auth_url" usage:"oauth2: authorization endpoint"`
+	TokenURL     string   `mapstructure:"token_url" usage:"oauth2: token endpoint"`
+	UserInfoURL  string   `mapstructure:"user_info_url" usage:"oauth2: user-info URL called with the access token"`
+	IDField      string   `mapstructure:"id_field" usage:"oauth2: dotted path of the account id in the user-info JSON"`
+	EmailField   string   `mapstructure:"email_field" usage:"oauth2: dotted path of the e-mail address"`
+	// EmailVerifiedField and TrustEmail decide whether an address links
+	// the account to an existing member with it.
+	EmailVerifiedField string `mapstructure:"email_verified_field" usage:"oauth2: dotted path of the flag saying the address is verified"`
+	NicknameField      string `mapstructure:"nickname_field" usage:"oauth2: dotted path of the profile name, the new member's nickname"`
+	TrustEmail         bool   `mapstructure:"trust_email" usage:"count every address the provider gives as verified"`
 }
 
 // RateLimitConfig limits the unauthenticated auth endpoints. Each value is
@@ -368,6 +396,9 @@ func Default() *Config {
 			PasswordMemoryKiB:   19456,
 			PasswordIterations:  2,
 			PasswordParallelism: 1,
+			OAuthStateTTL:       10 * time.Minute,
+			OAuthTimeout:        10 * time.Second,
+			Providers:           map[string]ProviderConfig{},
 		},
 		Matching: MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
 		// ErunJrun's 6-hour lead; 42Partner's 3 retries 100 ms apart and 5 s list cache.
@@ -462,19 +493,25 @@ func (c *Config) StorageURLKey() []byte {
 	if c.Storage.Local.URLKey != "" {
 		return []byte(c.Storage.Local.URLKey)
 	}
+	return c.derivedKey("moim storage URL key v1")
+}
+
+// derivedKey is a key for one purpose, derived from auth.jwt_key: an HMAC
+// of the purpose, so keys of two purposes never open each other's doors.
+func (c *Config) derivedKey(purpose string) []byte {
 	m := hmac.New(sha256.New, []byte(c.Auth.JWTKey))
-	m.Write([]byte("moim storage URL key v1"))
+	m.Write([]byte(purpose))
 	return m.Sum(nil)
 }
 
 // LoginDeviceKey returns the key the known-device cookie of the login limits
 // is signed with, derived from auth.jwt_key like StorageURLKey: no further
 // secret to share between API processes, and a cookie is no token.
-func (c *Config) LoginDeviceKey() []byte {
-	m := hmac.New(sha256.New, []byte(c.Auth.JWTKey))
-	m.Write([]byte("moim login device key v1"))
-	return m.Sum(nil)
-}
+func (c *Config) LoginDeviceKey() []byte { return c.derivedKey("moim login device key v1") }
+
+// OAuthStateKey returns the key social login signs its state with,
+// derived from auth.jwt_key like StorageURLKey, for the same reasons.
+func (c *Config) OAuthStateKey() []byte { return c.derivedKey("moim oauth state key v1") }
 
 // leaf is one configuration key and the field holding its value.
 type leaf struct {

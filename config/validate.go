@@ -112,6 +112,10 @@ func (c *Config) Validate() error {
 		add("auth.refresh_ttl", "must be longer than auth.access_ttl")
 	}
 
+	positive("auth.oauth_state_ttl", c.Auth.OAuthStateTTL)
+	positive("auth.oauth_timeout", c.Auth.OAuthTimeout)
+	c.validateProviders(add)
+
 	if c.Auth.PasswordMemoryKiB < 1024 || c.Auth.PasswordMemoryKiB > 4<<20 {
 		add("auth.password_memory_kib", "must be between 1024 (1 MiB) and 4194304 (4 GiB)")
 	}

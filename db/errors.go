@@ -82,6 +82,10 @@ func uniqueError(name string) *domain.Error {
 		return &domain.Error{Code: domain.EREQUESTPENDING, Message: "A request of yours for this room is still being processed."}
 	case "room_participants_room_id_member_id_key", "room_participants.room_id, room_participants.member_id":
 		return &domain.Error{Code: domain.EALREADYJOINED, Message: "You are already in this room."}
+	case "member_identities_provider_subject_key", "member_identities.provider, member_identities.subject":
+		return &domain.Error{Code: domain.EIDENTITYTAKEN, Message: "That account is already linked to a member."}
+	case "member_identities_member_id_provider_key", "member_identities.member_id, member_identities.provider":
+		return &domain.Error{Code: domain.EPROVIDERLINKED, Message: "You have an account of this provider linked already; unlink it first."}
 	case "task_reviews_task_id_helper_id_key", "task_reviews.task_reviews_task_id_helper_id_key", "task_reviews.task_id, task_reviews.helper_id":
 		return &domain.Error{Code: domain.EALREADYREVIEWED, Message: "You reviewed this helper for this task already."}
 	}

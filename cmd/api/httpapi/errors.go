@@ -28,6 +28,16 @@ func statusOf(code string) int {
 	case domain.EINVALID, domain.EINVALIDJSON,
 		domain.ETYPEMISMATCH, domain.EIMAGETOOSMALL, domain.ECORRUPTIMAGE:
 		return http.StatusBadRequest
+	case domain.EOAUTHSTATE, domain.EOAUTHCODE:
+		return http.StatusBadRequest
+	case domain.EINVALIDIDTOKEN:
+		return http.StatusUnauthorized
+	case domain.EOAUTHDENIED:
+		return http.StatusForbidden
+	case domain.ELINKREQUIRED, domain.EIDENTITYTAKEN, domain.EPROVIDERLINKED, domain.ELASTLOGINMETHOD:
+		return http.StatusConflict
+	case domain.EPROVIDERFAILED:
+		return http.StatusBadGateway
 	case domain.EUNAUTHORIZED, domain.EINVALIDSIGNATURE, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
 		return http.StatusUnauthorized
 	case domain.EFORBIDDEN, domain.EWRONGCODE, codeCrossSite, domain.ENOTINVITED,

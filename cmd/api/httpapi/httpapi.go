@@ -69,6 +69,8 @@ type Deps struct {
 	Sessions *auth.Sessions
 	// RefreshCookie also hands the refresh token out as an HttpOnly cookie.
 	RefreshCookie bool
+	// Social runs social login; nil means no provider is configured.
+	Social *auth.Social
 	// RateLimits limit sign-up, login and refresh; zero Rates mean none.
 	RateLimits RateLimits
 	// DeviceKey signs the known-device cookie of the login limits; without
@@ -136,6 +138,7 @@ type server struct {
 	sessions       *auth.Sessions
 	refreshCookie  bool
 	login          *loginLimits
+	social         *auth.Social
 	hub            *hub
 	streamsDone    <-chan struct{}
 	heartbeat      time.Duration
@@ -180,6 +183,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		tokens:         d.Tokens,
 		sessions:       d.Sessions,
 		refreshCookie:  d.RefreshCookie,
+		social:         d.Social,
 		streamsDone:    d.StreamsDone,
 		heartbeat:      d.Heartbeat,
 		mailbox:        d.Mailbox,
@@ -274,6 +278,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerQueueUIRoutes(r, monitor)
 		s.registerPingRoutes(r)
 		s.registerAuthRoutes(r, d.RateLimits, d.DeviceKey)
+		s.registerOAuthRoutes(r, d.RateLimits)
 		s.registerMeRoutes(r)
 		s.registerNotificationRoutes(r)
 		s.registerMatchingRoutes(r)

@@ -568,6 +568,29 @@ func schedulerComponent(cfg *config.Config, logger *slog.Logger, redisOpt asynq.
 	return comps, nil
 }
 
+// socialLogin maps auth.providers, presets applied, into the flows; nil
+// when none is configured.
+func socialLogin(cfg *config.Config) (*auth.Social, error) {
+	providers := cfg.SocialProviders()
+	if len(providers) == 0 {
+		return nil, nil
+	}
+	params := auth.SocialParams{StateKey: cfg.OAuthStateKey(), StateTTL: cfg.Auth.OAuthStateTTL, Timeout: cfg.Auth.OAuthTimeout}
+	for _, p := range providers {
+		params.Providers = append(params.Providers, auth.ProviderParams{
+			Name: p.Name, Kind: p.Kind, ClientID: p.ClientID, ClientSecret: p.ClientSecret, Scopes: p.Scopes,
+			RedirectURL: p.RedirectURL, Issuer: p.Issuer, AuthURL: p.AuthURL, TokenURL: p.TokenURL,
+			UserInfoURL: p.UserInfoURL, IDField: p.IDField, EmailField: p.EmailField,
+			EmailVerifiedField: p.EmailVerifiedField, NicknameField: p.NicknameField, TrustEmail: p.TrustEmail,
+		})
+	}
+	social, err := auth.NewSocial(params)
+	if err != nil {
+		return nil, fmt.Errorf("auth.providers: %w", err)
+	}
+	return social, nil
+}
+
 func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), error) {
 	cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox := w.cfg, w.logger, w.bdb, w.rdb, w.redisOpt, w.reg, w.relay, w.mailbox
 	tokens, err := auth.NewTokens(auth.TokenParams{Key: []byte(cfg.Auth.JWTKey), TTL: cfg.Auth.AccessTTL})
@@ -580,6 +603,10 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 	})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("auth: %w", err)
+	}
+	social, err := socialLogin(cfg)
+	if err != nil {
+		return component{}, "", nil, err
 	}
 	limits, err := rateLimits(cfg.RateLimit)
 	if err != nil {
@@ -626,6 +653,7 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 		Tokens:         tokens,
 		Sessions:       sessions,
 		RefreshCookie:  cfg.Auth.RefreshCookie,
+		Social:         social,
 		RateLimits:     limits,
 		DeviceKey:      cfg.LoginDeviceKey(),
 		Mailbox:        mailbox,
