@@ -372,8 +372,13 @@ func (s *server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// The window counts from the moment the stream ends.
-	defer s.renewTicket(context.WithoutCancel(ctx), who)
+	// The window counts from the moment the stream ends, which is also
+	// when the request's context is cancelled.
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		defer cancel()
+		s.renewTicket(rctx, who)
+	}()
 	s.streamMetrics.open.Inc()
 	defer s.streamMetrics.open.Dec()
 	if last != "" {
