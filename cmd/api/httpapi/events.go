@@ -521,6 +521,9 @@ func (s *server) planReplay(ctx context.Context, member, last string) (replayPla
 	if last == "" {
 		return s.planFromNewest(ctx, member, "")
 	}
+	if !plausibleID(last) {
+		return s.planFromNewest(ctx, member, resetUnknownID)
+	}
 	after := last
 	if last == startPosition {
 		after = ""
@@ -550,6 +553,22 @@ func (s *server) planReplay(ctx context.Context, member, last string) (replayPla
 		}
 	}
 	return replayPlan{position: last, missed: missed}, nil
+}
+
+// plausibleID reports whether id could be a notification id: up to 64
+// ASCII letters and digits. Anything else (a NUL, bytes that are not
+// UTF-8) is unknown without asking the database, which would refuse it.
+func plausibleID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // planFromNewest starts a stream at the member's newest notification.

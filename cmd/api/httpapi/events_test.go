@@ -508,6 +508,8 @@ func TestEventStreamReplay(t *testing.T) {
 		{"unknown id", "no-such-notification", true},
 		{"someone else's", joons.ID, true},
 		{"garbage", "'; DROP TABLE notifications; --", true},
+		{"not UTF-8", "\xff\xfe", true},
+		{"too long", strings.Repeat("a", 65), true},
 		{"the newest", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
