@@ -135,6 +135,44 @@ func uniqueViolation(err error) (constraintOrColumns string, ok bool) {
 	return "", true
 }
 
+// Retry reasons: why a transaction was run again (RetryReason).
+const (
+	RetryDeadlock      = "deadlock"
+	RetrySerialization = "serialization"
+	RetryLockTimeout   = "lock_timeout"
+	RetryBusy          = "busy" // SQLite: the database or a table is locked
+)
+
+// RetryReasons are every reason RetryReason returns, for metrics that
+// show each at zero before it first happens.
+var RetryReasons = []string{RetryDeadlock, RetrySerialization, RetryLockTimeout, RetryBusy}
+
+// RetryReason names the transient conflict err is (one of RetryReasons),
+// or "" when IsRetryable(err) is false.
+func RetryReason(err error) string {
+	if !IsRetryable(err) {
+		return ""
+	}
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		switch pgErr.Field('C') {
+		case "40001":
+			return RetrySerialization
+		case "40P01":
+			return RetryDeadlock
+		}
+		return RetryLockTimeout
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		if myErr.Number == 1213 {
+			return RetryDeadlock
+		}
+		return RetryLockTimeout
+	}
+	return RetryBusy
+}
+
 // IsRetryable reports whether err (raw or translated) is a transient
 // conflict between transactions — a deadlock, a serialization failure, a lock
 // wait timeout or a busy SQLite database — after which running the whole

@@ -213,6 +213,9 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 			return err
 		}
 		closers = append(closers, func() { _ = bdb.Close() })
+		if err := jobs.RegisterTxMetrics(reg); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 	}
 	var store storage.Store
 	if roles&(RoleAPI|RoleWorker) != 0 {
@@ -507,6 +510,10 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 		defer func() {
 			_ = client.Close()
 			_ = insp.Close()
+			// The SMTP sender keeps sessions open between mails.
+			if c, ok := senders.mail.(io.Closer); ok {
+				_ = c.Close()
+			}
 		}()
 		if err := srv.Start(mux); err != nil {
 			return err
