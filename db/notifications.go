@@ -403,10 +403,17 @@ func (Notifications) After(ctx context.Context, idb bun.IDB, memberID, after str
 // Newest returns the public id of the member's newest notification, or ""
 // when they have none: the point a new event stream starts from.
 func (Notifications) Newest(ctx context.Context, idb bun.IDB, memberID string) (string, error) {
+	// By the member's row id, as List: one step back along (member_id, id).
+	key, err := memberKey(ctx, idb, memberID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("newest notification: %w", err)
+	}
 	var ids []string
-	err := idb.NewSelect().Model((*notificationRow)(nil)).Column("n.public_id").
-		Join("JOIN members AS m ON m.id = n.member_id").
-		Where("m.public_id = ?", memberID).
+	err = idb.NewSelect().Model((*notificationRow)(nil)).Column("n.public_id").
+		Where("n.member_id = ?", key).
 		OrderExpr("n.id DESC").
 		Limit(1).
 		Scan(ctx, &ids)
