@@ -14,6 +14,7 @@ test: vet ## vet, then every test with the race detector
 	@command -v redis-server >/dev/null || echo "note: redis-server not on PATH: the chaos test and the queue re-registration test do not run"
 	@[ -n "$$MOIM_TEST_MYSQL_URL" ] || echo "note: MOIM_TEST_MYSQL_URL unset: MariaDB/MySQL subtests do not run"
 	@command -v promtool >/dev/null || echo "note: promtool not on PATH (Debian package prometheus): the alert rules are not checked"
+	@command -v chromium >/dev/null || echo "note: chromium not on PATH: the browser reconnect test (live events) does not run"
 	$(GO) test -race -count=1 ./...
 
 # The packages with date and time rules, and the clocks test-clocks runs them

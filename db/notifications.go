@@ -379,23 +379,65 @@ func (Notifications) List(ctx context.Context, idb bun.IDB, memberID, cursor str
 
 // After returns up to limit of the member's notifications newer than the
 // one with public id after, oldest first: what an event stream missed. An
-// id that is not the member's yields nothing. Errors: EINVALID (field
-// "limit") for a limit below 1.
+// id that is not the member's yields nothing; after "" yields them from
+// the first. Errors: EINVALID (field "limit") for a limit below 1.
 func (Notifications) After(ctx context.Context, idb bun.IDB, memberID, after string, limit int) ([]domain.Notification, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
 	var rows []notificationRow
-	err := selectNotifications(idb, &rows).
-		Where("m.public_id = ?", memberID).
-		Where("n.id > (SELECT a.id FROM notifications AS a WHERE a.public_id = ? AND a.member_id = m.id)", after).
-		OrderExpr("n.id ASC").
+	q := selectNotifications(idb, &rows).
+		Where("m.public_id = ?", memberID)
+	if after != "" {
+		q = q.Where("n.id > (SELECT a.id FROM notifications AS a WHERE a.public_id = ? AND a.member_id = m.id)", after)
+	}
+	err := q.OrderExpr("n.id ASC").
 		Limit(int64(limit)).
 		Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("notifications after %s: %w", after, translate(err))
 	}
 	return toNotifications(rows)
+}
+
+// Newest returns the public id of the member's newest notification, or ""
+// when they have none: the point a new event stream starts from.
+func (Notifications) Newest(ctx context.Context, idb bun.IDB, memberID string) (string, error) {
+	// By the member's row id, as List: one step back along (member_id, id).
+	key, err := memberKey(ctx, idb, memberID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("newest notification: %w", err)
+	}
+	var ids []string
+	err = idb.NewSelect().Model((*notificationRow)(nil)).Column("n.public_id").
+		Where("n.member_id = ?", key).
+		OrderExpr("n.id DESC").
+		Limit(1).
+		Scan(ctx, &ids)
+	if err != nil {
+		return "", fmt.Errorf("newest notification: %w", translate(err))
+	}
+	if len(ids) == 0 {
+		return "", nil
+	}
+	return ids[0], nil
+}
+
+// Has reports whether the member has a notification with public id id
+// (one removed by the retention tick is gone).
+func (Notifications) Has(ctx context.Context, idb bun.IDB, memberID, id string) (bool, error) {
+	ok, err := idb.NewSelect().Model((*notificationRow)(nil)).
+		Join("JOIN members AS m ON m.id = n.member_id").
+		Where("m.public_id = ?", memberID).
+		Where("n.public_id = ?", id).
+		Exists(ctx)
+	if err != nil {
+		return false, fmt.Errorf("find notification %s: %w", id, translate(err))
+	}
+	return ok, nil
 }
 
 // UnreadCount counts the member's unread notifications.

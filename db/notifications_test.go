@@ -345,7 +345,9 @@ func TestNotificationsAfter(t *testing.T) {
 			{"after someone else's", alice.ID, b[0].ID, 10, nil},
 			{"someone else's after mine", bob.ID, a[0].ID, 10, nil},
 			{"after an unknown id", alice.ID, "nosuchnotification", 10, nil},
-			{"after nothing", alice.ID, "", 10, nil},
+			{"from the first", alice.ID, "", 10, a},
+			{"from the first, limited", alice.ID, "", 2, a[:2]},
+			{"from bob's first", bob.ID, "", 10, b},
 			{"unknown member", "nosuchmember", a[0].ID, 10, nil},
 		}
 		for _, tt := range tests {
@@ -366,6 +368,29 @@ func TestNotificationsAfter(t *testing.T) {
 		for _, limit := range []int{0, -1} {
 			_, err := notifications.After(ctx, bdb, alice.ID, a[0].ID, limit)
 			checkCode(t, err, domain.EINVALID, "limit")
+		}
+
+		// Where a new stream starts, and whether a stream can resume from
+		// an id.
+		carol := mustCreate(t, bdb, newMember("carol@example.com", "Carol"))
+		for member, want := range map[string]string{alice.ID: a[4].ID, bob.ID: b[1].ID, carol.ID: "", "nosuchmember": ""} {
+			if got, err := notifications.Newest(ctx, bdb, member); err != nil || got != want {
+				t.Errorf("Newest(%s) = %q, %v; want %q", member, got, err, want)
+			}
+		}
+		for _, tt := range []struct {
+			member, id string
+			want       bool
+		}{
+			{alice.ID, a[0].ID, true},
+			{alice.ID, b[0].ID, false},
+			{alice.ID, "nosuchnotification", false},
+			{alice.ID, "", false},
+			{"nosuchmember", a[0].ID, false},
+		} {
+			if got, err := notifications.Has(ctx, bdb, tt.member, tt.id); err != nil || got != tt.want {
+				t.Errorf("Has(%s, %q) = %v, %v; want %v", tt.member, tt.id, got, err, tt.want)
+			}
 		}
 	})
 }

@@ -16,8 +16,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/cmd/api/httpapi"
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
@@ -47,6 +49,7 @@ type sseStream struct {
 	err      error         // why it ended; read after done
 	stop     chan struct{}
 	started  bool
+	cancel   context.CancelFunc
 }
 
 // openStream connects to path on s and starts reading. It fails the test
@@ -92,6 +95,7 @@ func dialStream(t *testing.T, client *http.Client, s *testServer, path, token st
 		comments: make(chan string, 1024),
 		done:     make(chan struct{}),
 		stop:     make(chan struct{}),
+		cancel:   cancel,
 	}
 	// Registered after the server's cleanup, so it runs first: the server
 	// waits for open streams, which end only when the client hangs up.
@@ -104,6 +108,15 @@ func dialStream(t *testing.T, client *http.Client, s *testServer, path, token st
 		}
 	})
 	return st
+}
+
+// hangUp closes the stream from the client's side, as a dropped
+// connection does, and waits until the reader has stopped.
+func (st *sseStream) hangUp() {
+	st.cancel()
+	if st.started {
+		<-st.done
+	}
 }
 
 // start reads the stream in the background until it ends.
@@ -222,6 +235,13 @@ func (st *sseStream) ended(t *testing.T, d time.Duration) []sseEvent {
 // connected checks that the next event is "connected" for member.
 func (st *sseStream) connected(t *testing.T, member string) {
 	t.Helper()
+	st.connectedAt(t, member)
+}
+
+// connectedAt checks that the next event is "connected" for member and
+// returns its id: where a reconnect resumes.
+func (st *sseStream) connectedAt(t *testing.T, member string) string {
+	t.Helper()
 	e := st.next(t)
 	if e.event != "connected" {
 		t.Fatalf("first event = %+v, want connected", e)
@@ -232,6 +252,22 @@ func (st *sseStream) connected(t *testing.T, member string) {
 	decodeStrict(t, []byte(e.data), &data)
 	if data.MemberID != member {
 		t.Errorf("connected member_id = %q, want %q", data.MemberID, member)
+	}
+	return e.id
+}
+
+// reset checks that the next event is a reset with id and reason.
+func (st *sseStream) reset(t *testing.T, id, reason string) {
+	t.Helper()
+	e := st.next(t)
+	var data struct {
+		Reason string `json:"reason"`
+	}
+	if e.event == "reset" {
+		decodeStrict(t, []byte(e.data), &data)
+	}
+	if e.event != "reset" || e.id != id || data.Reason != reason {
+		t.Fatalf("event = %+v, want reset id %q reason %q", e, id, reason)
 	}
 }
 
@@ -250,14 +286,24 @@ func (st *sseStream) notification(t *testing.T, id string) sseEvent {
 // deadline and is read only as far as the status.
 func refusedStream(t *testing.T, s *testServer, path, token string, wantCode string) *http.Response {
 	t.Helper()
+	header := map[string]string{}
+	if token != "" {
+		header["Authorization"] = "Bearer " + token
+	}
+	return refusedStreamWith(t, s, path, header, wantCode)
+}
+
+// refusedStreamWith is refusedStream with headers of the caller's.
+func refusedStreamWith(t *testing.T, s *testServer, path string, header map[string]string, wantCode string) *http.Response {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), streamWait)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
 	if err != nil {
 		t.Fatalf("new request: %v", err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -285,6 +331,16 @@ func newStreamMember(t *testing.T, s *testServer, nickname string) streamMember 
 	email := nickname + "@example.com"
 	m := s.signup(t, email, nickname)
 	return streamMember{id: m.ID, token: s.login(t, email).AccessToken}
+}
+
+// newStreamFixture is a server on SQLite (with mutate applied to its
+// dependencies) and Mina, signed up and logged in.
+func newStreamFixture(t *testing.T, mutate func(*httpapi.Deps)) (*bun.DB, *env, *testServer, streamMember) {
+	t.Helper()
+	bdb := dbtest.Open(t, "sqlite")
+	e := newEnv(t, bdb)
+	s := newServer(t, e, mutate, nil)
+	return bdb, e, s, newStreamMember(t, s, "mina")
 }
 
 // publish announces n as the notification worker does.
@@ -335,10 +391,7 @@ func sameJSON(t *testing.T, what string, got string, want []byte) {
 
 func TestEventStream(t *testing.T) {
 	t.Parallel()
-	bdb := dbtest.Open(t, "sqlite")
-	e := newEnv(t, bdb)
-	s := newServer(t, e, nil, nil)
-	mina := newStreamMember(t, s, "mina")
+	bdb, e, s, mina := newStreamFixture(t, nil)
 
 	st := openStream(t, s, "/v1/events", mina.token, nil)
 	for k, want := range map[string]string{
@@ -412,10 +465,7 @@ func TestEventStreamAcrossInstances(t *testing.T) {
 
 func TestEventStreamReplay(t *testing.T) {
 	t.Parallel()
-	bdb := dbtest.Open(t, "sqlite")
-	e := newEnv(t, bdb)
-	s := newServer(t, e, nil, nil)
-	mina := newStreamMember(t, s, "mina")
+	bdb, e, s, mina := newStreamFixture(t, nil)
 	joon := newStreamMember(t, s, "joon")
 	ns := notifyMany(t, bdb, mina.id, 3)
 	joons := notifyMember(t, bdb, joon.id, domain.NotifyJoinAccepted, domain.NotificationArgs{}, notificationsClock)
@@ -447,25 +497,101 @@ func TestEventStreamReplay(t *testing.T) {
 		st.notification(t, ns[2].ID)
 	})
 
-	// None of these replays anything; the stream then works as usual.
+	// An id the stream cannot resume from is answered with a reset, whose
+	// id is the newest notification: the client reloads its list and
+	// resumes from there. The stream then works as usual.
 	for _, tc := range []struct {
-		name string
-		last func(t *testing.T) string
+		name  string
+		last  string
+		reset bool
 	}{
-		{"unknown id", func(*testing.T) string { return "no-such-notification" }},
-		{"someone else's", func(*testing.T) string { return joons.ID }},
-		{"the newest", func(t *testing.T) string { return newestID(t, s, mina.token) }},
-		{"garbage", func(*testing.T) string { return "'; DROP TABLE notifications; --" }},
+		{"unknown id", "no-such-notification", true},
+		{"someone else's", joons.ID, true},
+		{"garbage", "'; DROP TABLE notifications; --", true},
+		{"not UTF-8", "\xff\xfe", true},
+		{"too long", strings.Repeat("a", 65), true},
+		{"the newest", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := openStream(t, s, "/v1/events", mina.token, map[string]string{"Last-Event-ID": tc.last(t)})
-			st.connected(t, mina.id)
+			newest := newestID(t, s, mina.token)
+			last := tc.last
+			if last == "" {
+				last = newest
+			}
+			st := openStream(t, s, "/v1/events", mina.token, map[string]string{"Last-Event-ID": last})
+			if c := st.connectedAt(t, mina.id); c != newest {
+				t.Errorf("connected id = %q, want %q", c, newest)
+			}
+			if tc.reset {
+				st.reset(t, newest, "unknown_last_event_id")
+			}
 			st.quiet(t)
 			n := notifyMember(t, bdb, mina.id, domain.NotifyJoinAccepted, domain.NotificationArgs{}, notificationsClock.Add(time.Hour))
 			publish(t, e, n)
 			st.notification(t, n.ID)
 		})
 	}
+}
+
+// TestEventStreamPosition: "connected" carries the id a reconnect resumes
+// from, so a stream that drops before its first notification misses
+// nothing; a member without notifications starts at "0".
+func TestEventStreamPosition(t *testing.T) {
+	t.Parallel()
+	bdb, _, s, mina := newStreamFixture(t, nil)
+
+	first := openStream(t, s, "/v1/events", mina.token, nil)
+	if id := first.connectedAt(t, mina.id); id != "0" {
+		t.Fatalf("connected id without notifications = %q, want 0", id)
+	}
+	first.hangUp()
+	// Recorded while no stream listens.
+	ns := notifyMany(t, bdb, mina.id, 2)
+	again := openStream(t, s, "/v1/events", mina.token, map[string]string{"Last-Event-ID": "0"})
+	if id := again.connectedAt(t, mina.id); id != "0" {
+		t.Errorf("connected id resuming from 0 = %q, want 0", id)
+	}
+	again.notification(t, ns[0].ID)
+	again.notification(t, ns[1].ID)
+	again.quiet(t)
+
+	fresh := openStream(t, s, "/v1/events", mina.token, nil)
+	if id := fresh.connectedAt(t, mina.id); id != ns[1].ID {
+		t.Errorf("connected id = %q, want the newest %q", id, ns[1].ID)
+	}
+	fresh.quiet(t)
+}
+
+// TestEventStreamTooManyMissed: past maxReplay (500) missed notifications
+// the stream resets instead of replaying them.
+func TestEventStreamTooManyMissed(t *testing.T) {
+	t.Parallel()
+	bdb, _, s, mina := newStreamFixture(t, nil)
+	start := notifyMember(t, bdb, mina.id, domain.NotifyJoinAccepted, domain.NotificationArgs{}, notificationsClock)
+	many := make([]domain.Notification, 501)
+	for i := range many {
+		many[i] = domain.Notification{MemberID: mina.id, Type: domain.NotifyJoinAccepted, CreatedAt: notificationsClock.Add(time.Duration(i+1) * time.Second)}
+	}
+	created, err := (db.Notifications{}).CreateMany(context.Background(), bdb, many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := created[len(created)-1].ID
+
+	// 500 are replayed; 501 are too many.
+	st := openStream(t, s, "/v1/events", mina.token, map[string]string{"Last-Event-ID": created[0].ID})
+	st.connectedAt(t, mina.id)
+	for _, n := range created[1:] {
+		st.notification(t, n.ID)
+	}
+	st.quiet(t)
+
+	st = openStream(t, s, "/v1/events", mina.token, map[string]string{"Last-Event-ID": start.ID})
+	if id := st.connectedAt(t, mina.id); id != newest {
+		t.Errorf("connected id = %q, want the newest %q", id, newest)
+	}
+	st.reset(t, newest, "too_many_missed")
+	st.quiet(t)
 }
 
 // newestID is the id of the member's newest notification.
@@ -489,10 +615,7 @@ const ticketKey = "moim:events:ticket:"
 
 func TestEventTickets(t *testing.T) {
 	t.Parallel()
-	bdb := dbtest.Open(t, "sqlite")
-	e := newEnv(t, bdb)
-	s := newServer(t, e, nil, nil)
-	mina := newStreamMember(t, s, "mina")
+	bdb, e, s, mina := newStreamFixture(t, nil)
 	ctx := context.Background()
 
 	resp, body := s.do(t, request{method: http.MethodPost, path: "/v1/events/ticket", token: mina.token})
@@ -537,13 +660,9 @@ func TestEventTickets(t *testing.T) {
 		t.Fatal(err)
 	}
 	openStream(t, s, "/v1/events?ticket="+live, "", nil).connected(t, mina.id)
-	deadline := time.Now().Add(5 * time.Second)
-	for e.redis.Exists(ctx, ticketKey+expired).Val() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the 1 s ticket did not expire within 5 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitUntil(t, "the 1 s ticket expires", func() bool {
+		return e.redis.Exists(ctx, ticketKey+expired).Val() == 0
+	})
 
 	tests := []struct {
 		name     string
@@ -573,9 +692,7 @@ func TestEventTickets(t *testing.T) {
 
 func TestEventStreamRevokedToken(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dbtest.Open(t, "sqlite"))
-	s := newServer(t, e, nil, nil)
-	mina := newStreamMember(t, s, "mina")
+	_, _, s, mina := newStreamFixture(t, nil)
 	if resp, body := s.do(t, request{method: http.MethodPost, path: "/v1/auth/logout", token: mina.token}); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("logout: status = %d (body %s)", resp.StatusCode, body)
 	}
@@ -650,9 +767,7 @@ func ownClient(t *testing.T) *http.Client {
 
 func TestEventStreamSlowClient(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dbtest.Open(t, "sqlite"))
-	s := newServer(t, e, nil, nil)
-	mina := newStreamMember(t, s, "mina")
+	_, e, s, mina := newStreamFixture(t, nil)
 
 	slow := dialStream(t, ownClient(t), s, "/v1/events", mina.token, nil) // never read below
 	fast := openStream(t, s, "/v1/events", mina.token, nil)
@@ -802,4 +917,184 @@ func TestEventStreamEndsWithItsLogin(t *testing.T) {
 		}
 	}
 	refusedStream(t, s, "/v1/events?ticket="+url.QueryEscape(unused.Ticket), "", "token_revoked")
+}
+
+// waitUntil polls cond for up to streamWait and fails the test, naming
+// what was awaited, if it never holds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(streamWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// streamKey is where the API keeps a used ticket, bound to the browser.
+const streamKey = "moim:events:stream:"
+
+// newTicket asks for a stream ticket with the member's token.
+func newTicket(t *testing.T, s *testServer, token string) string {
+	t.Helper()
+	resp, body := s.do(t, request{method: http.MethodPost, path: "/v1/events/ticket", token: token})
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("ticket: status = %d, want 201 (body %s)", resp.StatusCode, body)
+	}
+	var tk ticketBody
+	decodeStrict(t, body, &tk)
+	return tk.Ticket
+}
+
+// streamCookieOf returns the stream cookie a response sets, failing the
+// test unless it is HttpOnly, Secure, SameSite=Strict and sent to
+// /v1/events only.
+func streamCookieOf(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	for _, c := range resp.Cookies() {
+		if c.Name != "moim_stream" {
+			continue
+		}
+		if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode || c.Path != "/v1/events" || c.MaxAge <= 0 || c.Value == "" {
+			t.Errorf("stream cookie = %+v, want HttpOnly, Secure, SameSite=Strict, Path=/v1/events, Max-Age > 0", c)
+		}
+		return c.Value
+	}
+	t.Fatalf("no moim_stream cookie in %q", resp.Header.Values("Set-Cookie"))
+	return ""
+}
+
+// TestEventTicketReconnect: EventSource reconnects to the URL of its first
+// connection, whose ticket is spent; with the stream cookie the first
+// connection set, within the reconnect window and while the login stands,
+// that URL opens the stream again and Last-Event-ID replays what was
+// missed.
+func TestEventTicketReconnect(t *testing.T) {
+	t.Parallel()
+	bdb, e, s, mina := newStreamFixture(t, nil)
+	joon := newStreamMember(t, s, "joon")
+	ctx := context.Background()
+
+	ticket := newTicket(t, s, mina.token)
+	path := "/v1/events?ticket=" + url.QueryEscape(ticket)
+	first := openStream(t, s, path, "", nil)
+	key := streamCookieOf(t, first.resp)
+	cookie := "moim_stream=" + key
+	first.connected(t, mina.id)
+	if ttl := e.redis.TTL(ctx, streamKey+ticket).Val(); ttl <= time.Minute || ttl > 5*time.Minute {
+		t.Errorf("used ticket's TTL = %s, want the 5 min reconnect window", ttl)
+	}
+	seen := notifyMember(t, bdb, mina.id, domain.NotifyJoinAccepted, domain.NotificationArgs{Title: "seen"}, notificationsClock)
+	publish(t, e, seen)
+	first.notification(t, seen.ID)
+
+	// The window counts from the end of the last stream: a stream that ends
+	// renews it.
+	if err := e.redis.Expire(ctx, streamKey+ticket, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	first.hangUp()
+	waitUntil(t, "the ended stream renews its ticket's window", func() bool {
+		return e.redis.TTL(ctx, streamKey+ticket).Val() > time.Minute
+	})
+	missed := notifyMember(t, bdb, mina.id, domain.NotifyJoinAccepted, domain.NotificationArgs{Title: "missed"}, notificationsClock.Add(time.Minute))
+
+	again := openStream(t, s, path, "", map[string]string{"Cookie": cookie, "Last-Event-ID": seen.ID})
+	again.connected(t, mina.id)
+	again.notification(t, missed.ID)
+	again.quiet(t)
+
+	// A second tab of the same browser, logged in as someone else, shares
+	// the cookie; each used ticket keeps its own member.
+	joonTicket := newTicket(t, s, joon.token)
+	joonPath := "/v1/events?ticket=" + url.QueryEscape(joonTicket)
+	joonStream := openStream(t, s, joonPath, "", map[string]string{"Cookie": cookie})
+	if got := streamCookieOf(t, joonStream.resp); got != key {
+		t.Errorf("the browser's cookie was replaced: %q, want %q kept", got, key)
+	}
+	joonStream.connected(t, joon.id)
+	openStream(t, s, path, "", map[string]string{"Cookie": cookie}).connected(t, mina.id)
+
+	other := newTicket(t, s, joon.token)
+	otherStream := openStream(t, s, "/v1/events?ticket="+url.QueryEscape(other), "", nil)
+	otherKey := streamCookieOf(t, otherStream.resp)
+	if otherKey == key {
+		t.Fatal("a browser without a cookie got another browser's")
+	}
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+	}{
+		{"the used ticket alone", nil},
+		{"another browser's cookie", map[string]string{"Cookie": "moim_stream=" + otherKey}},
+		{"a made-up cookie", map[string]string{"Cookie": "moim_stream=made-up"}},
+		{"the used ticket and a good token", map[string]string{"Authorization": "Bearer " + mina.token}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refusedStreamWith(t, s, path, tc.header, "invalid_token")
+		})
+	}
+	// The cookie alone opens nothing.
+	refusedStreamWith(t, s, "/v1/events", map[string]string{"Cookie": cookie}, "unauthorized")
+
+	// Past the window the used ticket is refused; the client asks for a
+	// new one.
+	if err := e.redis.Expire(ctx, streamKey+joonTicket, time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the used ticket expires", func() bool {
+		return e.redis.Exists(ctx, streamKey+joonTicket).Val() == 0
+	})
+	refusedStreamWith(t, s, joonPath, map[string]string{"Cookie": cookie}, "invalid_token")
+
+	// A logout ends the reconnects of its tickets.
+	if resp, body := s.do(t, request{method: http.MethodPost, path: "/v1/auth/logout", token: mina.token}); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: status = %d (body %s)", resp.StatusCode, body)
+	}
+	refusedStreamWith(t, s, path, map[string]string{"Cookie": cookie}, "token_revoked")
+}
+
+// TestEventStreamMetrics: streams have their own series, there from the
+// start, and stay out of the request-duration histogram.
+func TestEventStreamMetrics(t *testing.T) {
+	t.Parallel()
+	bdb, e, s, mina := newStreamFixture(t, nil)
+
+	waitMetrics(t, s, []string{
+		`moim_sse_streams_open 0`,
+		`moim_sse_events_sent_total{event="connected"} 0`,
+		`moim_sse_events_sent_total{event="notification"} 0`,
+		`moim_sse_events_sent_total{event="reset"} 0`,
+		`moim_sse_reconnects_total 0`,
+		`moim_sse_resets_total{reason="too_many_missed"} 0`,
+		`moim_sse_resets_total{reason="unknown_last_event_id"} 0`,
+	})
+
+	a := openStream(t, s, "/v1/events", mina.token, nil)
+	a.connected(t, mina.id)
+	n := notifyMember(t, bdb, mina.id, domain.NotifyJoinAccepted, domain.NotificationArgs{}, notificationsClock)
+	publish(t, e, n)
+	a.notification(t, n.ID)
+	b := openStream(t, s, "/v1/events", mina.token, map[string]string{"Last-Event-ID": "no-such-notification"})
+	b.connected(t, mina.id)
+	b.reset(t, n.ID, "unknown_last_event_id")
+	waitMetrics(t, s, []string{
+		`moim_sse_streams_open 2`,
+		`moim_sse_events_sent_total{event="connected"} 2`,
+		`moim_sse_events_sent_total{event="notification"} 1`,
+		`moim_sse_events_sent_total{event="reset"} 1`,
+		`moim_sse_reconnects_total 1`,
+		`moim_sse_resets_total{reason="unknown_last_event_id"} 1`,
+	})
+
+	a.hangUp()
+	b.hangUp()
+	body := waitMetrics(t, s, []string{
+		`moim_sse_streams_open 0`,
+		`moim_http_requests_total{code="200",method="GET",route="/v1/events"} 2`,
+	})
+	if strings.Contains(body, `moim_http_request_duration_seconds_count{method="GET",route="/v1/events"}`) {
+		t.Error("streams are in the request-duration histogram")
+	}
 }

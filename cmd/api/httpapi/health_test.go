@@ -120,37 +120,42 @@ func TestMetrics(t *testing.T) {
 		`moim_queue_size{queue="default",state="pending"} 1`,
 		`moim_queue_metrics_up 1`,
 	}
-	// Metrics are recorded after the response is sent, so poll briefly.
-	var body string
+	body := waitMetrics(t, s, want)
+	for _, raw := range []string{"/test/items/a1", "/no/such/route"} {
+		if strings.Contains(body, raw) {
+			t.Errorf("/metrics has the raw path %s as a label", raw)
+		}
+	}
+}
+
+// waitMetrics polls /metrics until it holds every line of want and returns
+// it; metrics are recorded after the response is sent.
+func waitMetrics(t *testing.T, s *testServer, want []string) string {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		resp, b := s.do(t, request{method: http.MethodGet, path: "/metrics"})
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status = %d, want 200", resp.StatusCode)
 		}
-		body = string(b)
+		body := string(b)
 		missing := 0
 		for _, w := range want {
-			if !strings.Contains(body, w) {
+			if !strings.Contains(body, w+"\n") {
 				missing++
 			}
 		}
 		if missing == 0 {
-			break
+			return body
 		}
 		if time.Now().After(deadline) {
 			for _, w := range want {
-				if !strings.Contains(body, w) {
+				if !strings.Contains(body, w+"\n") {
 					t.Errorf("/metrics lacks %s", w)
 				}
 			}
 			t.Fatalf("/metrics:\n%s", body)
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	for _, raw := range []string{"/test/items/a1", "/no/such/route"} {
-		if strings.Contains(body, raw) {
-			t.Errorf("/metrics has the raw path %s as a label", raw)
-		}
 	}
 }

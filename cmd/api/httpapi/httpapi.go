@@ -140,6 +140,7 @@ type server struct {
 	login          *loginLimits
 	social         *auth.Social
 	hub            *hub
+	streamMetrics  *streamMetrics
 	streamsDone    <-chan struct{}
 	heartbeat      time.Duration
 	mailbox        *notify.Mailbox
@@ -236,8 +237,10 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 	}
 
 	metrics := newHTTPMetrics()
+	s.streamMetrics = newStreamMetrics()
 	insp := asynq.NewInspector(d.RedisConnOpt)
-	collectors := append(metrics.collectors(), jobs.NewQueueMetrics(insp, 0, d.Logger))
+	collectors := append(metrics.collectors(), s.streamMetrics.collectors()...)
+	collectors = append(collectors, jobs.NewQueueMetrics(insp, 0, d.Logger))
 	var registered []prometheus.Collector
 	unregister := func() {
 		for _, c := range registered {

@@ -215,7 +215,11 @@ func (m *httpMetrics) instrument(next http.Handler) http.Handler {
 		next.ServeHTTP(ww, r)
 		method, route := methodLabel(r.Method), routeLabel(r)
 		m.requests.WithLabelValues(method, route, strconv.Itoa(statusWritten(ww))).Inc()
-		m.duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
+		// A live stream lasts as long as its client listens; its time
+		// would drown the latencies (it has metrics of its own).
+		if ww.Header().Get("Content-Type") != eventStreamType {
+			m.duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
+		}
 	})
 }
 
@@ -333,16 +337,31 @@ func noStore(next http.Handler) http.Handler {
 const msgNUL = "Input must not contain NUL characters."
 
 // corsHandler allows browser calls from the configured origins only.
-// Credentials (cookies) are not allowed: clients authenticate with an
-// Authorization header, which CORS already lets through.
+// Credentials (cookies) are allowed for the event stream alone, whose
+// reconnects present the stream cookie (EventSource withCredentials);
+// every other call authenticates with an Authorization header, which CORS
+// already lets through.
 func corsHandler(origins []string) func(http.Handler) http.Handler {
-	return cors.Handler(cors.Options{
+	opts := cors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
-		AllowedHeaders: []string{"Accept", "Authorization", "Content-Type", headerRequestID},
+		AllowedHeaders: []string{"Accept", "Authorization", "Content-Type", "Last-Event-ID", headerRequestID},
 		ExposedHeaders: []string{headerRequestID, "Location"},
 		MaxAge:         300,
-	})
+	}
+	plain := cors.Handler(opts)
+	opts.AllowCredentials = true
+	withCookies := cors.Handler(opts)
+	return func(next http.Handler) http.Handler {
+		p, c := plain(next), withCookies(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == streamCookiePath {
+				c.ServeHTTP(w, r)
+				return
+			}
+			p.ServeHTTP(w, r)
+		})
+	}
 }
 
 // basicAuth guards the operator endpoints. Both the user and the password

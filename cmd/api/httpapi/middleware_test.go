@@ -206,6 +206,35 @@ func TestCORS(t *testing.T) {
 			if tt.wantAllow != "" && !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), http.MethodPost) {
 				t.Errorf("Access-Control-Allow-Methods = %q, want POST in it", resp.Header.Get("Access-Control-Allow-Methods"))
 			}
+			if got := resp.Header.Get("Access-Control-Allow-Credentials"); got != "" {
+				t.Errorf("Access-Control-Allow-Credentials = %q outside the event stream", got)
+			}
+		})
+	}
+
+	// The event stream alone takes credentials: its reconnects present the
+	// stream cookie (EventSource withCredentials), and Last-Event-ID.
+	for _, tt := range []struct {
+		name, origin, wantAllow, wantCredentials string
+	}{
+		{"stream, configured origin", allowed, allowed, "true"},
+		{"stream, other origin", "https://evil.example", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, _ := withCORS.do(t, request{method: http.MethodOptions, path: "/v1/events", header: map[string]string{
+				"Origin":                         tt.origin,
+				"Access-Control-Request-Method":  http.MethodGet,
+				"Access-Control-Request-Headers": "Last-Event-ID",
+			}})
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != tt.wantAllow {
+				t.Errorf("Access-Control-Allow-Origin = %q, want %q", got, tt.wantAllow)
+			}
+			if got := resp.Header.Get("Access-Control-Allow-Credentials"); got != tt.wantCredentials {
+				t.Errorf("Access-Control-Allow-Credentials = %q, want %q", got, tt.wantCredentials)
+			}
+			if tt.wantAllow != "" && !strings.EqualFold(resp.Header.Get("Access-Control-Allow-Headers"), "Last-Event-ID") {
+				t.Errorf("Access-Control-Allow-Headers = %q, want Last-Event-ID", resp.Header.Get("Access-Control-Allow-Headers"))
+			}
 		})
 	}
 }
