@@ -154,7 +154,7 @@ type wiring struct {
 	reg      *prometheus.Registry
 	relay    *jobs.Relay
 	// mailbox keeps what the log providers would have sent; nil when
-	// nothing in this process fills it.
+	// neither mail nor SMS goes through a log provider.
 	mailbox *notify.Mailbox
 	// store keeps uploaded images; nil in a process without the API or
 	// the worker.
@@ -251,11 +251,11 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 	}
 
 	var banner []string
-	// The log providers keep what they would have sent here; the API shows
-	// it to admins when both run in this process.
+	// The log providers keep what they would have sent in Redis; the API
+	// shows it to admins, whether the worker runs in this process or not.
 	var mailbox *notify.Mailbox
 	if cfg.Mail.Provider == config.ProviderLog || cfg.SMS.Provider == config.ProviderLog {
-		mailbox = notify.NewMailbox(cfg.Notify.MailboxSize)
+		mailbox = notify.NewMailbox(rdb, cfg.Notify.MailboxSize)
 	}
 	if roles&RoleWorker != 0 {
 		c, err := workerComponent(wiring{cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox, store}, roles != RoleWorker)
@@ -263,9 +263,6 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 			return err
 		}
 		comps = append(comps, c...)
-	}
-	if roles&RoleWorker == 0 {
-		mailbox = nil // nothing in this process fills it
 	}
 	if roles&RoleScheduler != 0 {
 		c, err := schedulerComponent(cfg, logger, redisOpt, reg, roles == RoleScheduler)
