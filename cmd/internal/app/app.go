@@ -162,7 +162,10 @@ type wiring struct {
 }
 
 func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, roles Role, generated []string) (err error) {
-	logger.Info("starting moim", slog.String("roles", roles.String()), slog.Any("config", cfg))
+	// One short line; the whole configuration (secrets masked, some 2.6 KB)
+	// only when debugging.
+	logger.Info("starting moim", slog.String("roles", roles.String()), slog.String("env", cfg.Env))
+	logger.Debug("configuration", slog.Any("config", cfg))
 	var closers []func()
 	defer func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -286,6 +289,12 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 			"API:       "+url,
 			"Queue UI:  "+url+"/admin/queues  (user "+cfg.Admin.User+")",
 		)
+		if roles == RoleAll {
+			// One registry for every role: the API's /metrics is the
+			// process's (worker.metrics_addr and scheduler.metrics_addr
+			// are for the roles run on their own).
+			banner = append(banner, "Metrics:   "+url+"/metrics")
+		}
 		// A generated password exists nowhere else, so it is shown once here
 		// (not in the log); a configured one is never printed.
 		if slices.Contains(generated, "admin.password") {
