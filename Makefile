@@ -4,8 +4,13 @@ BIN := bin
 
 .PHONY: run test test-clocks vet lint bench build migrate clean
 
+# Built, then run: `go run` exits 1 when it is interrupted, whatever its
+# program does, and make would report Ctrl-C as "Error 1"; moim itself stops
+# gracefully on SIGINT/SIGTERM and exits 0.
 run: ## run api + worker + scheduler + relay in one process (SQLite + in-memory Redis by default)
-	$(GO) run ./cmd/moim
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/moim ./cmd/moim
+	$(BIN)/moim
 
 test: vet ## vet, then every test with the race detector
 	@echo "test backends: sqlite$${MOIM_TEST_POSTGRES_URL:+ postgres}$${MOIM_TEST_MYSQL_URL:+ mariadb/mysql};" \
@@ -55,9 +60,11 @@ bench: ## benchmarks (set MOIM_TEST_POSTGRES_URL / MOIM_TEST_REDIS_URL for the r
 	$(GO) run ./cmd/moim/loadworker -n 20000
 	$(GO) run ./cmd/moim/loadtasks -helpers 10000 -tasks 1000 -accept-tasks 100 -invites 10
 
+# The four commands; the load programs under cmd/moim/ are run with go run
+# (see bench).
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/ ./cmd/api ./cmd/worker ./cmd/scheduler ./cmd/moim
 
 migrate:
 	$(GO) run ./cmd/moim migrate up

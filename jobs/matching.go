@@ -70,6 +70,11 @@ func (p MatchingParams) groupSize(c domain.Category) int {
 // runTimeout bounds one matcher run; 20,000 applications take seconds.
 const runTimeout = 2 * time.Minute
 
+// runRetention keeps a finished run, with its result (MatchRunResult), in
+// the queue UI for a while. enqueueOnce deletes a kept run to enqueue the
+// next, so this only costs that delete for a run asked for within it.
+const runRetention = time.Minute
+
 // runQueue is where matcher runs go, ahead of mail and the like: a member
 // is looking at the screen.
 const runQueue = QueueCritical
@@ -88,7 +93,7 @@ func enqueueRun(ctx context.Context, client *asynq.Client, insp *asynq.Inspector
 	// A run that hangs (a lock wait, a dead connection) would hold the
 	// category's task id; the timeout ends it well before the sweep.
 	state, err := enqueueOnce(ctx, client, insp, asynq.NewTask(TypeMatchRun, payload), runQueue, matchRunID(c),
-		asynq.MaxRetry(3), asynq.Timeout(runTimeout))
+		asynq.MaxRetry(3), asynq.Timeout(runTimeout), asynq.Retention(runRetention))
 	if err != nil {
 		return err
 	}
@@ -184,6 +189,8 @@ func (h *MatchRunHandler) ProcessTask(ctx context.Context, t *asynq.Task) error 
 	}
 	h.Logger.InfoContext(ctx, "matcher run", slog.String("category", p.Category.String()),
 		slog.Int("waiting", res.Waiting), slog.Int("matches", res.Matches), slog.Int("conflicts", res.Conflicts))
+	writeResult(ctx, h.Logger, t, MatchRunResult{Category: p.Category.String(), Waiting: res.Waiting,
+		Matches: res.Matches, Conflicts: res.Conflicts})
 	return nil
 }
 

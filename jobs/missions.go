@@ -136,9 +136,12 @@ func (h *MissionTransitionHandler) ProcessTask(ctx context.Context, t *asynq.Tas
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.Mission <= 0 {
 		return fmt.Errorf("decode %s payload: %v: %w", TypeMissionTransition, err, asynq.SkipRetry)
 	}
-	_, err := h.Transition(ctx, p.Mission)
+	done, err := h.Transition(ctx, p.Mission)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {
 		return fmt.Errorf("mission %d: %w: %w", p.Mission, err, asynq.SkipRetry)
+	}
+	if err == nil {
+		writeResult(ctx, h.Logger, t, newMissionTransitionResult(p.Mission, done))
 	}
 	return err
 }

@@ -321,6 +321,8 @@ func (h *NotifyDeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) e
 		h.count(d.Channel, "sent")
 		h.Logger.InfoContext(ctx, "delivery sent", slog.Int64("delivery_id", d.ID),
 			slog.String("channel", d.Channel.String()), slog.String("provider_id", providerID))
+		writeResult(ctx, h.Logger, t, DeliverResult{DeliveryID: d.ID, Channel: d.Channel.String(),
+			Status: domain.DeliverySent.String(), ProviderID: providerID})
 		return nil
 	case notify.IsPermanent(sendErr):
 		return h.fail(sctx, d, sendErr, done)

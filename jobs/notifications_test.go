@@ -306,13 +306,31 @@ type deliverBundle struct {
 	metrics *jobs.Metrics
 }
 
+// newMailbox returns a mailbox of size in a Redis of the test's own.
+func newMailbox(t *testing.T, size int) *notify.Mailbox {
+	t.Helper()
+	rdb := jobstest.RedisOpt(t).MakeRedisClient().(redis.UniversalClient)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return notify.NewMailbox(rdb, size)
+}
+
+// listMailbox returns what box keeps, failing t when it cannot.
+func listMailbox(t *testing.T, box *notify.Mailbox) []notify.MailboxEntry {
+	t.Helper()
+	out, err := box.List(context.Background())
+	if err != nil {
+		t.Fatalf("mailbox: %v", err)
+	}
+	return out
+}
+
 func newDeliverBundle(t *testing.T, bdb *bun.DB, smsSender notify.SMSSender) *deliverBundle {
 	t.Helper()
 	r, err := templates.New(time.UTC)
 	if err != nil {
 		t.Fatal(err)
 	}
-	box := notify.NewMailbox(10)
+	box := newMailbox(t, 10)
 	m := jobs.NewMetrics(nil)
 	b := &deliverBundle{db: bdb, mailbox: box, metrics: m}
 	b.h = &jobs.NotifyDeliverHandler{
@@ -454,7 +472,7 @@ func TestDeliverPermanentFailures(t *testing.T) {
 		if md.Status != domain.DeliverySent || md.ProviderID != wantMsgID {
 			t.Errorf("mail delivery %+v, want sent with Message-ID %s", md, wantMsgID)
 		}
-		box := b.mailbox.List()
+		box := listMailbox(t, b.mailbox)
 		if len(box) != 1 || box[0].To != "runner@example.com" || box[0].Subject == "" || box[0].HTML == "" {
 			t.Errorf("mailbox = %+v", box)
 		}

@@ -22,7 +22,7 @@ const DefaultQueueRegisterInterval = 5 * time.Second
 // QueueNames returns moim's own queues and those of the worker's weights,
 // sorted, each once: every queue a moim process may enqueue to or inspect.
 func QueueNames(weights map[string]int) []string {
-	names := []string{QueueCritical, QueueDefault, QueueLow}
+	names := []string{QueueCritical, QueueDefault, QueueLow, QueueTicks}
 	for name := range weights {
 		names = append(names, name)
 	}

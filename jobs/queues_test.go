@@ -133,8 +133,8 @@ func TestQueuesComeBackAfterFlushall(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(names)
-	if fmt.Sprint(names) != "[critical default low probe]" {
-		t.Errorf("queues = %v, want critical, default, low and probe", names)
+	if fmt.Sprint(names) != "[critical default low probe ticks]" {
+		t.Errorf("queues = %v, want critical, default, low, probe and ticks", names)
 	}
 	// The metrics serve the last refresh and refresh behind the scrape, so
 	// the enqueue shows at a later scrape, not necessarily the next one.
@@ -152,7 +152,7 @@ func TestQueuesComeBackAfterFlushall(t *testing.T) {
 func TestQueueNames(t *testing.T) {
 	t.Parallel()
 	got := jobs.QueueNames(map[string]int{"low": 1, "mail": 2})
-	if fmt.Sprint(got) != "[critical default low mail]" {
+	if fmt.Sprint(got) != "[critical default low mail ticks]" {
 		t.Errorf("QueueNames = %v", got)
 	}
 }

@@ -135,7 +135,7 @@ func TestResentRowsDoNoDoubleWork(t *testing.T) {
 		// second ahead, so every row above was created before it.
 		first := clocktest.Now().UTC().Truncate(time.Second).Add(time.Second)
 		now := first
-		mailbox := notify.NewMailbox(100)
+		mailbox := newMailbox(t, 100)
 		mux, err := jobs.NewMux(jobs.Deps{
 			DB: bdb, Client: client, Inspector: insp,
 			Mail:      &notify.LogMail{Logger: slog.New(slog.DiscardHandler), Mailbox: mailbox, NowFunc: func() time.Time { return now }},
@@ -211,7 +211,7 @@ func TestResentRowsDoNoDoubleWork(t *testing.T) {
 			t.Errorf("deliver tasks written = %d, want one per delivery (5)", tasks)
 		}
 		mails := map[string]int{}
-		for _, e := range mailbox.List() {
+		for _, e := range listMailbox(t, mailbox) {
 			mails[e.To]++
 		}
 		want := map[string]int{guest.Email: 1, reader.Email: 1, recipient.Email: 1, applicants[0].Email: 1, applicants[1].Email: 1}

@@ -44,6 +44,26 @@ func DefaultQueues() map[string]int {
 	return map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
 }
 
+// WithTickQueue returns weights (DefaultQueues when empty) with QueueTicks
+// added when weights does not name it, at the highest weight given: a
+// worker that did not serve the ticks would leave every sweep undone. The
+// argument is not changed.
+func WithTickQueue(weights map[string]int) map[string]int {
+	if len(weights) == 0 {
+		weights = DefaultQueues()
+	}
+	out := make(map[string]int, len(weights)+1)
+	top := 1
+	for q, w := range weights {
+		out[q] = w
+		top = max(top, w)
+	}
+	if _, ok := out[QueueTicks]; !ok {
+		out[QueueTicks] = top
+	}
+	return out
+}
+
 // NewServer returns an asynq server for the worker. asynq's own logging goes
 // through p.Logger at warn and above; a task that asynq gives up on (archived
 // after SkipRetry or its last retry) is logged at error by the error handler,
@@ -54,10 +74,7 @@ func NewServer(p ServerParams) *asynq.Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	queues := p.Queues
-	if len(queues) == 0 {
-		queues = DefaultQueues()
-	}
+	queues := WithTickQueue(p.Queues)
 	return asynq.NewServer(p.Redis, asynq.Config{
 		Concurrency:       p.Concurrency,
 		Queues:            queues,

@@ -53,3 +53,20 @@ func TestDefaultQueuesCoverEveryQueue(t *testing.T) {
 		t.Errorf("DefaultQueues() = %v, want critical > default > low", q)
 	}
 }
+
+// TestWithTickQueue: every worker serves the ticks, at the highest weight
+// unless the configuration weights them itself; the weights given stay.
+func TestWithTickQueue(t *testing.T) {
+	t.Parallel()
+	given := map[string]int{"critical": 6, "low": 1}
+	got := jobs.WithTickQueue(given)
+	if got[jobs.QueueTicks] != 6 || got["critical"] != 6 || got["low"] != 1 || len(given) != 2 {
+		t.Errorf("WithTickQueue(%v) = %v, want ticks=6 added to a copy", given, got)
+	}
+	if got := jobs.WithTickQueue(map[string]int{"default": 2, jobs.QueueTicks: 1}); got[jobs.QueueTicks] != 1 {
+		t.Errorf("configured ticks weight changed: %v", got)
+	}
+	if got := jobs.WithTickQueue(nil); got[jobs.QueueTicks] != jobs.DefaultQueues()[jobs.QueueCritical] {
+		t.Errorf("WithTickQueue(nil) = %v", got)
+	}
+}

@@ -14,6 +14,13 @@ const (
 	QueueCritical = "critical"
 	QueueDefault  = "default"
 	QueueLow      = "low"
+	// QueueTicks holds the scheduler's ticks and nothing else. A tick's
+	// task id must outlive the catch-up window (an hour by default) so two
+	// schedulers dedupe by it; kept in a business queue, a few hundred
+	// retained ticks would bury that queue's completed tasks in the queue
+	// UI. Every worker serves it (NewServer), weighted like the heaviest
+	// queue: ticks are small and are what repairs lost work.
+	QueueTicks = "ticks"
 )
 
 // HeaderRequestID is the task header carrying the id of the HTTP request that

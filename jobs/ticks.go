@@ -47,9 +47,9 @@ type TickPayload struct {
 	Slot string `json:"slot"`
 }
 
-// newTickTask builds the task of a tick for slot.
-func newTickTask(typ string, slot time.Time, queue string, maxRetry int) (Task, error) {
-	return newTask(typ, TickPayload{Slot: slot.UTC().Format(time.RFC3339)}, queue, maxRetry)
+// newTickTask builds the task of a tick for slot, in QueueTicks.
+func newTickTask(typ string, slot time.Time, maxRetry int) (Task, error) {
+	return newTask(typ, TickPayload{Slot: slot.UTC().Format(time.RFC3339)}, QueueTicks, maxRetry)
 }
 
 // decodeTickPayload parses a tick payload; a bad one can never succeed, so it
@@ -86,19 +86,19 @@ func Ticks() []Tick {
 		{
 			Name:  TickOutboxPrune,
 			Spec:  "*/10 * * * *",
-			Queue: QueueLow,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// A lost prune is harmless: the next slot deletes the same rows.
-				return newTickTask(TypeOutboxPrune, slot, QueueLow, 2)
+				return newTickTask(TypeOutboxPrune, slot, 2)
 			},
 		},
 		{
 			Name:  TickRetention,
 			Spec:  "*/15 * * * *",
-			Queue: QueueLow,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// A lost run is harmless: the next slot deletes the same rows.
-				return newTickTask(TypeRetention, slot, QueueLow, 2)
+				return newTickTask(TypeRetention, slot, 2)
 			},
 		},
 		{
@@ -106,19 +106,19 @@ func Ticks() []Tick {
 			// Every minute: a delivery whose task Redis lost waits at most
 			// this plus worker.sweep_after.
 			Spec:  "* * * * *",
-			Queue: QueueLow,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// The next slot finds whatever this one missed.
-				return newTickTask(TypeDeliverySweep, slot, QueueLow, 1)
+				return newTickTask(TypeDeliverySweep, slot, 1)
 			},
 		},
 		{
 			Name:  TickNotificationSweep,
 			Spec:  "* * * * *",
-			Queue: QueueDefault,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// The next slot finds whatever this one missed.
-				return newTickTask(TypeNotificationSweep, slot, QueueDefault, 1)
+				return newTickTask(TypeNotificationSweep, slot, 1)
 			},
 		},
 		{
@@ -126,38 +126,38 @@ func Ticks() []Tick {
 			// Every 30 seconds: the seconds field keeps slots on the
 			// wall clock, so every scheduler names the same slots.
 			Spec:  "*/30 * * * * *",
-			Queue: QueueCritical,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// A lost sweep is caught by the next one.
-				return newTickTask(TypeMatchSweep, slot, QueueCritical, 1)
+				return newTickTask(TypeMatchSweep, slot, 1)
 			},
 		},
 		{
 			Name:  TickParticipationSweep,
 			Spec:  "* * * * *",
-			Queue: QueueCritical,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// The next slot finds whatever this one missed.
-				return newTickTask(TypeParticipationSweep, slot, QueueCritical, 1)
+				return newTickTask(TypeParticipationSweep, slot, 1)
 			},
 		},
 		{
 			Name:  TickUploadCleanup,
 			Spec:  "*/5 * * * *",
-			Queue: QueueLow,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// A lost run is harmless: the next slot deletes the same uploads.
-				return newTickTask(TypeUploadCleanup, slot, QueueLow, 2)
+				return newTickTask(TypeUploadCleanup, slot, 2)
 			},
 		},
 		{
 			Name:  TickRoomReminders,
 			Spec:  "* * * * *",
-			Queue: QueueDefault,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// Reminders are sent against the time the tick runs, with
 				// a grace window, so a retry or the next slot catches up.
-				return newTickTask(TypeRoomReminders, slot, QueueDefault, 3)
+				return newTickTask(TypeRoomReminders, slot, 3)
 			},
 		},
 		{
@@ -165,19 +165,19 @@ func Ticks() []Tick {
 			// ran once at midnight: a start up to a day late).
 			Name:  TickMissionTransitions,
 			Spec:  "* * * * *",
-			Queue: QueueDefault,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// The next slot finds every mission this one missed.
-				return newTickTask(TypeMissionTransitions, slot, QueueDefault, 1)
+				return newTickTask(TypeMissionTransitions, slot, 1)
 			},
 		},
 		{
 			Name:  TickMissionReminders,
 			Spec:  "* * * * *",
-			Queue: QueueDefault,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// Due until the window closes, so the next slot catches up.
-				return newTickTask(TypeMissionReminders, slot, QueueDefault, 3)
+				return newTickTask(TypeMissionReminders, slot, 3)
 			},
 		},
 		{
@@ -186,10 +186,10 @@ func Ticks() []Tick {
 			// "@every" slots are aligned to the epoch, so every
 			// scheduler names the same ones.
 			Spec:  "@every 15s",
-			Queue: QueueDefault,
+			Queue: QueueTicks,
 			Build: func(slot time.Time) (Task, error) {
 				// The next slot does whatever this one missed.
-				return newTickTask(TypeTaskInvitations, slot, QueueDefault, 1)
+				return newTickTask(TypeTaskInvitations, slot, 1)
 			},
 		},
 	}

@@ -35,8 +35,8 @@ func TestTicksCatalogue(t *testing.T) {
 		if !strings.HasPrefix(task.Type, "tick:") {
 			t.Errorf("%s: type = %q, want the tick: namespace", tk.Name, task.Type)
 		}
-		if task.Queue != tk.Queue {
-			t.Errorf("%s: task queue = %q, want the tick's %q", tk.Name, task.Queue, tk.Queue)
+		if task.Queue != tk.Queue || tk.Queue != jobs.QueueTicks {
+			t.Errorf("%s: queue = %q, task queue = %q; want %q for both", tk.Name, tk.Queue, task.Queue, jobs.QueueTicks)
 		}
 		var p jobs.TickPayload
 		if err := json.Unmarshal(task.Payload, &p); err != nil {
@@ -62,8 +62,8 @@ func outboxPruneTick(t *testing.T) jobs.Tick {
 func TestOutboxPruneTick(t *testing.T) {
 	t.Parallel()
 	tick := outboxPruneTick(t)
-	if tick.Spec != "*/10 * * * *" || tick.Queue != jobs.QueueLow {
-		t.Errorf("spec, queue = %q, %q; want */10 * * * *, low", tick.Spec, tick.Queue)
+	if tick.Spec != "*/10 * * * *" || tick.Queue != jobs.QueueTicks {
+		t.Errorf("spec, queue = %q, %q; want */10 * * * *, ticks", tick.Spec, tick.Queue)
 	}
 	task, err := tick.Build(time.Date(2026, 3, 10, 9, 40, 0, 0, time.UTC))
 	if err != nil {
@@ -383,8 +383,8 @@ func retentionTick(t *testing.T) jobs.Tick {
 	t.Helper()
 	for _, tk := range jobs.Ticks() {
 		if tk.Name == jobs.TickRetention {
-			if tk.Queue != jobs.QueueLow || tk.Spec != "*/15 * * * *" {
-				t.Errorf("retention tick: spec, queue = %q, %q; want */15 * * * *, low", tk.Spec, tk.Queue)
+			if tk.Queue != jobs.QueueTicks || tk.Spec != "*/15 * * * *" {
+				t.Errorf("retention tick: spec, queue = %q, %q; want */15 * * * *, ticks", tk.Spec, tk.Queue)
 			}
 			return tk
 		}

@@ -2,10 +2,13 @@ package notify
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sync"
+	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // MailboxEntry is a message a log sender would have sent.
@@ -20,46 +23,67 @@ type MailboxEntry struct {
 	At      time.Time `json:"at"`
 }
 
+// DefaultMailboxKey is the Redis list the mailbox keeps its messages in;
+// the key with ":seq" appended numbers them.
+const DefaultMailboxKey = "moim:mailbox"
+
 // Mailbox keeps the last messages the log senders "sent", newest first, so
-// an admin of a local run can read what would have gone out. It is safe
-// for concurrent use.
+// an admin of a local run can read what would have gone out. It lives in
+// Redis, a list capped at its size, so an API process reads what a
+// separate worker process kept. It is a convenience of the log providers,
+// not a record: what was sent, to whom and when is the deliveries table,
+// and a Redis that loses the list loses only these copies. The bound is
+// size messages (notify.mailbox_size, 100 by default: with mail bodies of
+// some 10 KB, about a megabyte).
 type Mailbox struct {
-	mu      sync.Mutex
-	entries []MailboxEntry // a ring of at most size entries
-	next    int
-	size    int
-	seq     int64
+	rdb  redis.UniversalClient
+	key  string
+	size int
 }
 
-// NewMailbox keeps the last size messages (at least 1).
-func NewMailbox(size int) *Mailbox {
-	return &Mailbox{size: max(size, 1)}
+// NewMailbox keeps the last size messages (at least 1) in rdb.
+func NewMailbox(rdb redis.UniversalClient, size int) *Mailbox {
+	return &Mailbox{rdb: rdb, key: DefaultMailboxKey, size: max(size, 1)}
 }
 
-// Add stores e with a new id and returns the id.
-func (b *Mailbox) Add(e MailboxEntry) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.seq++
-	e.ID = fmt.Sprintf("log-%d", b.seq)
-	if len(b.entries) < b.size {
-		b.entries = append(b.entries, e)
-	} else {
-		b.entries[b.next] = e
+// Add stores e with a new id ("log-<n>") and returns the id.
+func (b *Mailbox) Add(ctx context.Context, e MailboxEntry) (string, error) {
+	seq, err := b.rdb.Incr(ctx, b.key+":seq").Result()
+	if err != nil {
+		return "", fmt.Errorf("mailbox: number message: %w", err)
 	}
-	b.next = (b.next + 1) % b.size
-	return e.ID
+	e.ID = "log-" + strconv.FormatInt(seq, 10)
+	v, err := json.Marshal(e)
+	if err != nil {
+		return "", fmt.Errorf("mailbox: encode message: %w", err)
+	}
+	// Push and trim in one transaction, so the list never holds more
+	// than size messages.
+	if _, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.LPush(ctx, b.key, v)
+		p.LTrim(ctx, b.key, 0, int64(b.size-1))
+		return nil
+	}); err != nil {
+		return "", fmt.Errorf("mailbox: keep message: %w", err)
+	}
+	return e.ID, nil
 }
 
-// List returns the kept messages, newest first.
-func (b *Mailbox) List() []MailboxEntry {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]MailboxEntry, 0, len(b.entries))
-	for i := 1; i <= len(b.entries); i++ {
-		out = append(out, b.entries[(b.next-i+len(b.entries))%len(b.entries)])
+// List returns the kept messages, newest first. A message that does not
+// decode (written by another version) is left out.
+func (b *Mailbox) List(ctx context.Context) ([]MailboxEntry, error) {
+	raw, err := b.rdb.LRange(ctx, b.key, 0, int64(b.size-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: read: %w", err)
 	}
-	return out
+	out := make([]MailboxEntry, 0, len(raw))
+	for _, r := range raw {
+		var e MailboxEntry
+		if json.Unmarshal([]byte(r), &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // LogMail is the local MailSender: it logs each mail (never its body) and
@@ -70,9 +94,13 @@ type LogMail struct {
 	NowFunc func() time.Time
 }
 
-// SendMail records m and reports it accepted.
+// SendMail records m and reports it accepted. A mailbox that cannot keep
+// it (Redis down) is a transient failure: the delivery is tried again.
 func (l *LogMail) SendMail(ctx context.Context, m Mail) (string, error) {
-	id := l.Mailbox.Add(MailboxEntry{Channel: "mail", To: m.To, Subject: m.Subject, Text: m.Text, HTML: m.HTML, At: l.NowFunc()})
+	id, err := l.Mailbox.Add(ctx, MailboxEntry{Channel: "mail", To: m.To, Subject: m.Subject, Text: m.Text, HTML: m.HTML, At: l.NowFunc()})
+	if err != nil {
+		return "", fmt.Errorf("log mail: %w", err)
+	}
 	l.Logger.InfoContext(ctx, "mail not sent: log provider", slog.String("to", m.To),
 		slog.String("subject", m.Subject), slog.String("mailbox_id", id))
 	return m.MessageID, nil

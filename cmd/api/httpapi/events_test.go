@@ -824,7 +824,7 @@ func TestMailbox(t *testing.T) {
 	t.Parallel()
 	bdb := dbtest.Open(t, "sqlite")
 	e := newEnv(t, bdb)
-	mb := notify.NewMailbox(10)
+	mb := notify.NewMailbox(e.redis, 10)
 	tick := 0
 	sender := &notify.LogMail{Logger: slog.New(slog.DiscardHandler), Mailbox: mb, NowFunc: func() time.Time {
 		tick++

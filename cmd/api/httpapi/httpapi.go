@@ -255,7 +255,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		}
 		registered = append(registered, c)
 	}
-	monitor := asynqmon.New(asynqmon.Options{RootPath: queueUIPath, RedisConnOpt: d.RedisConnOpt})
+	monitor := asynqmon.New(queueUIOptions(asynqmon.Options{RedisConnOpt: d.RedisConnOpt}))
 
 	r := chi.NewRouter()
 	s.router = r

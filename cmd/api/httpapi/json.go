@@ -233,7 +233,7 @@ func isJSONContentType(v string) bool {
 // writeJSON answers v as JSON with the given status. The body is encoded
 // before the header is written so an encoding failure can still be a 500.
 func (s *server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshalJSON(v)
 	if err != nil {
 		s.logger.ErrorContext(r.Context(), "encode response",
 			slog.String("request_id", domain.RequestID(r.Context())), slog.Any("err", err))

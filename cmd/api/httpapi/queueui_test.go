@@ -1,10 +1,12 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -157,5 +159,59 @@ func TestAdminCrossSite(t *testing.T) {
 	resume := "/admin/queues/api/queues/" + jobs.QueueDefault + ":resume"
 	if resp, body = s.do(t, request{method: http.MethodPost, path: resume, auth: authAdmin}); resp.StatusCode >= 300 || paused() {
 		t.Fatalf("resume without browser headers (a script): status = %d (body %s)", resp.StatusCode, body)
+	}
+}
+
+// TestQueueUIShowsTasksReadably: a tick's id reads whole in the UI's API
+// (its page cuts ids at the first dash), and payload and result read as
+// JSON rather than "non-printable bytes".
+func TestQueueUIShowsTasksReadably(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, openSQLite(t))
+	s := newServer(t, e, nil, nil)
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("tick:ui-test", func(_ context.Context, task *asynq.Task) error {
+		_, err := task.ResultWriter().Write([]byte(`{"matches":2}`))
+		return err
+	})
+	srv := asynq.NewServer(e.redisOpt, asynq.Config{Queues: map[string]int{jobs.QueueTicks: 1},
+		TaskCheckInterval: 20 * time.Millisecond, LogLevel: asynq.ErrorLevel})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	client := asynq.NewClient(e.redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	const id = "tick:match_sweep:20261207T201630Z"
+	if _, err := client.Enqueue(asynq.NewTask("tick:ui-test", []byte(`{"slot":"2026-12-07T20:16:30Z"}`)),
+		asynq.TaskID(id), asynq.Queue(jobs.QueueTicks), asynq.Retention(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	type uiTask struct {
+		ID      string `json:"id"`
+		Payload string `json:"payload"`
+		Result  string `json:"result"`
+	}
+	var page struct {
+		Tasks []uiTask `json:"tasks"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(page.Tasks) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the task did not complete")
+		}
+		time.Sleep(20 * time.Millisecond)
+		resp, body := s.do(t, request{method: http.MethodGet, path: "/admin/queues/api/queues/ticks/completed_tasks", auth: authAdmin})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status = %d: %s", resp.StatusCode, body)
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			t.Fatalf("decode %s: %v", body, err)
+		}
+	}
+	got := page.Tasks[0]
+	want := uiTask{ID: id, Payload: "{\n  \"slot\": \"2026-12-07T20:16:30Z\"\n}", Result: "{\n  \"matches\": 2\n}"}
+	if got != want {
+		t.Errorf("task = %+v, want %+v", got, want)
 	}
 }

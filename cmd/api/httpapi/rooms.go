@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -567,7 +566,7 @@ func (s *server) handleRoomList(w http.ResponseWriter, r *http.Request) {
 		resp.Rooms = append(resp.Rooms, room)
 	}
 	resp.NextCursor = nullable(page.Next)
-	b, err := json.Marshal(resp)
+	b, err := marshalJSON(resp)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("encode room list: %w", err))
 		return

@@ -154,7 +154,7 @@ type wiring struct {
 	reg      *prometheus.Registry
 	relay    *jobs.Relay
 	// mailbox keeps what the log providers would have sent; nil when
-	// nothing in this process fills it.
+	// neither mail nor SMS goes through a log provider.
 	mailbox *notify.Mailbox
 	// store keeps uploaded images; nil in a process without the API or
 	// the worker.
@@ -162,7 +162,10 @@ type wiring struct {
 }
 
 func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, roles Role, generated []string) (err error) {
-	logger.Info("starting moim", slog.String("roles", roles.String()), slog.Any("config", cfg))
+	// One short line; the whole configuration (secrets masked, some 2.6 KB)
+	// only when debugging.
+	logger.Info("starting moim", slog.String("roles", roles.String()), slog.String("env", cfg.Env))
+	logger.Debug("configuration", slog.Any("config", cfg))
 	var closers []func()
 	defer func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -254,11 +257,11 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 	}
 
 	var banner []string
-	// The log providers keep what they would have sent here; the API shows
-	// it to admins when both run in this process.
+	// The log providers keep what they would have sent in Redis; the API
+	// shows it to admins, whether the worker runs in this process or not.
 	var mailbox *notify.Mailbox
 	if cfg.Mail.Provider == config.ProviderLog || cfg.SMS.Provider == config.ProviderLog {
-		mailbox = notify.NewMailbox(cfg.Notify.MailboxSize)
+		mailbox = notify.NewMailbox(rdb, cfg.Notify.MailboxSize)
 	}
 	if roles&RoleWorker != 0 {
 		c, err := workerComponent(wiring{cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox, store}, roles != RoleWorker)
@@ -266,9 +269,6 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 			return err
 		}
 		comps = append(comps, c...)
-	}
-	if roles&RoleWorker == 0 {
-		mailbox = nil // nothing in this process fills it
 	}
 	if roles&RoleScheduler != 0 {
 		c, err := schedulerComponent(cfg, logger, redisOpt, reg, roles == RoleScheduler)
@@ -292,6 +292,12 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 			"API:       "+url,
 			"Queue UI:  "+url+"/admin/queues  (user "+cfg.Admin.User+")",
 		)
+		if roles == RoleAll {
+			// One registry for every role: the API's /metrics is the
+			// process's (worker.metrics_addr and scheduler.metrics_addr
+			// are for the roles run on their own).
+			banner = append(banner, "Metrics:   "+url+"/metrics")
+		}
 		// A generated password exists nowhere else, so it is shown once here
 		// (not in the log); a configured one is never printed.
 		if slices.Contains(generated, "admin.password") {

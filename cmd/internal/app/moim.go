@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/moim/moim/config"
 	"github.com/moim/moim/db"
 )
 
@@ -23,7 +24,6 @@ Usage:
   moim help                     this text
 
 Flags (every key also has a MOIM_* environment variable; see config.example.yaml):
-  --config FILE                 YAML configuration file (or MOIM_CONFIG)
 `
 
 // MoimMain is cmd/moim's main: it returns the exit code.
@@ -38,6 +38,9 @@ func MoimMain() int {
 // migrations.
 func Moim(ctx context.Context, env Env) error {
 	if len(env.Args) == 0 || len(env.Args[0]) > 0 && env.Args[0][0] == '-' {
+		if wantsHelp(env.Args) {
+			return usage(env.Stdout)
+		}
 		return Run(ctx, env, RoleAll)
 	}
 	sub, rest := env.Args[0], env.Args[1:]
@@ -57,12 +60,30 @@ func Moim(ctx context.Context, env Env) error {
 		return adminCmd(ctx, env)
 	case "points":
 		return pointsCmd(ctx, env)
-	case "help", "-h", "--help":
-		_, err := io.WriteString(env.Stdout, moimUsage)
-		return err
+	case "help":
+		return usage(env.Stdout)
 	default:
 		return fmt.Errorf("unknown command %q (try: moim help)", sub)
 	}
+}
+
+// wantsHelp reports whether flags ask for help before a "--".
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+// usage writes the commands, then every configuration flag.
+func usage(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "%s%s", moimUsage, config.FlagSet("moim").FlagUsages())
+	return err
 }
 
 func migrateCmd(ctx context.Context, env Env) error {

@@ -6,9 +6,10 @@
 //
 // Why not asynq.Scheduler: it enqueues without any cross-instance dedupe, so
 // two schedulers run every tick twice (hibiken/asynq #395, #1055). Here each
-// slot's task id is "name@slot" with a retention longer than the catch-up
-// window, and asynq.ErrTaskIDConflict means another scheduler (or an earlier
-// run of this one) already enqueued that slot.
+// slot's task id is derived from the tick's name and the slot (TaskID) and
+// kept, with a retention longer than the catch-up window, in the ticks'
+// own queue (jobs.QueueTicks); asynq.ErrTaskIDConflict means another
+// scheduler (or an earlier run of this one) already enqueued that slot.
 package cronrun
 
 import (
@@ -30,7 +31,10 @@ import (
 
 // MinRetention is the least time a finished tick task keeps its id. It covers
 // clock skew between scheduler hosts and a scheduler that fires late; the
-// catch-up window is added on top of it when that is longer.
+// catch-up window is added on top of it when that is longer. A shorter
+// retention would let a scheduler starting within the window run a slot
+// again that another already ran; so ticks keep their ids this long and
+// stay out of the way in their own queue (jobs.QueueTicks) instead.
 const MinRetention = 10 * time.Minute
 
 // retentionMargin is added to the retention so that a slot at the very edge
@@ -337,10 +341,23 @@ func (r *Runner) sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-// TaskID returns the asynq task id of a tick's slot. Every scheduler derives
-// the same id for the same slot, whatever its time zone.
+// slotIDLayout is the slot in a task id: UTC, ISO 8601 basic format.
+const slotIDLayout = "20060102T150405Z"
+
+// TaskID returns the asynq task id of a tick's slot,
+// "tick:<name>:<slot>" with the name's dashes as underscores and the slot
+// in UTC basic format ("tick:match_sweep:20261207T201630Z"). Every
+// scheduler derives the same id for the same slot, whatever its time zone.
+// The id holds no "-" because the queue UI shows an id only up to its
+// first dash (it takes ids for UUIDs); tick names are lowercase letters,
+// digits and dashes (ValidateTicks), so the mapping stays one to one.
+//
+// Ids were "<name>@<RFC 3339 slot>" before: a task queued under such an id
+// still runs (same type, same handler), and while an old and a new
+// scheduler overlap in a rolling deploy a slot may run under both ids;
+// tick handlers are idempotent, so that costs one extra run.
 func TaskID(name string, slot time.Time) string {
-	return name + "@" + slot.UTC().Format(time.RFC3339)
+	return "tick:" + strings.ReplaceAll(name, "-", "_") + ":" + slot.UTC().Format(slotIDLayout)
 }
 
 // fire enqueues one slot of a tick, retrying transient errors with backoff
@@ -355,6 +372,9 @@ func (r *Runner) fire(ctx context.Context, c *asynq.Client, e *entry, slot time.
 		log.ErrorContext(ctx, "build tick task", slog.Any("error", err))
 		return
 	}
+	// Task ids are unique per queue: every scheduler must put a tick in
+	// the same queue for the dedupe to hold, so the catalogue's queue
+	// (jobs.QueueTicks for every tick) decides.
 	queue := e.tick.Queue
 	if queue == "" {
 		queue = t.Queue
@@ -375,7 +395,9 @@ func (r *Runner) fire(ctx context.Context, c *asynq.Client, e *entry, slot time.
 		switch {
 		case err == nil:
 			r.enqueued.WithLabelValues(name).Inc()
-			log.InfoContext(ctx, "tick enqueued", slog.String("queue", queue))
+			// Every 15 to 30 s per tick: news only when debugging. Slots
+			// that were missed, skipped or failed are logged at info and up.
+			log.DebugContext(ctx, "tick enqueued", slog.String("queue", queue))
 			return
 		case errors.Is(err, asynq.ErrTaskIDConflict):
 			r.duplicates.WithLabelValues(name).Inc()

@@ -3,6 +3,7 @@ package cronrun_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -26,10 +27,10 @@ func testTick(name, spec string) jobs.Tick {
 	return jobs.Tick{
 		Name:  name,
 		Spec:  spec,
-		Queue: jobs.QueueDefault,
+		Queue: jobs.QueueTicks,
 		Build: func(slot time.Time) (jobs.Task, error) {
 			b, err := json.Marshal(jobs.TickPayload{Slot: slot.UTC().Format(time.RFC3339)})
-			return jobs.Task{Type: testTaskType, Payload: b, Queue: jobs.QueueDefault}, err
+			return jobs.Task{Type: testTaskType, Payload: b, Queue: jobs.QueueTicks}, err
 		},
 	}
 }
@@ -180,7 +181,7 @@ func (c *slotCounter) snapshot() map[string]int {
 	return m
 }
 
-// startWorker runs a real asynq server on the default queue that counts the
+// startWorker runs a real asynq server on the worker's queues that counts the
 // test tick's runs.
 func startWorker(t *testing.T, opt asynq.RedisConnOpt) *slotCounter {
 	t.Helper()
@@ -189,7 +190,7 @@ func startWorker(t *testing.T, opt asynq.RedisConnOpt) *slotCounter {
 	mux.Handle(testTaskType, c)
 	srv := asynq.NewServer(opt, asynq.Config{
 		Concurrency:       4,
-		Queues:            map[string]int{jobs.QueueDefault: 1},
+		Queues:            jobs.WithTickQueue(nil), // a worker's default weights
 		TaskCheckInterval: 20 * time.Millisecond,
 		LogLevel:          asynq.ErrorLevel,
 		ShutdownTimeout:   2 * time.Second,
@@ -201,10 +202,10 @@ func startWorker(t *testing.T, opt asynq.RedisConnOpt) *slotCounter {
 	return c
 }
 
-// drained reports whether nothing is left to run on the default queue.
+// drained reports whether nothing is left to run on the ticks' queue.
 func drained(t *testing.T, insp *asynq.Inspector) bool {
 	t.Helper()
-	qi, err := insp.GetQueueInfo(jobs.QueueDefault)
+	qi, err := insp.GetQueueInfo(jobs.QueueTicks)
 	if err != nil {
 		return false // the queue does not exist until the first enqueue
 	}
@@ -262,13 +263,14 @@ func TestTwoRunnersRunEachSlotOnce(t *testing.T) {
 			t.Errorf("slot %s ran %d times, want 1", key, n)
 		}
 		id, slot, _ := strings.Cut(key, " ")
-		if want := tick.Name + "@" + slot; id != want {
-			t.Errorf("task id = %q, want %q (name@slot of the payload)", id, want)
-		}
-		if _, err := time.Parse(time.RFC3339, slot); err != nil {
+		at, err := time.Parse(time.RFC3339, slot)
+		if err != nil {
 			t.Errorf("slot %q: %v", slot, err)
 		}
-		info, err := insp.GetTaskInfo(jobs.QueueDefault, id)
+		if want := cronrun.TaskID(tick.Name, at); id != want {
+			t.Errorf("task id = %q, want %q (the payload's slot)", id, want)
+		}
+		info, err := insp.GetTaskInfo(jobs.QueueTicks, id)
 		if err != nil {
 			t.Errorf("task %s: %v", id, err)
 		} else if info.State != asynq.TaskStateCompleted {
@@ -287,6 +289,17 @@ func TestTwoRunnersRunEachSlotOnce(t *testing.T) {
 	if d := duplicates(t, regA, tick.Name) + duplicates(t, regB, tick.Name); d < 1 {
 		t.Errorf("duplicates = %v, want at least 1", d)
 	}
+	// The retained ticks stay in their own queue: the business queues'
+	// completed lists hold none of them.
+	for _, q := range []string{jobs.QueueCritical, jobs.QueueDefault, jobs.QueueLow} {
+		done, err := insp.ListCompletedTasks(q)
+		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			t.Fatalf("list completed %s: %v", q, err)
+		}
+		if len(done) != 0 {
+			t.Errorf("queue %s holds %d completed tasks, want 0 (ticks go to %s)", q, len(done), jobs.QueueTicks)
+		}
+	}
 }
 
 // A runner started after a slot passed enqueues that slot (only the latest
@@ -301,7 +314,7 @@ func TestRestartCatchesUpLatestMissedSlotOnce(t *testing.T) {
 	// 09:47:30; the window holds slots 08:50 … 09:40, of which only the
 	// latest is due.
 	now := time.Date(2026, 3, 10, 9, 47, 30, 0, time.UTC)
-	const wantID = "ten-min@2026-03-10T09:40:00Z"
+	const wantID = "tick:ten_min:20260310T094000Z"
 	params := cronrun.Params{
 		Redis:         opt,
 		Ticks:         []jobs.Tick{tick},
@@ -334,7 +347,7 @@ func TestRestartCatchesUpLatestMissedSlotOnce(t *testing.T) {
 	if len(counts) != 1 {
 		t.Errorf("runs = %v, want only %s once", counts, wantID)
 	}
-	completed, err := insp.ListCompletedTasks(jobs.QueueDefault)
+	completed, err := insp.ListCompletedTasks(jobs.QueueTicks)
 	if err != nil {
 		t.Fatalf("list completed: %v", err)
 	}
@@ -429,8 +442,8 @@ func TestLocationIsHonoured(t *testing.T) {
 	})
 	stop()
 	for _, tk := range ticks {
-		id := tk.Name + "@2026-03-10T15:00:00Z"
-		info, err := insp.GetTaskInfo(jobs.QueueDefault, id)
+		id := cronrun.TaskID(tk.Name, time.Date(2026, 3, 10, 15, 0, 0, 0, time.UTC))
+		info, err := insp.GetTaskInfo(jobs.QueueTicks, id)
 		if err != nil {
 			t.Errorf("task %s: %v", id, err)
 			continue
@@ -565,7 +578,12 @@ func TestTaskID(t *testing.T) {
 	t.Parallel()
 	seoul := time.FixedZone("KST", 9*3600)
 	slot := time.Date(2026, 3, 11, 0, 0, 0, 0, seoul)
-	if got, want := cronrun.TaskID("outbox-prune", slot), "outbox-prune@2026-03-10T15:00:00Z"; got != want {
+	got := cronrun.TaskID("outbox-prune", slot)
+	if want := "tick:outbox_prune:20260310T150000Z"; got != want {
 		t.Errorf("TaskID = %q, want %q", got, want)
+	}
+	// The queue UI shows an id up to its first dash.
+	if strings.Contains(got, "-") {
+		t.Errorf("TaskID = %q holds a dash; the queue UI would cut it", got)
 	}
 }

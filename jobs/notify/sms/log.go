@@ -25,7 +25,10 @@ func (l *LogSender) SendSMS(ctx context.Context, m notify.SMS) (notify.SMSResult
 		return notify.SMSResult{}, notify.Permanent(fmt.Errorf("log sms: %w", err))
 	}
 	typ, subject, text := Prepare(m.Subject, m.Text)
-	id := l.Mailbox.Add(notify.MailboxEntry{Channel: "sms", To: m.To, Subject: subject, Text: text, SMSType: typ, At: l.NowFunc()})
+	id, err := l.Mailbox.Add(ctx, notify.MailboxEntry{Channel: "sms", To: m.To, Subject: subject, Text: text, SMSType: typ, At: l.NowFunc()})
+	if err != nil {
+		return notify.SMSResult{}, fmt.Errorf("log sms: %w", err)
+	}
 	l.Logger.InfoContext(ctx, "sms not sent: log provider", slog.String("mailbox_id", id), slog.Int("sms_type", int(typ)))
 	return notify.SMSResult{ProviderID: id, Type: typ}, nil
 }

@@ -7,13 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/moim/moim/jobs/jobstest"
 	"github.com/moim/moim/jobs/notify"
 	"github.com/moim/moim/jobs/notify/sms"
 )
 
 func TestLogSender(t *testing.T) {
 	t.Parallel()
-	box := notify.NewMailbox(2)
+	rdb := jobstest.RedisOpt(t).MakeRedisClient().(redis.UniversalClient)
+	t.Cleanup(func() { _ = rdb.Close() })
+	box := notify.NewMailbox(rdb, 2)
 	l := &sms.LogSender{Logger: slog.New(slog.DiscardHandler), Mailbox: box, NowFunc: time.Now}
 	ctx := context.Background()
 	short, err := l.SendSMS(ctx, notify.SMS{To: "+821012345678", Text: "곧 러닝이 시작돼요"})
@@ -27,7 +32,10 @@ func TestLogSender(t *testing.T) {
 	if _, err := l.SendSMS(ctx, notify.SMS{To: "010-1234", Text: "x"}); !notify.IsPermanent(err) {
 		t.Errorf("bad number: err = %v, want permanent", err)
 	}
-	got := box.List()
+	got, err := box.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(got) != 2 || got[0].ID != long.ProviderID || got[1].ID != short.ProviderID {
 		t.Fatalf("mailbox = %+v, want the two messages newest first", got)
 	}
@@ -36,7 +44,7 @@ func TestLogSender(t *testing.T) {
 	}
 	// The mailbox keeps only its size: a third message pushes the oldest out.
 	third, _ := l.SendSMS(ctx, notify.SMS{To: "+821012345678", Text: "셋"})
-	if got := box.List(); len(got) != 2 || got[0].ID != third.ProviderID || got[1].ID != long.ProviderID {
+	if got, _ := box.List(ctx); len(got) != 2 || got[0].ID != third.ProviderID || got[1].ID != long.ProviderID {
 		t.Errorf("after overflow: %+v", got)
 	}
 }
