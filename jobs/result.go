@@ -7,7 +7,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/missiondb"
 )
 
 // writeResult stores v as t's JSON result: the queue UI shows it beside
@@ -52,7 +52,7 @@ type MissionTransitionResult struct {
 	Steps   []string `json:"steps"`
 }
 
-func newMissionTransitionResult(key int64, done []db.MissionTransition) MissionTransitionResult {
+func newMissionTransitionResult(key int64, done []missiondb.MissionTransition) MissionTransitionResult {
 	steps := make([]string, len(done))
 	for i, tr := range done {
 		steps[i] = tr.Mission.Status.String() + "→" + tr.To.String()
