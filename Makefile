@@ -20,7 +20,7 @@ test: vet ## vet, then every test with the race detector
 	@[ -n "$$MOIM_TEST_MYSQL_URL" ] || echo "note: MOIM_TEST_MYSQL_URL unset: MariaDB/MySQL subtests do not run"
 	@command -v promtool >/dev/null || echo "note: promtool not on PATH (Debian package prometheus): the alert rules are not checked"
 	@command -v chromium >/dev/null || echo "note: chromium not on PATH: the browser reconnect test (live events) does not run"
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 # The packages with date and time rules, and the clocks test-clocks runs them
 # on: a zone 14 hours ahead of UTC (every dialect, for the drivers' time
