@@ -58,6 +58,7 @@ bench: ## benchmarks (set MOIM_TEST_POSTGRES_URL / MOIM_TEST_REDIS_URL for the r
 	$(GO) run ./cmd/moim/loadjoin -c 64 -n 7000
 	$(GO) run ./cmd/moim/loadclose -n 10000
 	$(GO) run ./cmd/moim/loadworker -n 20000
+	$(GO) run ./cmd/moim/loadlogin -attackers 100 -d 15s
 	$(GO) run ./cmd/moim/loadtasks -helpers 10000 -tasks 1000 -accept-tasks 100 -invites 10
 
 # The four commands; the load programs under cmd/moim/ are run with go run
