@@ -94,6 +94,9 @@ func newEnv(t testing.TB, bdb *bun.DB) *env {
 // testURLKey signs the test stores' URLs.
 var testURLKey = []byte("test-url-key-0123456789-0123456789")
 
+// testCodeKey derives the account codes of the test servers.
+var testCodeKey = []byte("test-code-key-0123456789-0123456789")
+
 // newStore opens a local object store in dir on the clock now. Its signed
 // URLs are relative to the API server.
 func newStore(t testing.TB, dir string, now func() time.Time) *storage.Local {
@@ -147,6 +150,7 @@ func (e *env) deps(logs *logBuffer, reg *prometheus.Registry) httpapi.Deps {
 		Sessions:       e.sessions,
 		Storage:        e.store,
 		NowFunc:        clocktest.Now,
+		Accounts:       httpapi.AccountParams{Key: testCodeKey},
 	}
 }
 
