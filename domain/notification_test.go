@@ -38,7 +38,8 @@ func TestNotificationTypes(t *testing.T) {
 
 func TestChannelsFor(t *testing.T) {
 	t.Parallel()
-	all := domain.Member{Email: "a@example.com", Phone: "+821012345678", SMSConsent: true,
+	verified := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	all := domain.Member{Email: "a@example.com", Phone: "+821012345678", SMSConsent: true, PhoneVerifiedAt: &verified,
 		SlackEmail: "a@slack.example", Prefs: domain.DefaultNotificationPrefs()}
 	tests := []struct {
 		name   string
