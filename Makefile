@@ -13,6 +13,7 @@ test: vet ## vet, then every test with the race detector
 	@[ -n "$$MOIM_TEST_POSTGRES_URL" ] || echo "note: MOIM_TEST_POSTGRES_URL unset: PostgreSQL subtests and the chaos test (cmd/moim) do not run"
 	@command -v redis-server >/dev/null || echo "note: redis-server not on PATH: the chaos test and the queue re-registration test do not run"
 	@[ -n "$$MOIM_TEST_MYSQL_URL" ] || echo "note: MOIM_TEST_MYSQL_URL unset: MariaDB/MySQL subtests do not run"
+	@command -v promtool >/dev/null || echo "note: promtool not on PATH (Debian package prometheus): the alert rules are not checked"
 	$(GO) test -race -count=1 ./...
 
 # The packages with date and time rules, and the clocks test-clocks runs them
@@ -50,6 +51,7 @@ bench: ## benchmarks (set MOIM_TEST_POSTGRES_URL / MOIM_TEST_REDIS_URL for the r
 	$(GO) run ./cmd/moim/loadrooms -c 64 -d 15s
 	$(GO) run ./cmd/moim/loadjoin -c 64 -n 7000
 	$(GO) run ./cmd/moim/loadclose -n 10000
+	$(GO) run ./cmd/moim/loadworker -n 20000
 	$(GO) run ./cmd/moim/loadtasks -helpers 10000 -tasks 1000 -accept-tasks 100 -invites 10
 
 build:

@@ -117,16 +117,52 @@ type AuthConfig struct {
 	// RequireVerifiedEmail lists the features whose changes need a
 	// verified e-mail address; none by default so local use stays easy.
 	RequireVerifiedEmail []string `mapstructure:"require_verified_email" usage:"features whose changes need a verified e-mail address: rooms, matching, missions, tasks (none by default)"`
+	// Social login. Providers are named by their key (auth.providers.kakao);
+	// the names of the presets (kakao, google, naver, intra42) need only a
+	// client id and secret. A provider's keys come from the file and from
+	// MOIM_AUTH_PROVIDERS_<NAME>_<KEY>; they have no flags.
+	OAuthStateTTL time.Duration             `mapstructure:"oauth_state_ttl" usage:"how long a social login may take from the redirect to the callback"`
+	OAuthTimeout  time.Duration             `mapstructure:"oauth_timeout" usage:"deadline of each call to a social-login provider (discovery, token, user info)"`
+	Providers     map[string]ProviderConfig `mapstructure:"providers" usage:"social-login providers by name; see the README"`
+}
+
+// ProviderConfig is one social-login provider. Empty fields of a preset's
+// name are filled from the preset (see Config.SocialProviders).
+type ProviderConfig struct {
+	Kind         string   `mapstructure:"kind" usage:"oidc or oauth2"`
+	ClientID     string   `mapstructure:"client_id" usage:"client id registered at the provider"`
+	ClientSecret string   `mapstructure:"client_secret" secret:"value" usage:"client secret (prefer the environment variable)"`
+	Scopes       []string `mapstructure:"scopes" usage:"scopes asked for"`
+	RedirectURL  string   `mapstructure:"redirect_url" usage:"callback URL registered at the provider; empty means http.public_url + /v1/auth/oauth/<name>/callback"`
+	Issuer       string   `mapstructure:"issuer" usage:"oidc: issuer URL, whose discovery document gives the endpoints"`
+	AuthURL      string   `mapstructure:"auth_url" usage:"oauth2: authorization endpoint"`
+	TokenURL     string   `mapstructure:"token_url" usage:"oauth2: token endpoint"`
+	UserInfoURL  string   `mapstructure:"user_info_url" usage:"oauth2: user-info URL called with the access token"`
+	IDField      string   `mapstructure:"id_field" usage:"oauth2: dotted path of the account id in the user-info JSON"`
+	EmailField   string   `mapstructure:"email_field" usage:"oauth2: dotted path of the e-mail address"`
+	// EmailVerifiedField and TrustEmail decide whether an address links
+	// the account to an existing member with it.
+	EmailVerifiedField string `mapstructure:"email_verified_field" usage:"oauth2: dotted path of the flag saying the address is verified"`
+	NicknameField      string `mapstructure:"nickname_field" usage:"oauth2: dotted path of the profile name, the new member's nickname"`
+	TrustEmail         bool   `mapstructure:"trust_email" usage:"count every address the provider gives as verified"`
 }
 
 // RateLimitConfig limits the unauthenticated auth endpoints. Each value is
 // "requests/window" (10/1h) or "off". The counters live in Redis, so every
 // API instance shares them.
 type RateLimitConfig struct {
-	SignupPerIP   string `mapstructure:"signup_per_ip" usage:"sign-ups per client IP, requests/window or off"`
-	LoginPerIP    string `mapstructure:"login_per_ip" usage:"login attempts per client IP, requests/window or off"`
-	LoginPerEmail string `mapstructure:"login_per_email" usage:"login attempts per e-mail address, requests/window or off"`
-	RefreshPerIP  string `mapstructure:"refresh_per_ip" usage:"token refreshes per client IP, requests/window or off"`
+	SignupPerIP  string `mapstructure:"signup_per_ip" usage:"sign-ups per client IP, requests/window or off"`
+	LoginPerIP   string `mapstructure:"login_per_ip" usage:"login attempts per client IP, requests/window or off"`
+	RefreshPerIP string `mapstructure:"refresh_per_ip" usage:"token refreshes per client IP, requests/window or off"`
+	// The login limits (README "Login limits"): only wrong passwords
+	// count, and past the free ones each attempt waits instead of being
+	// locked out. The window of a failure rate is how long its count
+	// lasts after the last attempt.
+	LoginFailuresPerEmail string        `mapstructure:"login_failures_per_email" usage:"wrong passwords per e-mail address and trust class (known device, known IP, unknown) before attempts wait, failures/window or off"`
+	LoginFailuresPerIP    string        `mapstructure:"login_failures_per_ip" usage:"wrong passwords per client IP over all addresses before attempts wait (a known device skips it), failures/window or off"`
+	LoginDelay            time.Duration `mapstructure:"login_delay" usage:"wait after the free failures, doubled with each further failure"`
+	LoginMaxDelay         time.Duration `mapstructure:"login_max_delay" usage:"longest wait between login attempts on one failure count"`
+	LoginDeviceTTL        time.Duration `mapstructure:"login_device_ttl" usage:"how long a successful login makes the client a known device of the member (0: no cookie)"`
 }
 
 // AdminConfig holds the operator's credentials for /admin/queues and the
@@ -381,6 +417,9 @@ func Default() *Config {
 			CodeResendInterval: time.Minute,
 			CodesPerDay:        10,
 			SMSPerNumberPerDay: 5,
+			OAuthStateTTL:      10 * time.Minute,
+			OAuthTimeout:       10 * time.Second,
+			Providers:          map[string]ProviderConfig{},
 		},
 		Matching: MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
 		// ErunJrun's 6-hour lead; 42Partner's 3 retries 100 ms apart and 5 s list cache.
@@ -412,10 +451,14 @@ func Default() *Config {
 		Images: ImagesConfig{MaxBytes: 15 << 20, MaxPixels: 50_000_000, URLExpiry: time.Hour,
 			UploadExpiry: 15 * time.Minute, JPEGQuality: 85, ConcurrentDecodes: 2},
 		RateLimit: RateLimitConfig{
-			SignupPerIP:   "10/1h",
-			LoginPerIP:    "30/1m",
-			LoginPerEmail: "10/15m",
-			RefreshPerIP:  "60/1m",
+			SignupPerIP:           "10/1h",
+			LoginPerIP:            "30/1m",
+			RefreshPerIP:          "60/1m",
+			LoginFailuresPerEmail: "5/1h",
+			LoginFailuresPerIP:    "20/1h",
+			LoginDelay:            time.Second,
+			LoginMaxDelay:         5 * time.Minute,
+			LoginDeviceTTL:        90 * 24 * time.Hour,
 		},
 		Admin: AdminConfig{User: "admin"},
 		Worker: WorkerConfig{
@@ -471,8 +514,14 @@ func (c *Config) StorageURLKey() []byte {
 	if c.Storage.Local.URLKey != "" {
 		return []byte(c.Storage.Local.URLKey)
 	}
+	return c.derivedKey("moim storage URL key v1")
+}
+
+// derivedKey is a key for one purpose, derived from auth.jwt_key: an HMAC
+// of the purpose, so keys of two purposes never open each other's doors.
+func (c *Config) derivedKey(purpose string) []byte {
 	m := hmac.New(sha256.New, []byte(c.Auth.JWTKey))
-	m.Write([]byte("moim storage URL key v1"))
+	m.Write([]byte(purpose))
 	return m.Sum(nil)
 }
 
@@ -483,10 +532,17 @@ func (c *Config) AccountCodeKey() []byte {
 	if c.Auth.CodeKey != "" {
 		return []byte(c.Auth.CodeKey)
 	}
-	m := hmac.New(sha256.New, []byte(c.Auth.JWTKey))
-	m.Write([]byte("moim account code key v1"))
-	return m.Sum(nil)
+	return c.derivedKey("moim account code key v1")
 }
+
+// LoginDeviceKey returns the key the known-device cookie of the login limits
+// is signed with, derived from auth.jwt_key like StorageURLKey: no further
+// secret to share between API processes, and a cookie is no token.
+func (c *Config) LoginDeviceKey() []byte { return c.derivedKey("moim login device key v1") }
+
+// OAuthStateKey returns the key social login signs its state with,
+// derived from auth.jwt_key like StorageURLKey, for the same reasons.
+func (c *Config) OAuthStateKey() []byte { return c.derivedKey("moim oauth state key v1") }
 
 // leaf is one configuration key and the field holding its value.
 type leaf struct {

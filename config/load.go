@@ -135,6 +135,13 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		if def.value.Kind() != reflect.Map {
 			continue
 		}
+		if def.key == providersKey {
+			if !v.InConfig(def.key) {
+				field.value.Set(def.value)
+			}
+			problems = append(problems, applyProviderEnv(&c, getenv)...)
+			continue
+		}
 		ints := def.value.Type().Elem().Kind() == reflect.Int
 		var pairs map[string]string
 		switch {
@@ -223,6 +230,7 @@ func readFile(v *viper.Viper, path string) error {
 		}
 		unknown = append(unknown, k)
 	}
+	unknown = append(unknown, unknownProviderKeys(v.AllKeys())...)
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
 		return fmt.Errorf("config file %s: unknown keys: %s", path, strings.Join(unknown, ", "))

@@ -56,6 +56,10 @@ type keyValue struct {
 func (c *Config) masked() []keyValue {
 	var out []keyValue
 	for _, l := range leaves(c) {
+		if l.key == providersKey {
+			out = append(out, maskedProviders(c.Auth.Providers)...)
+			continue
+		}
 		val := l.value.Interface()
 		if l.key == "database.url" {
 			val = c.DatabaseURL()

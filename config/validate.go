@@ -115,6 +115,10 @@ func (c *Config) Validate() error {
 		add("auth.refresh_ttl", "must be longer than auth.access_ttl")
 	}
 
+	positive("auth.oauth_state_ttl", c.Auth.OAuthStateTTL)
+	positive("auth.oauth_timeout", c.Auth.OAuthTimeout)
+	c.validateProviders(add)
+
 	if c.Auth.PasswordMemoryKiB < 1024 || c.Auth.PasswordMemoryKiB > 4<<20 {
 		add("auth.password_memory_kib", "must be between 1024 (1 MiB) and 4194304 (4 GiB)")
 	}
@@ -152,12 +156,24 @@ func (c *Config) Validate() error {
 	for _, r := range []struct{ key, value string }{
 		{"rate_limit.signup_per_ip", c.RateLimit.SignupPerIP},
 		{"rate_limit.login_per_ip", c.RateLimit.LoginPerIP},
-		{"rate_limit.login_per_email", c.RateLimit.LoginPerEmail},
 		{"rate_limit.refresh_per_ip", c.RateLimit.RefreshPerIP},
+		{"rate_limit.login_failures_per_email", c.RateLimit.LoginFailuresPerEmail},
+		{"rate_limit.login_failures_per_ip", c.RateLimit.LoginFailuresPerIP},
 	} {
 		if _, err := ParseRate(r.value); err != nil {
 			add(r.key, "%v", err)
 		}
+	}
+	if c.RateLimit.LoginDelay < 10*time.Millisecond || c.RateLimit.LoginDelay > time.Minute {
+		add("rate_limit.login_delay", "must be between 10ms and 1m")
+	}
+	// The cap is also how long an owner without a known device or IP waits
+	// once a stranger stops guessing.
+	if c.RateLimit.LoginMaxDelay < c.RateLimit.LoginDelay || c.RateLimit.LoginMaxDelay > time.Hour {
+		add("rate_limit.login_max_delay", "must be between rate_limit.login_delay and 1h")
+	}
+	if c.RateLimit.LoginDeviceTTL < 0 || c.RateLimit.LoginDeviceTTL > 400*24*time.Hour {
+		add("rate_limit.login_device_ttl", "must be between 0 and 9600h (400 days, the most browsers keep a cookie)")
 	}
 
 	for _, g := range []struct {

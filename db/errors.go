@@ -82,6 +82,10 @@ func uniqueError(name string) *domain.Error {
 		return &domain.Error{Code: domain.EREQUESTPENDING, Message: "A request of yours for this room is still being processed."}
 	case "room_participants_room_id_member_id_key", "room_participants.room_id, room_participants.member_id":
 		return &domain.Error{Code: domain.EALREADYJOINED, Message: "You are already in this room."}
+	case "member_identities_provider_subject_key", "member_identities.provider, member_identities.subject":
+		return &domain.Error{Code: domain.EIDENTITYTAKEN, Message: "That account is already linked to a member."}
+	case "member_identities_member_id_provider_key", "member_identities.member_id, member_identities.provider":
+		return &domain.Error{Code: domain.EPROVIDERLINKED, Message: "You have an account of this provider linked already; unlink it first."}
 	case "task_reviews_task_id_helper_id_key", "task_reviews.task_reviews_task_id_helper_id_key", "task_reviews.task_id, task_reviews.helper_id":
 		return &domain.Error{Code: domain.EALREADYREVIEWED, Message: "You reviewed this helper for this task already."}
 	}
@@ -133,6 +137,44 @@ func uniqueViolation(err error) (constraintOrColumns string, ok bool) {
 		return cols, true
 	}
 	return "", true
+}
+
+// Retry reasons: why a transaction was run again (RetryReason).
+const (
+	RetryDeadlock      = "deadlock"
+	RetrySerialization = "serialization"
+	RetryLockTimeout   = "lock_timeout"
+	RetryBusy          = "busy" // SQLite: the database or a table is locked
+)
+
+// RetryReasons are every reason RetryReason returns, for metrics that
+// show each at zero before it first happens.
+var RetryReasons = []string{RetryDeadlock, RetrySerialization, RetryLockTimeout, RetryBusy}
+
+// RetryReason names the transient conflict err is (one of RetryReasons),
+// or "" when IsRetryable(err) is false.
+func RetryReason(err error) string {
+	if !IsRetryable(err) {
+		return ""
+	}
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		switch pgErr.Field('C') {
+		case "40001":
+			return RetrySerialization
+		case "40P01":
+			return RetryDeadlock
+		}
+		return RetryLockTimeout
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		if myErr.Number == 1213 {
+			return RetryDeadlock
+		}
+		return RetryLockTimeout
+	}
+	return RetryBusy
 }
 
 // IsRetryable reports whether err (raw or translated) is a transient

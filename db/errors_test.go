@@ -164,6 +164,9 @@ func TestSQLiteBusyIsRetryable(t *testing.T) {
 	if !db.IsRetryable(raw) {
 		t.Errorf("IsRetryable(%v) = false, want true", raw)
 	}
+	if got := db.RetryReason(raw); got != db.RetryBusy {
+		t.Errorf("RetryReason = %q, want %q", got, db.RetryBusy)
+	}
 	err := db.Translate(raw)
 	if got := domain.ErrorCode(err); got != domain.EUNAVAILABLE {
 		t.Errorf("code = %q, want %q", got, domain.EUNAVAILABLE)
@@ -177,12 +180,21 @@ func TestRunInTxGivesUpOnPersistentBusy(t *testing.T) {
 	t.Parallel()
 	impatient := lockedSQLite(t)
 	var calls atomic.Int32
+	before := db.TxRetries()
 	err := db.RunInTx(context.Background(), impatient, func(ctx context.Context, tx bun.Tx) error {
 		calls.Add(1)
 		return nil
 	})
 	if !db.IsRetryable(err) {
 		t.Fatalf("RunInTx error = %v, want a retryable one", err)
+	}
+	// Other tests of the package may add to the counts, never take away.
+	after := db.TxRetries()
+	if d := after.Retries[db.RetryBusy] - before.Retries[db.RetryBusy]; d < 4 {
+		t.Errorf("busy retries counted %d, want at least 4 (five attempts)", d)
+	}
+	if after.GaveUp == before.GaveUp {
+		t.Error("the transaction given up on was not counted")
 	}
 	if n := calls.Load(); n != 0 {
 		t.Errorf("fn ran %d times, want 0 (BEGIN never got the lock)", n)
@@ -259,6 +271,7 @@ func TestRunInTxRetriesDeadlock(t *testing.T) {
 			}
 			var attempts [2]atomic.Int32
 			var errs [2]error
+			before := db.TxRetries().Retries[db.RetryDeadlock]
 			var wg sync.WaitGroup
 			for i := range 2 {
 				wg.Go(func() {
@@ -289,6 +302,9 @@ func TestRunInTxRetriesDeadlock(t *testing.T) {
 			}
 			if total := attempts[0].Load() + attempts[1].Load(); total < 3 {
 				t.Errorf("%d attempts in all, want at least 3 (a victim retried)", total)
+			}
+			if db.TxRetries().Retries[db.RetryDeadlock] == before {
+				t.Error("the deadlock victim's retry was not counted")
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/domain"
 )
 
@@ -206,11 +207,11 @@ func TestCandidatesRankByActivity(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		cats, abs := catalogueIDs(t, bdb)
+		cats, abs := dbtest.CatalogueIDs(t, bdb)
 		var helpers []*domain.Member
 		for _, name := range []string{"a", "b", "c"} {
 			h := mustCreate(t, bdb, newMember(name+"@example.com", name))
-			if err := (db.Skills{}).SetMemberSkills(ctx, bdb, h.ID, []int64{cats["초벌 번역"]}, []int64{abs["영어"]}); err != nil {
+			if err := (taskdb.Skills{}).SetMemberSkills(ctx, bdb, h.ID, []int64{cats["초벌 번역"]}, []int64{abs["영어"]}); err != nil {
 				t.Fatal(err)
 			}
 			helpers = append(helpers, h)
@@ -219,12 +220,12 @@ func TestCandidatesRankByActivity(t *testing.T) {
 		customer := mustCreate(t, bdb, newMember("customer@example.com", "customer"))
 		task := &domain.Task{CustomerID: customer.ID, Title: "번역", Details: "10쪽", BigCategoryID: cats["통번역"],
 			SmallCategoryID: cats["초벌 번역"], AbilityIDs: []int64{abs["영어"]}, HelpersWanted: 1, CreatedAt: memberEpoch}
-		if err := (db.Tasks{}).Create(ctx, bdb, task); err != nil {
+		if err := (taskdb.Tasks{}).Create(ctx, bdb, task); err != nil {
 			t.Fatal(err)
 		}
 		order := func() string {
 			t.Helper()
-			cands, err := (db.Tasks{}).Candidates(ctx, bdb, task, 10)
+			cands, err := (taskdb.Tasks{}).Candidates(ctx, bdb, task, 10)
 			if err != nil {
 				t.Fatal(err)
 			}

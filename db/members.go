@@ -378,6 +378,13 @@ func (Members) Delete(ctx context.Context, idb bun.IDB, id string, now time.Time
 	if n == 0 {
 		return fmt.Errorf("delete member %s: %w", id, errMemberNotFound())
 	}
+	// The social-login accounts go too: they are personal data, and a
+	// later login with one of them starts a new account.
+	if _, err := idb.NewDelete().Model((*identityRow)(nil)).
+		Where("member_id IN (?)", idb.NewSelect().Model((*memberRow)(nil)).Column("id").Where("public_id = ?", id)).
+		Exec(ctx); err != nil {
+		return fmt.Errorf("delete member %s: identities: %w", id, translate(err))
+	}
 	return nil
 }
 

@@ -18,46 +18,14 @@ import (
 	"github.com/moim/moim/domain"
 )
 
-// memberEpoch is a whole-microsecond time, which every dialect keeps exactly.
-var memberEpoch = time.Date(2026, 11, 25, 9, 30, 15, 123456000, time.UTC)
-
-// newMember returns a member ready for Create, as sign-up would build it.
-func newMember(email, nickname string) *domain.Member {
-	return &domain.Member{
-		Email:        email,
-		PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA",
-		Nickname:     nickname,
-		Prefs:        domain.DefaultNotificationPrefs(),
-		Role:         domain.RoleMember,
-		CreatedAt:    memberEpoch,
-		UpdatedAt:    memberEpoch,
-	}
-}
-
-// mustCreate creates m and fails the test if that does not work.
-func mustCreate(t *testing.T, bdb bun.IDB, m *domain.Member) *domain.Member {
-	t.Helper()
-	if err := (db.Members{}).Create(context.Background(), bdb, m); err != nil {
-		t.Fatalf("Create(%q, %q): %v", m.Email, m.Nickname, err)
-	}
-	return m
-}
-
-// checkCode fails unless err is a *domain.Error with the given code and, if
-// wantField is not "", field.
-func checkCode(t *testing.T, err error, wantCode, wantField string) {
-	t.Helper()
-	var de *domain.Error
-	if !errors.As(err, &de) {
-		t.Fatalf("err = %v, want a *domain.Error with code %q", err, wantCode)
-	}
-	if de.Code != wantCode {
-		t.Errorf("code = %q (%v), want %q", de.Code, err, wantCode)
-	}
-	if wantField != "" && de.Field != wantField {
-		t.Errorf("field = %q, want %q", de.Field, wantField)
-	}
-}
+// The member fixtures live in dbtest, which the stores of db's
+// sub-packages share; the short names stay for the tests here.
+var (
+	memberEpoch = dbtest.MemberEpoch
+	newMember   = dbtest.NewMember
+	mustCreate  = dbtest.MustCreateMember
+	checkCode   = dbtest.CheckCode
+)
 
 func countMembers(t *testing.T, bdb *bun.DB) int64 {
 	t.Helper()

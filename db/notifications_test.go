@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,14 +49,7 @@ func mustNotifyMany(t *testing.T, idb bun.IDB, memberID, prefix string, count in
 	return out
 }
 
-func countRowsIn(t *testing.T, bdb *bun.DB, table string) int {
-	t.Helper()
-	n, err := bdb.NewSelect().Table(table).Count(context.Background())
-	if err != nil {
-		t.Fatalf("count %s: %v", table, err)
-	}
-	return int(n)
-}
+var countRowsIn = dbtest.CountRows
 
 func notificationIDs(ns []domain.Notification) []string {
 	out := make([]string, len(ns))
@@ -487,4 +481,40 @@ func TestNotificationsMarkRead(t *testing.T) {
 func lastNotificationType() domain.NotificationType {
 	types := domain.NotificationTypes()
 	return types[len(types)-1]
+}
+
+// TestNotificationsListPlanWithoutStatistics: on PostgreSQL, before any
+// ANALYZE, a member with a few notifications among 15,000 of someone
+// else's gets a page by the (member_id, id) index, not by walking the whole
+// table backwards on its primary key.
+func TestNotificationsListPlanWithoutStatistics(t *testing.T) {
+	t.Parallel()
+	bdb := dbtest.Open(t, dbtest.Postgres)
+	ctx := context.Background()
+	busy := mustCreate(t, bdb, newMember("busy@example.com", "Busy"))
+	quiet := mustCreate(t, bdb, newMember("quiet@example.com", "Quiet"))
+	for range 3 {
+		mustNotify(t, bdb, newNotification(quiet.ID, domain.NotifyRoomUpdated, "quiet", notificationEpoch))
+	}
+	if _, err := bdb.ExecContext(ctx, `INSERT INTO notifications (public_id, member_id, type, args, created_at)
+		SELECT 'busy' || g, m.id, 1, '{}', ? FROM members AS m, generate_series(1, 15000) AS g WHERE m.public_id = ?`,
+		notificationEpoch, busy.ID); err != nil {
+		t.Fatal(err)
+	}
+	capture := &dbtest.PlanCapture{}
+	bdb.AddQueryHook(capture)
+	page, err := db.Notifications{}.List(ctx, bdb, quiet.ID, "", 20)
+	if err != nil || len(page.Notifications) != 3 {
+		t.Fatalf("List = %d, %v; want 3", len(page.Notifications), err)
+	}
+	var lines []string
+	if err := bdb.NewRaw("EXPLAIN "+capture.Last()).Scan(ctx, &lines); err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	t.Logf("%s\n%s", capture.Last(), plan)
+	if !strings.Contains(plan, "notifications_member_id_id_idx") || strings.Contains(plan, "notifications_pkey") ||
+		strings.Contains(plan, "Seq Scan on notifications") {
+		t.Errorf("the page does not read notifications_member_id_id_idx alone:\n%s", plan)
+	}
 }

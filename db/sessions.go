@@ -212,3 +212,22 @@ func (st SessionStore) DeleteEndedSessions(ctx context.Context, before time.Time
 	}
 	return int(n), nil
 }
+
+// HasSessionFromIP reports whether the member has a session row last used
+// from ip: alive, expired or revoked, until DeleteEndedSessions removes it.
+// Login takes such an IP as one the member has logged in from before.
+func (st SessionStore) HasSessionFromIP(ctx context.Context, memberID, ip string) (bool, error) {
+	if memberID == "" || ip == "" {
+		// Still one query, so an unknown address costs what a known one does.
+		memberID, ip = "", "-"
+	}
+	n, err := st.DB.NewSelect().Model((*sessionRow)(nil)).
+		Where("member_id = ?", memberID).
+		Where("ip = ?", ip).
+		Limit(1).
+		Count(ctx)
+	if err != nil {
+		return false, fmt.Errorf("find sessions from an IP: %w", translate(err))
+	}
+	return n > 0, nil
+}

@@ -51,3 +51,45 @@ func TestDeleteEndedSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestHasSessionFromIP: any session row of the member counts, revoked and
+// expired ones too; another member's does not, nor another IP.
+func TestHasSessionFromIP(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		st := db.SessionStore{DB: bdb}
+		for _, s := range []domain.Session{
+			{ID: "alive", MemberID: "m1", IP: "192.0.2.1", ExpiresAt: now.Add(time.Hour)},
+			{ID: "expired", MemberID: "m1", IP: "192.0.2.2", ExpiresAt: now.Add(-time.Hour)},
+			{ID: "revoked", MemberID: "m1", IP: "2001:db8::1", ExpiresAt: now.Add(time.Hour)},
+			{ID: "other", MemberID: "m2", IP: "192.0.2.9", ExpiresAt: now.Add(time.Hour)},
+		} {
+			s.SecretHash, s.CreatedAt, s.LastUsedAt = "h", now.Add(-2*time.Hour), now.Add(-2*time.Hour)
+			if err := st.CreateSession(ctx, &s); err != nil {
+				t.Fatalf("create %s: %v", s.ID, err)
+			}
+		}
+		if ok, err := st.RevokeSession(ctx, "revoked", "m1", now); err != nil || !ok {
+			t.Fatalf("revoke = %v, %v", ok, err)
+		}
+		for _, tt := range []struct {
+			member, ip string
+			want       bool
+		}{
+			{"m1", "192.0.2.1", true},
+			{"m1", "192.0.2.2", true},
+			{"m1", "2001:db8::1", true},
+			{"m1", "192.0.2.9", false},
+			{"m2", "192.0.2.1", false},
+			{"", "192.0.2.1", false},
+			{"m1", "", false},
+		} {
+			got, err := st.HasSessionFromIP(ctx, tt.member, tt.ip)
+			if err != nil || got != tt.want {
+				t.Errorf("HasSessionFromIP(%q, %q) = %v, %v; want %v", tt.member, tt.ip, got, err, tt.want)
+			}
+		}
+	})
+}

@@ -3,7 +3,6 @@ package db_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,26 +51,6 @@ func TestUnfannedAndMarkFannedOut(t *testing.T) {
 	})
 }
 
-// planCapture records the SQL bun sends, so a test can EXPLAIN it.
-type planCapture struct {
-	mu  sync.Mutex
-	sql []string
-}
-
-func (c *planCapture) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
-
-func (c *planCapture) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sql = append(c.sql, e.Query)
-}
-
-func (c *planCapture) last() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sql[len(c.sql)-1]
-}
-
 // TestSweepReadsUseTheirIndexes: on PostgreSQL, with many notifications
 // fanned out and deliveries finished and a few in flight, the sweeps' reads
 // go through their indexes instead of scanning the tables.
@@ -101,7 +80,7 @@ func TestSweepReadsUseTheirIndexes(t *testing.T) {
 	}
 	mustDeliver(t, bdb, b.notification, domain.ChannelMail)
 
-	capture := &planCapture{}
+	capture := &dbtest.PlanCapture{}
 	bdb.AddQueryHook(capture)
 	for _, c := range []struct {
 		index string
@@ -126,11 +105,11 @@ func TestSweepReadsUseTheirIndexes(t *testing.T) {
 			t.Fatal(err)
 		}
 		var lines []string
-		if err := bdb.NewRaw("EXPLAIN "+capture.last()).Scan(ctx, &lines); err != nil {
+		if err := bdb.NewRaw("EXPLAIN "+capture.Last()).Scan(ctx, &lines); err != nil {
 			t.Fatal(err)
 		}
 		plan := strings.Join(lines, "\n")
-		t.Logf("%s\n%s", capture.last(), plan)
+		t.Logf("%s\n%s", capture.Last(), plan)
 		if !strings.Contains(plan, "using "+c.index+" ") || strings.Contains(plan, "Seq Scan") {
 			t.Errorf("plan does not read %s alone:\n%s", c.index, plan)
 		}

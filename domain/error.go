@@ -109,6 +109,25 @@ const (
 	EALREADYREVIEWED = "already_reviewed"
 	EREVIEWCLOSED    = "review_closed"
 
+	// Social login: the state of a callback is missing, forged, expired or
+	// from another browser (400); the member refused at the provider (403);
+	// the provider refused the code, used or expired (400); its ID token
+	// did not verify, by signature, audience, expiry or nonce (401); it
+	// failed or answered what cannot be read (502); its account's e-mail
+	// belongs to a member but the provider does not vouch for it, so the
+	// member must log in and link it (409); the account is linked to
+	// another member, the member has an account of that provider linked
+	// already, or unlinking would leave no way to log in (409).
+	EOAUTHSTATE      = "invalid_oauth_state"
+	EOAUTHDENIED     = "oauth_denied"
+	EOAUTHCODE       = "oauth_code_rejected"
+	EINVALIDIDTOKEN  = "invalid_id_token"
+	EPROVIDERFAILED  = "provider_failed"
+	ELINKREQUIRED    = "identity_link_required"
+	EIDENTITYTAKEN   = "identity_taken"
+	EPROVIDERLINKED  = "provider_already_linked"
+	ELASTLOGINMETHOD = "last_login_method"
+
 	// Access and refresh token failures, kept apart so a client knows
 	// whether refreshing can help (expired) or it must log in again.
 	ETOKENEXPIRED = "token_expired"

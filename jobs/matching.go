@@ -310,6 +310,11 @@ func NewMatchMetrics(reg prometheus.Registerer) *MatchMetrics {
 			Name: "moim_applications_expired_total", Help: "Random-match applications that waited too long, by category.",
 		}, []string{"category"}),
 	}
+	for _, c := range []domain.Category{domain.CategoryMeal, domain.CategoryStudy} {
+		for _, v := range []*prometheus.CounterVec{m.Matches, m.Conflicts, m.Expired} {
+			v.WithLabelValues(c.String())
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(m.Matches, m.Conflicts, m.Expired)
 	}

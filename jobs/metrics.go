@@ -1,7 +1,12 @@
 package jobs
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moim/moim/db"
+	"github.com/moim/moim/domain"
 )
 
 // Metrics are the task outcome collectors the worker middleware feeds, all
@@ -46,8 +51,57 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Notification delivery outcomes by channel (mail, sms, slack) and result (sent, retry, failed, unknown).",
 		}, []string{"channel", "result"}),
 	}
+	// Every outcome is a series from the start, so a rate over it and an
+	// alert on it work before the first failure.
+	for _, c := range []domain.Channel{domain.ChannelMail, domain.ChannelSMS, domain.ChannelSlack} {
+		for _, result := range deliveryResults {
+			m.Deliveries.WithLabelValues(strings.ToLower(c.String()), result)
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(m.Processed, m.Failed, m.Duration, m.Deliveries)
 	}
 	return m
+}
+
+// deliveryResults are the values of moim_deliveries_total's result label.
+var deliveryResults = []string{"sent", "retry", "failed", "unknown"}
+
+// touch makes the series of task type typ exist at zero.
+func (m *Metrics) touch(typ string) {
+	m.Processed.WithLabelValues(typ)
+	m.Failed.WithLabelValues(typ)
+	m.Duration.WithLabelValues(typ)
+}
+
+// txRetryCollector exports db.TxRetries: transactions run again after a
+// deadlock, a serialization failure, a lock timeout or a busy SQLite, and
+// those given up on. Every reason is there from the start, at zero.
+type txRetryCollector struct {
+	retries, gaveUp *prometheus.Desc
+}
+
+// RegisterTxMetrics registers the transaction retry counters on reg, for a
+// process that runs transactions (api, worker).
+func RegisterTxMetrics(reg prometheus.Registerer) error {
+	return reg.Register(&txRetryCollector{
+		retries: prometheus.NewDesc("moim_db_tx_retries_total",
+			"Transactions run again after a transient conflict, by reason (deadlock, serialization, lock_timeout, busy).",
+			[]string{"reason"}, nil),
+		gaveUp: prometheus.NewDesc("moim_db_tx_gave_up_total",
+			"Transactions still failing with a transient conflict on their last attempt.", nil, nil),
+	})
+}
+
+func (c *txRetryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.retries
+	ch <- c.gaveUp
+}
+
+func (c *txRetryCollector) Collect(ch chan<- prometheus.Metric) {
+	s := db.TxRetries()
+	for _, r := range db.RetryReasons {
+		ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(s.Retries[r]), r)
+	}
+	ch <- prometheus.MustNewConstMetric(c.gaveUp, prometheus.CounterValue, float64(s.GaveUp))
 }

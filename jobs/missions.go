@@ -13,6 +13,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -45,7 +46,7 @@ func NewMissionTransitionTask(key int64) (Task, error) {
 // missionTransitionID names the task of one due transition: the mission
 // and the status it leaves, so a repeated tick or a second scheduler
 // enqueues it once, and the close after the start has an id of its own.
-func missionTransitionID(d db.DueMission) string {
+func missionTransitionID(d missiondb.DueMission) string {
 	return "mission:transition:" + strconv.FormatInt(d.Key, 10) + ":" + strconv.Itoa(int(d.Status))
 }
 
@@ -81,9 +82,9 @@ func (h *MissionTransitionsHandler) Run(ctx context.Context) (int, error) {
 	now := h.NowFunc().UTC()
 	enqueued := 0
 	for _, status := range []domain.MissionStatus{domain.MissionOpen, domain.MissionOngoing} {
-		var after db.DueMission
+		var after missiondb.DueMission
 		for {
-			due, err := (db.Missions{}).DueMissions(ctx, h.DB, status, now, after, missionDueBatch)
+			due, err := (missiondb.Missions{}).DueMissions(ctx, h.DB, status, now, after, missionDueBatch)
 			if err != nil {
 				return enqueued, fmt.Errorf("mission transitions: %w", err)
 			}
@@ -119,7 +120,7 @@ func (h *MissionTransitionsHandler) Run(ctx context.Context) (int, error) {
 const missionStaleRetries = 5
 
 // MissionTransitionHandler processes TypeMissionTransition: it moves the
-// mission on with db.Missions.Transition and notifies its members, all in
+// mission on with missiondb.Missions.Transition and notifies its members, all in
 // one transaction, so a transition and its notifications commit together
 // and a rerun (a retry, a second worker, a repeated tick) finds nothing due.
 type MissionTransitionHandler struct {
@@ -145,14 +146,14 @@ func (h *MissionTransitionHandler) ProcessTask(ctx context.Context, t *asynq.Tas
 // Transition moves mission key on as far as it is due now, one
 // transaction per step: a mission whose start and end have both passed (a
 // long outage) is started and then closed. It returns the transitions made.
-func (h *MissionTransitionHandler) Transition(ctx context.Context, key int64) ([]db.MissionTransition, error) {
-	var done []db.MissionTransition
+func (h *MissionTransitionHandler) Transition(ctx context.Context, key int64) ([]missiondb.MissionTransition, error) {
+	var done []missiondb.MissionTransition
 	for stale := 0; ; {
 		now := h.NowFunc().UTC()
-		var tr *db.MissionTransition
+		var tr *missiondb.MissionTransition
 		err := runMissionTx(ctx, h.Relay, h.DB, func(ctx context.Context, tx bun.Tx) error {
 			var err error
-			if tr, err = (db.Missions{}).Transition(ctx, tx, key, now); err != nil {
+			if tr, err = (missiondb.Missions{}).Transition(ctx, tx, key, now); err != nil {
 				return err
 			}
 			return notifyTransition(ctx, tx, tr, now)
@@ -194,7 +195,7 @@ func transitionArgs(m *domain.Mission) domain.NotificationArgs {
 // every member; MISSION_CANCELLED with the refund; MISSION_CLOSED with
 // each ACTIVE member's rate and amount (a member who left after the start
 // is not told). Members with the same arguments share one producer call.
-func notifyTransition(ctx context.Context, tx bun.IDB, tr *db.MissionTransition, now time.Time) error {
+func notifyTransition(ctx context.Context, tx bun.IDB, tr *missiondb.MissionTransition, now time.Time) error {
 	var typ domain.NotificationType
 	switch tr.To {
 	case domain.MissionOngoing:
@@ -286,7 +287,7 @@ func (h *MissionRemindersHandler) Run(ctx context.Context) (int, error) {
 	if before <= 0 {
 		before = DefaultMissionReminderBefore
 	}
-	due, err := (db.Missions{}).VerifyRemindersDue(ctx, h.DB, now, loc, before)
+	due, err := (missiondb.Missions{}).VerifyRemindersDue(ctx, h.DB, now, loc, before)
 	if err != nil {
 		return 0, fmt.Errorf("mission reminders: %w", err)
 	}
@@ -297,7 +298,7 @@ func (h *MissionRemindersHandler) Run(ctx context.Context) (int, error) {
 		n := 0
 		err := runMissionTx(ctx, h.Relay, h.DB, func(ctx context.Context, tx bun.Tx) error {
 			n = 0
-			to, err := (db.Missions{}).MarkVerifyReminder(ctx, tx, r, now)
+			to, err := (missiondb.Missions{}).MarkVerifyReminder(ctx, tx, r, now)
 			if err != nil || len(to) == 0 {
 				return err
 			}

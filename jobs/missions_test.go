@@ -13,8 +13,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
-	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
@@ -50,7 +50,7 @@ func missionNotes(t *testing.T, bdb *bun.DB, typ domain.NotificationType) map[st
 // publicMission returns the public id of mission key.
 func publicMission(t *testing.T, bdb *bun.DB, key int64) string {
 	t.Helper()
-	m, err := (db.Missions{}).FindByKey(context.Background(), bdb, key)
+	m, err := (missiondb.Missions{}).FindByKey(context.Background(), bdb, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func dueCount(t *testing.T, bdb *bun.DB, now time.Time) int {
 	t.Helper()
 	n := 0
 	for _, st := range []domain.MissionStatus{domain.MissionOpen, domain.MissionOngoing} {
-		due, err := (db.Missions{}).DueMissions(context.Background(), bdb, st, now, db.DueMission{}, 10_000)
+		due, err := (missiondb.Missions{}).DueMissions(context.Background(), bdb, st, now, missiondb.DueMission{}, 10_000)
 		if err != nil {
 			t.Fatal(err)
 		}

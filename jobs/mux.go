@@ -154,6 +154,9 @@ func NewMux(deps Deps) (*asynq.ServeMux, error) {
 	if err := registerHandlers(r, deps); err != nil {
 		return nil, fmt.Errorf("new task mux: %w", err)
 	}
+	for typ := range r.types {
+		deps.Metrics.touch(typ)
+	}
 	return mux, nil
 }
 

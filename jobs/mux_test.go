@@ -86,3 +86,44 @@ func TestNewMetricsRegistersOnGivenRegistry(t *testing.T) {
 	}()
 	jobs.NewMetrics(reg)
 }
+
+// TestMetricsStartAtZero: every task type the mux serves, every delivery
+// outcome, every matcher and admission outcome, and every transaction
+// retry reason is a series at 0 before anything happened, so rates and
+// alerts over failures work from the first scrape.
+func TestMetricsStartAtZero(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := jobs.NewMetrics(reg)
+	if _, err := jobs.NewMux(jobs.Deps{DB: unopenedDB(t), Metrics: m,
+		MatchMetrics: jobs.NewMatchMetrics(reg), RoomMetrics: jobs.NewRoomMetrics(reg)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.RegisterTxMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{jobs.TypePing, jobs.TypeNotifyDeliver, jobs.TypeMissionTransition, jobs.TypeRetention} {
+		if got := testutil.ToFloat64(m.Failed.WithLabelValues(typ)); got != 0 {
+			t.Errorf("failed{%s} = %v", typ, got)
+		}
+	}
+	for name, want := range map[string]int{
+		// One series a registered type (the image types need storage).
+		"moim_tasks_failed_total":          jobs.TypeCount(jobs.Deps{}),
+		"moim_deliveries_total":            3 * 4, // mail, sms, slack × sent, retry, failed, unknown
+		"moim_matches_total":               2,     // MEAL, STUDY
+		"moim_match_conflicts_total":       2,
+		"moim_applications_expired_total":  2,
+		"moim_room_requests_decided_total": 5,
+		"moim_db_tx_retries_total":         4, // deadlock, serialization, lock_timeout, busy
+		"moim_db_tx_gave_up_total":         1,
+	} {
+		n, err := testutil.GatherAndCount(reg, name)
+		if err != nil {
+			t.Fatalf("gather %s: %v", name, err)
+		}
+		if n != want {
+			t.Errorf("%s: %d series, want %d", name, n, want)
+		}
+	}
+}

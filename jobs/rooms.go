@@ -70,6 +70,11 @@ func NewRoomMetrics(reg prometheus.Registerer) *RoomMetrics {
 			Help: "Room requests tried again because the room changed between the read and the version-checked update.",
 		}),
 	}
+	// The decisions a worker makes; REQUESTED is never one.
+	for _, st := range []domain.ParticipationStatus{domain.ParticipationJoined, domain.ParticipationLeft,
+		domain.ParticipationRejectedFull, domain.ParticipationRejectedClosed, domain.ParticipationRejectedInvalid} {
+		m.Admissions.WithLabelValues(st.String())
+	}
 	if reg != nil {
 		reg.MustRegister(m.Admissions, m.Retries)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/domain"
 )
 
@@ -107,7 +108,7 @@ func (h *TaskInvitationsHandler) ProcessTask(ctx context.Context, t *asynq.Task)
 	}
 	now := nowOf(h.NowFunc)
 	expired, err := deleteInBatches(ctx, taskTickBatch, func(limit int) (int, error) {
-		return (db.Tasks{}).ExpireInvitations(ctx, h.DB, now, limit)
+		return (taskdb.Tasks{}).ExpireInvitations(ctx, h.DB, now, limit)
 	})
 	if err != nil {
 		return fmt.Errorf("task invitations: expire: %w", err)
@@ -115,7 +116,7 @@ func (h *TaskInvitationsHandler) ProcessTask(ctx context.Context, t *asynq.Task)
 	var errs []error
 	enqueued := 0
 	for after := int64(0); ; {
-		refs, err := (db.Tasks{}).Matching(ctx, h.DB, after, taskTickBatch)
+		refs, err := (taskdb.Tasks{}).Matching(ctx, h.DB, after, taskTickBatch)
 		if err != nil {
 			return fmt.Errorf("task invitations: %w", err)
 		}
@@ -178,7 +179,7 @@ func (h *TaskRoundHandler) Round(ctx context.Context, id string) (int, error) {
 	invited := 0
 	run := func(ctx context.Context, tx bun.Tx) error {
 		invited = 0
-		task, err := (db.Tasks{}).FindByID(ctx, tx, id)
+		task, err := (taskdb.Tasks{}).FindByID(ctx, tx, id)
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
 			return nil
 		}
@@ -188,14 +189,14 @@ func (h *TaskRoundHandler) Round(ctx context.Context, id string) (int, error) {
 		if task.Status != domain.TaskMatching {
 			return nil
 		}
-		cands, err := (db.Tasks{}).Candidates(ctx, tx, task, params.Size)
+		cands, err := (taskdb.Tasks{}).Candidates(ctx, tx, task, params.Size)
 		if err != nil {
 			return err
 		}
 		if len(cands) == 0 {
 			return h.tellShort(ctx, tx, task, now)
 		}
-		got, err := (db.Tasks{}).Invite(ctx, tx, task, cands, now, now.Add(params.TTL))
+		got, err := (taskdb.Tasks{}).Invite(ctx, tx, task, cands, now, now.Add(params.TTL))
 		if err != nil || len(got) == 0 {
 			return err
 		}
@@ -231,11 +232,11 @@ func (h *TaskRoundHandler) tellShort(ctx context.Context, tx bun.Tx, task *domai
 	if task.HelperCount >= task.HelpersWanted {
 		return nil
 	}
-	open, err := (db.Tasks{}).OpenInvitations(ctx, tx, task, now)
+	open, err := (taskdb.Tasks{}).OpenInvitations(ctx, tx, task, now)
 	if err != nil || open > 0 {
 		return err
 	}
-	first, err := (db.Tasks{}).MarkShortNotified(ctx, tx, task, now)
+	first, err := (taskdb.Tasks{}).MarkShortNotified(ctx, tx, task, now)
 	if err != nil || !first {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/internal/clocktest"
 	"github.com/moim/moim/jobs"
@@ -34,7 +35,7 @@ type taskWorld struct {
 
 func newTaskWorld(t *testing.T, bdb *bun.DB) *taskWorld {
 	t.Helper()
-	c, err := (db.Skills{}).Catalogue(context.Background(), bdb)
+	c, err := (taskdb.Skills{}).Catalogue(context.Background(), bdb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func (w *taskWorld) setSkills(m *domain.Member, work string, abilities ...string
 	for _, a := range abilities {
 		ids = append(ids, w.ability[a])
 	}
-	if err := (db.Skills{}).SetMemberSkills(context.Background(), w.db, m.ID, []int64{w.small[work]}, ids); err != nil {
+	if err := (taskdb.Skills{}).SetMemberSkills(context.Background(), w.db, m.ID, []int64{w.small[work]}, ids); err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -83,10 +84,10 @@ func (w *taskWorld) task(n int, abilities ...string) *domain.Task {
 	for _, a := range abilities {
 		task.AbilityIDs = append(task.AbilityIDs, w.ability[a])
 	}
-	if err := (db.Tasks{}).Create(ctx, w.db, task); err != nil {
+	if err := (taskdb.Tasks{}).Create(ctx, w.db, task); err != nil {
 		w.t.Fatal(err)
 	}
-	if err := (db.Tasks{}).SetStatus(ctx, w.db, task, domain.TaskMatching, w.clock.Now()); err != nil {
+	if err := (taskdb.Tasks{}).SetStatus(ctx, w.db, task, domain.TaskMatching, w.clock.Now()); err != nil {
 		w.t.Fatal(err)
 	}
 	return task
@@ -171,7 +172,7 @@ func TestTaskRoundsInvitePageByPage(t *testing.T) {
 			t.Fatalf("short told while invitations are open: %v", got)
 		}
 		w.clock.Advance(time.Hour)
-		if n, err := (db.Tasks{}).ExpireInvitations(ctx, bdb, w.clock.Now(), 100); err != nil || n != 5 {
+		if n, err := (taskdb.Tasks{}).ExpireInvitations(ctx, bdb, w.clock.Now(), 100); err != nil || n != 5 {
 			t.Fatalf("ExpireInvitations = %d, %v; want 5", n, err)
 		}
 		for range 3 {
@@ -186,7 +187,7 @@ func TestTaskRoundsInvitePageByPage(t *testing.T) {
 		// A second task: equal manner points go least recently invited
 		// first, never invited before all (q4's 80 points still lead).
 		second := w.task(1, "영어")
-		cands, err := (db.Tasks{}).Candidates(ctx, bdb, second, 10)
+		cands, err := (taskdb.Tasks{}).Candidates(ctx, bdb, second, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +199,7 @@ func TestTaskRoundsInvitePageByPage(t *testing.T) {
 			t.Errorf("candidates = %v, want [q4 partial q0 q1 q2 q3]", order)
 		}
 		// A task not in MATCHING gets no round.
-		if err := (db.Tasks{}).SetStatus(ctx, bdb, second, domain.TaskStandby, w.clock.Now()); err != nil {
+		if err := (taskdb.Tasks{}).SetStatus(ctx, bdb, second, domain.TaskStandby, w.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := rounds.Round(ctx, second.ID); err != nil || n != 0 {
@@ -268,7 +269,7 @@ func TestTaskInvitationsTick(t *testing.T) {
 	first, second := w.task(1, "영어"), w.task(1, "영어")
 	standby := &domain.Task{CustomerID: w.customer.ID, Title: "draft", BigCategoryID: w.big["통번역"],
 		SmallCategoryID: w.small["초벌 번역"], HelpersWanted: 1, CreatedAt: w.clock.Now()}
-	if err := (db.Tasks{}).Create(ctx, bdb, standby); err != nil {
+	if err := (taskdb.Tasks{}).Create(ctx, bdb, standby); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := w.rounds(5).Round(ctx, first.ID); err != nil || n != 1 {
@@ -344,7 +345,7 @@ func TestTaskRoundKilledMidway(t *testing.T) {
 			w.helper(fmt.Sprintf("h%02d", i), "초벌 번역", "영어")
 		}
 		task := w.task(3, "영어")
-		order, err := (db.Tasks{}).Candidates(ctx, bdb, task, helpers)
+		order, err := (taskdb.Tasks{}).Candidates(ctx, bdb, task, helpers)
 		if err != nil || len(order) != helpers {
 			t.Fatalf("candidates = %d, %v", len(order), err)
 		}
@@ -374,7 +375,7 @@ func TestTaskRoundKilledMidway(t *testing.T) {
 			if got := w.notified(domain.NotifyTaskInvitation); invitations != 0 || len(got) != 0 || outbox() != outboxBefore {
 				t.Fatalf("kill after %d inserts left %d invitations, %d notifications, %d outbox rows", k, invitations, len(got), outbox()-outboxBefore)
 			}
-			again, err := (db.Tasks{}).Candidates(ctx, bdb, task, helpers)
+			again, err := (taskdb.Tasks{}).Candidates(ctx, bdb, task, helpers)
 			if err != nil || fmt.Sprint(again) != fmt.Sprint(order) {
 				t.Fatalf("kill after %d inserts moved the order: %v, want %v (%v)", k, again, order, err)
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -41,7 +42,7 @@ func TestPointsCheckCommand(t *testing.T) {
 	}
 	for i, amount := range []int64{100, -40} {
 		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-			_, err := (db.Points{}).Post(ctx, tx, db.PointPost{MemberKey: key, Amount: amount, Kind: domain.PointAdjustment,
+			_, err := (missiondb.Points{}).Post(ctx, tx, missiondb.PointPost{MemberKey: key, Amount: amount, Kind: domain.PointAdjustment,
 				Key: "admin:" + string(rune('a'+i)), Reason: "test", Now: at})
 			return err
 		})

@@ -9,6 +9,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -375,7 +376,7 @@ func MemberKey(tb testing.TB, idb bun.IDB, id string) int64 {
 // key.
 func MissionStatus(tb testing.TB, idb bun.IDB, key int64) (domain.MissionStatus, int64) {
 	tb.Helper()
-	m, err := (db.Missions{}).FindByKey(context.Background(), idb, key)
+	m, err := (missiondb.Missions{}).FindByKey(context.Background(), idb, key)
 	if err != nil {
 		tb.Fatalf("dbtest: mission %d: %v", key, err)
 	}

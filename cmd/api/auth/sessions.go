@@ -51,10 +51,12 @@ const (
 	replayMemory = 64
 )
 
-// Values of a session's cache entry in Redis.
+// Values of a session's cache entry in Redis: an alive session's names its
+// member, so Check can tell a token whose sid is another member's without
+// asking SQL. Any other value (the bare "1" of earlier releases) is a miss.
 const (
-	cachedAlive = "1"
-	cachedEnded = "0"
+	cachedAlivePrefix = "m:"
+	cachedEnded       = "0"
 )
 
 // Client-facing messages of the session errors.
@@ -395,12 +397,14 @@ func (s *Sessions) Deny(ctx context.Context, jti string, exp time.Time) error {
 }
 
 // Check is the per-request test of a parsed access token: is its jti
-// denied, and is its session still alive. Either gives ETOKENREVOKED. One
+// denied, and is its session still alive. Either gives ETOKENREVOKED. A
+// session that is not memberID's (the token's sub) gives EINVALIDTOKEN: a
+// token naming someone else's session was not made by Issue. One
 // Redis round trip answers it while the session's cache entry lives; a
 // miss asks SQL and fills the entry. When Redis fails, SQL answers alone:
 // the session's revocation covers every denied token, since each Deny
 // comes with one. An error only when SQL fails too.
-func (s *Sessions) Check(ctx context.Context, jti, sessionID string) error {
+func (s *Sessions) Check(ctx context.Context, jti, sessionID, memberID string) error {
 	var denied *redis.IntCmd
 	var cached *redis.StringCmd
 	_, rerr := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -414,11 +418,13 @@ func (s *Sessions) Check(ctx context.Context, jti, sessionID string) error {
 		if denied.Val() != 0 {
 			return accessRevoked(errors.New("jti is on the deny-list"))
 		}
-		switch cached.Val() {
-		case cachedAlive:
+		switch v := cached.Val(); {
+		case v == cachedAlivePrefix+memberID:
 			return nil
-		case cachedEnded:
+		case v == cachedEnded:
 			return accessRevoked(errors.New("session has ended"))
+		case strings.HasPrefix(v, cachedAlivePrefix):
+			return sessionMismatch()
 		}
 	}
 	rec, err := s.find(ctx, sessionID)
@@ -429,6 +435,9 @@ func (s *Sessions) Check(ctx context.Context, jti, sessionID string) error {
 	alive := rec != nil && rec.Alive(now)
 	if rerr == nil || errors.Is(rerr, redis.Nil) {
 		s.cache(ctx, sessionID, rec, alive, now)
+	}
+	if rec != nil && rec.MemberID != memberID {
+		return sessionMismatch()
 	}
 	if !alive {
 		return accessRevoked(errors.New("session has ended"))
@@ -451,7 +460,7 @@ func (s *Sessions) find(ctx context.Context, sid string) (*domain.Session, error
 func (s *Sessions) cache(ctx context.Context, sid string, rec *domain.Session, alive bool, now time.Time) {
 	val, ttl := cachedEnded, s.cacheTTL
 	if alive {
-		val, ttl = cachedAlive, min(ttl, rec.ExpiresAt.Sub(now))
+		val, ttl = cachedAlivePrefix+rec.MemberID, min(ttl, rec.ExpiresAt.Sub(now))
 	}
 	if err := s.rdb.SetNX(ctx, s.sessionKey(sid), val, ttl).Err(); err != nil {
 		s.logger.WarnContext(ctx, "cache session", slog.Any("err", err))
@@ -572,6 +581,13 @@ func refreshInvalid(cause error) error {
 
 func accessRevoked(cause error) error {
 	return &domain.Error{Code: domain.ETOKENREVOKED, Message: msgAccessRevoked, Err: cause}
+}
+
+// sessionMismatch is a signed access token whose sid is another member's
+// session: only a forgery (a leaked key) makes one.
+func sessionMismatch() error {
+	return &domain.Error{Code: domain.EINVALIDTOKEN, Message: "Access token is invalid.",
+		Err: errors.New("session belongs to another member")}
 }
 
 func sessionNotFound() error {

@@ -157,7 +157,7 @@ func TestSessionCreateAndRotate(t *testing.T) {
 		if !errors.Is(err, domain.ErrNotFound) {
 			t.Errorf("Get after replay: %v is not domain.ErrNotFound", err)
 		}
-		wantCode(t, "Check after replay", b.s.Check(ctx, "some-jti", sess.ID), domain.ETOKENREVOKED)
+		wantCode(t, "Check after replay", b.s.Check(ctx, "some-jti", sess.ID, sess.MemberID), domain.ETOKENREVOKED)
 	})
 }
 
@@ -220,7 +220,7 @@ func TestSessionRotateUnknownSecret(t *testing.T) {
 	}
 
 	// Untouched: live, unchanged, and its holder can still rotate.
-	if err := b.s.Check(ctx, "jti", sess.ID); err != nil {
+	if err := b.s.Check(ctx, "jti", sess.ID, sess.MemberID); err != nil {
 		t.Errorf("Check after forged tokens = %v, want nil", err)
 	}
 	if got, err := b.s.Get(ctx, sess.ID); err != nil || !cmp.Equal(got, before) {
@@ -237,7 +237,7 @@ func TestSessionRotateUnknownSecret(t *testing.T) {
 	if got.ID != sess.ID || got.MemberID != "m_alice" {
 		t.Errorf("Rotate(first) session = %+v, want its id and member", got)
 	}
-	wantCode(t, "Check after replay", b.s.Check(ctx, "jti", sess.ID), domain.ETOKENREVOKED)
+	wantCode(t, "Check after replay", b.s.Check(ctx, "jti", sess.ID, sess.MemberID), domain.ETOKENREVOKED)
 	_, err = b.s.Lookup(ctx, tok3)
 	wantCode(t, "Lookup(latest) after replay", err, domain.EINVALIDTOKEN)
 }
@@ -376,7 +376,7 @@ func TestSessionStoresNoSecret(t *testing.T) {
 			t.Fatal(err)
 		}
 		tokens = append(tokens, tok)
-		if err := b.s.Check(ctx, "jti-"+m, sess.ID); err != nil {
+		if err := b.s.Check(ctx, "jti-"+m, sess.ID, sess.MemberID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -482,7 +482,7 @@ func TestSessionTTLSlides(t *testing.T) {
 	wantCode(t, "Lookup(expired)", err, domain.EINVALIDTOKEN)
 	_, err = b.s.Get(ctx, sess.ID)
 	wantCode(t, "Get(expired)", err, domain.ENOTFOUND)
-	wantCode(t, "Check(expired session)", b.s.Check(ctx, "jti", sess.ID), domain.ETOKENREVOKED)
+	wantCode(t, "Check(expired session)", b.s.Check(ctx, "jti", sess.ID, sess.MemberID), domain.ETOKENREVOKED)
 	wantCode(t, "Revoke(expired)", b.s.Revoke(ctx, "m_alice", sess.ID), domain.ENOTFOUND)
 	if list, err := b.s.List(ctx, "m_alice"); err != nil || len(list) != 0 {
 		t.Errorf("List = %v, %v; want none", list, err)
@@ -617,9 +617,9 @@ func TestSessionRevoke(t *testing.T) {
 	}
 	_, _, err = b.s.Rotate(ctx, aliceTok, "ua", "ip")
 	wantCode(t, "Rotate after Revoke", err, domain.EINVALIDTOKEN)
-	wantCode(t, "Check after Revoke", b.s.Check(ctx, "jti", alice.ID), domain.ETOKENREVOKED)
+	wantCode(t, "Check after Revoke", b.s.Check(ctx, "jti", alice.ID, alice.MemberID), domain.ETOKENREVOKED)
 	wantCode(t, "Revoke again", b.s.Revoke(ctx, "m_alice", alice.ID), domain.ENOTFOUND)
-	if err := b.s.Check(ctx, "jti", bob.ID); err != nil {
+	if err := b.s.Check(ctx, "jti", bob.ID, bob.MemberID); err != nil {
 		t.Errorf("Check(bob) = %v, want nil", err)
 	}
 }
@@ -642,7 +642,7 @@ func TestSessionRevokeAll(t *testing.T) {
 			t.Fatalf("RevokeAll(except): %v", err)
 		}
 		for i, s := range alice {
-			err := b.s.Check(ctx, "jti", s.ID)
+			err := b.s.Check(ctx, "jti", s.ID, s.MemberID)
 			if i == 1 {
 				if err != nil {
 					t.Errorf("kept session: Check = %v", err)
@@ -654,7 +654,7 @@ func TestSessionRevokeAll(t *testing.T) {
 			}
 			wantCode(t, "Check(revoked)", err, domain.ETOKENREVOKED)
 		}
-		if err := b.s.Check(ctx, "jti", bob.ID); err != nil {
+		if err := b.s.Check(ctx, "jti", bob.ID, bob.MemberID); err != nil {
 			t.Errorf("bob's session: Check = %v", err)
 		}
 		list, err := b.s.List(ctx, "m_alice")
@@ -665,7 +665,7 @@ func TestSessionRevokeAll(t *testing.T) {
 		if err := b.s.RevokeAll(ctx, "m_alice", ""); err != nil {
 			t.Fatalf("RevokeAll: %v", err)
 		}
-		wantCode(t, "Check after RevokeAll", b.s.Check(ctx, "jti", alice[1].ID), domain.ETOKENREVOKED)
+		wantCode(t, "Check after RevokeAll", b.s.Check(ctx, "jti", alice[1].ID, alice[1].MemberID), domain.ETOKENREVOKED)
 		if list, err := b.s.List(ctx, "m_alice"); err != nil || len(list) != 0 {
 			t.Errorf("List after RevokeAll = %v, %v; want none", list, err)
 		}
@@ -754,7 +754,7 @@ func TestSessionDenyCoversLeeway(t *testing.T) {
 	if err := b.s.Deny(ctx, c.ID, c.ExpiresAt); err != nil {
 		t.Fatalf("Deny: %v", err)
 	}
-	wantCode(t, "Check(denied within the leeway)", b.s.Check(ctx, c.ID, c.SessionID), domain.ETOKENREVOKED)
+	wantCode(t, "Check(denied within the leeway)", b.s.Check(ctx, c.ID, c.SessionID, c.MemberID), domain.ETOKENREVOKED)
 }
 
 func TestSessionCheck(t *testing.T) {
@@ -763,21 +763,32 @@ func TestSessionCheck(t *testing.T) {
 	ctx := context.Background()
 	sess, _ := create(t, b, "m_alice", "ua", "ip")
 
-	if err := b.s.Check(ctx, "jti-fine", sess.ID); err != nil {
+	if err := b.s.Check(ctx, "jti-fine", sess.ID, sess.MemberID); err != nil {
 		t.Fatalf("Check(fine) = %v", err)
 	}
 	if err := b.s.Deny(ctx, "jti-denied", b.clock.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	err := b.s.Check(ctx, "jti-denied", sess.ID)
+	err := b.s.Check(ctx, "jti-denied", sess.ID, sess.MemberID)
 	wantCode(t, "Check(denied)", err, domain.ETOKENREVOKED)
 	wantMessage(t, "Check(denied)", err, "Access token has been revoked.")
-	if err := b.s.Check(ctx, "jti-fine", sess.ID); err != nil {
+	if err := b.s.Check(ctx, "jti-fine", sess.ID, sess.MemberID); err != nil {
 		t.Errorf("Check(other jti) = %v, want nil", err)
 	}
-	err = b.s.Check(ctx, "jti-fine", "nosuchsessionaaaaaaaaaaaaa")
+	err = b.s.Check(ctx, "jti-fine", "nosuchsessionaaaaaaaaaaaaa", sess.MemberID)
 	wantCode(t, "Check(unknown session)", err, domain.ETOKENREVOKED)
 	wantMessage(t, "Check(unknown session)", err, "Access token has been revoked.")
+	// A token of bob's naming alice's session is refused, whether the
+	// answer comes from the cache (filled above) or from SQL.
+	err = b.s.Check(ctx, "jti-fine", sess.ID, "m_bob")
+	wantCode(t, "Check(another member's session, cached)", err, domain.EINVALIDTOKEN)
+	if err := b.rdb.Del(ctx, prefix+"session:"+sess.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "Check(another member's session, from SQL)", b.s.Check(ctx, "jti-fine", sess.ID, "m_bob"), domain.EINVALIDTOKEN)
+	if err := b.s.Check(ctx, "jti-fine", sess.ID, sess.MemberID); err != nil {
+		t.Errorf("Check(own session) after a mismatch = %v, want nil", err)
+	}
 
 	// Without Redis, SQL answers: the live session passes, an ended one
 	// does not. The deny-list is out of reach then; every Deny comes
@@ -787,15 +798,15 @@ func TestSessionCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = b.rdb.Close()
-	if err := b.s.Check(ctx, "jti-fine", sess.ID); err != nil {
+	if err := b.s.Check(ctx, "jti-fine", sess.ID, sess.MemberID); err != nil {
 		t.Errorf("Check(live) with Redis closed = %v, want nil", err)
 	}
-	wantCode(t, "Check(revoked) with Redis closed", b.s.Check(ctx, "jti-fine", ended.ID), domain.ETOKENREVOKED)
-	wantCode(t, "Check(unknown) with Redis closed", b.s.Check(ctx, "jti-fine", "nosuchsessionaaaaaaaaaaaaa"), domain.ETOKENREVOKED)
+	wantCode(t, "Check(revoked) with Redis closed", b.s.Check(ctx, "jti-fine", ended.ID, ended.MemberID), domain.ETOKENREVOKED)
+	wantCode(t, "Check(unknown) with Redis closed", b.s.Check(ctx, "jti-fine", "nosuchsessionaaaaaaaaaaaaa", sess.MemberID), domain.ETOKENREVOKED)
 
 	// With neither, there is no verdict: an internal error.
 	_ = b.db.Close()
-	if err := b.s.Check(ctx, "jti-fine", sess.ID); err == nil || domain.ErrorCode(err) != domain.EINTERNAL {
+	if err := b.s.Check(ctx, "jti-fine", sess.ID, sess.MemberID); err == nil || domain.ErrorCode(err) != domain.EINTERNAL {
 		t.Errorf("Check with Redis and SQL closed = %v, want an internal error", err)
 	}
 }
@@ -856,7 +867,7 @@ func TestSessionPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Check(ctx, "jti", sess.ID); err != nil {
+	if err := s.Check(ctx, "jti", sess.ID, sess.MemberID); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Deny(ctx, "jti", time.Now().Add(time.Minute)); err != nil {
@@ -891,7 +902,7 @@ func TestSessionSurvivesRedisLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range []auth.Session{live, ended, replayed} {
-			if err := b.s.Check(ctx, "jti", s.ID); err != nil {
+			if err := b.s.Check(ctx, "jti", s.ID, s.MemberID); err != nil {
 				t.Fatalf("Check(%s) before: %v", s.UserAgent, err)
 			}
 		}
@@ -910,7 +921,7 @@ func TestSessionSurvivesRedisLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		if err := b.s.Check(ctx, "jti", live.ID); err != nil {
+		if err := b.s.Check(ctx, "jti", live.ID, live.MemberID); err != nil {
 			t.Errorf("Check(live) after FLUSHALL = %v, want nil", err)
 		}
 		if _, _, err := b.s.Rotate(ctx, liveTok, "phone", "ip"); err != nil {
@@ -919,13 +930,13 @@ func TestSessionSurvivesRedisLoss(t *testing.T) {
 		if list, err := b.s.List(ctx, "m_alice"); err != nil || len(list) != 1 || list[0].ID != live.ID {
 			t.Errorf("List after FLUSHALL = %v, %v; want the live session", list, err)
 		}
-		wantCode(t, "Check(revoked) after FLUSHALL", b.s.Check(ctx, "jti", ended.ID), domain.ETOKENREVOKED)
+		wantCode(t, "Check(revoked) after FLUSHALL", b.s.Check(ctx, "jti", ended.ID, ended.MemberID), domain.ETOKENREVOKED)
 		// The denied token's deny-list entry is gone; its session's
 		// revocation is not.
-		wantCode(t, "Check(denied, revoked) after FLUSHALL", b.s.Check(ctx, "jti-out", ended.ID), domain.ETOKENREVOKED)
+		wantCode(t, "Check(denied, revoked) after FLUSHALL", b.s.Check(ctx, "jti-out", ended.ID, ended.MemberID), domain.ETOKENREVOKED)
 		_, _, err = b.s.Rotate(ctx, endedTok, "laptop", "ip")
 		wantCode(t, "Rotate(revoked) after FLUSHALL", err, domain.EINVALIDTOKEN)
-		wantCode(t, "Check(replayed) after FLUSHALL", b.s.Check(ctx, "jti", replayed.ID), domain.ETOKENREVOKED)
+		wantCode(t, "Check(replayed) after FLUSHALL", b.s.Check(ctx, "jti", replayed.ID, replayed.MemberID), domain.ETOKENREVOKED)
 	})
 }
 
@@ -951,8 +962,9 @@ func TestSessionCacheBound(t *testing.T) {
 	}
 	a, _ := create(t, b, "m_alice", "ua", "ip")
 	bob, _ := create(t, b, "m_bob", "ua", "ip")
-	for _, id := range []string{a.ID, bob.ID} {
-		if err := cached.Check(ctx, "jti", id); err != nil {
+	for _, sess := range []auth.Session{a, bob} {
+		id := sess.ID
+		if err := cached.Check(ctx, "jti", id, sess.MemberID); err != nil {
 			t.Fatal(err)
 		}
 		d, err := b.rdb.PTTL(ctx, prefix+"session:"+id).Result()
@@ -965,17 +977,17 @@ func TestSessionCacheBound(t *testing.T) {
 	if err := isolated.Revoke(ctx, "m_alice", a.ID); err != nil {
 		t.Fatalf("Revoke without Redis: %v", err)
 	}
-	if err := cached.Check(ctx, "jti", a.ID); err != nil {
+	if err := cached.Check(ctx, "jti", a.ID, a.MemberID); err != nil {
 		t.Errorf("Check within the cache's life = %v; the entry was expected to answer", err)
 	}
 	if err := b.rdb.Del(ctx, prefix+"session:"+a.ID).Err(); err != nil { // as when the entry lapses
 		t.Fatal(err)
 	}
-	wantCode(t, "Check once the entry lapsed", cached.Check(ctx, "jti", a.ID), domain.ETOKENREVOKED)
+	wantCode(t, "Check once the entry lapsed", cached.Check(ctx, "jti", a.ID, a.MemberID), domain.ETOKENREVOKED)
 
 	// Revoked through Redis: at once, whatever the cache said.
 	if err := cached.Revoke(ctx, "m_bob", bob.ID); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, "Check right after Revoke", cached.Check(ctx, "jti", bob.ID), domain.ETOKENREVOKED)
+	wantCode(t, "Check right after Revoke", cached.Check(ctx, "jti", bob.ID, bob.MemberID), domain.ETOKENREVOKED)
 }

@@ -53,8 +53,11 @@ type Tokens struct {
 	issuer   string
 	audience string
 	ttl      time.Duration
-	now      func() time.Time
-	parser   *jwt.Parser
+	// maxLifetime is the longest exp−iat accepted: the TTL rounded up to
+	// the second that NumericDate keeps.
+	maxLifetime time.Duration
+	now         func() time.Time
+	parser      *jwt.Parser
 }
 
 // NewTokens checks p and returns Tokens using it.
@@ -80,6 +83,7 @@ func NewTokens(p TokenParams) (*Tokens, error) {
 		ttl:      p.TTL,
 		now:      p.NowFunc,
 	}
+	t.maxLifetime = (p.TTL + time.Second - 1).Truncate(time.Second)
 	if t.now == nil {
 		t.now = time.Now
 	}
@@ -112,6 +116,9 @@ type jwtClaims struct {
 	jwt.RegisteredClaims
 	Role      string `json:"role"`
 	SessionID string `json:"sid"`
+	// maxLifetime is set by Parse: a token living longer than we issue
+	// was not made by Issue (a leaked key, or a TTL since lowered).
+	maxLifetime time.Duration
 }
 
 // errClaim reports a claim of ours that is missing or wrong in a token whose
@@ -133,6 +140,8 @@ func (c *jwtClaims) Validate() error {
 	}
 	if c.IssuedAt == nil {
 		errs = append(errs, fmt.Errorf("%w: iat is missing", errClaim))
+	} else if c.ExpiresAt != nil && c.maxLifetime > 0 && c.ExpiresAt.Sub(c.IssuedAt.Time) > c.maxLifetime {
+		errs = append(errs, fmt.Errorf("%w: exp is more than the token lifetime after iat", errClaim))
 	}
 	if _, err := domain.ParseRole(c.Role); err != nil {
 		errs = append(errs, fmt.Errorf("%w: role is unknown", errClaim))
@@ -185,7 +194,7 @@ func (t *Tokens) Issue(memberID string, role domain.Role, sessionID string) (str
 // EINVALIDTOKEN with the parser's error as the cause. It does not consult
 // the deny-list: see Sessions.Check.
 func (t *Tokens) Parse(token string) (Claims, error) {
-	var c jwtClaims
+	c := jwtClaims{maxLifetime: t.maxLifetime}
 	_, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.key, nil })
 	if err != nil {
 		if onlyExpired(err) {

@@ -39,7 +39,7 @@ func BenchmarkVerifyAccessToken(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		return sessions.Check(ctx, c.ID, c.SessionID)
+		return sessions.Check(ctx, c.ID, c.SessionID, c.MemberID)
 	}
 
 	b.Run("serial", func(b *testing.B) {

@@ -191,6 +191,12 @@ func TestTokenParseRejects(t *testing.T) {
 		{"missing role", sign(t, jwt.SigningMethodHS256, key, with(map[string]any{"role": nil})), domain.EINVALIDTOKEN},
 		{"tampered role", tamper(map[string]any{"role": "admin"}), domain.EINVALIDTOKEN},
 		{"tampered sub", tamper(map[string]any{"sub": "m_bob"}), domain.EINVALIDTOKEN},
+		// Signed with our key, yet living longer than Issue ever makes a
+		// token: a leaked key's forgery, or a TTL lowered since.
+		{"exp a day after iat", sign(t, jwt.SigningMethodHS256, key, with(map[string]any{"exp": tokenNow.Add(24 * time.Hour).Unix()})), domain.EINVALIDTOKEN},
+		{"exp one second past the lifetime", sign(t, jwt.SigningMethodHS256, key, with(map[string]any{"exp": tokenNow.Add(15*time.Minute + time.Second).Unix()})), domain.EINVALIDTOKEN},
+		{"exp shorter than the lifetime", sign(t, jwt.SigningMethodHS256, key, with(map[string]any{"exp": tokenNow.Add(time.Minute).Unix()})), ""},
+		{"expired and too long", sign(t, jwt.SigningMethodHS256, key, with(map[string]any{"iat": tokenNow.Add(-48 * time.Hour).Unix(), "nbf": tokenNow.Add(-48 * time.Hour).Unix(), "exp": past})), domain.EINVALIDTOKEN},
 		{"tampered exp", tamper(map[string]any{"exp": tokenNow.Add(24 * time.Hour).Unix()}), domain.EINVALIDTOKEN},
 		{"signature removed", goodParts[0] + "." + goodParts[1] + ".", domain.EINVALIDTOKEN},
 		{"signature padded", good + "=", domain.EINVALIDTOKEN},

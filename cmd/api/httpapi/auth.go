@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -24,10 +26,23 @@ const (
 )
 
 // registerAuthRoutes mounts sign-up, login, refresh and logout. The first
-// three answer anyone, so each is rate-limited per client IP (login also
-// per e-mail address, inside the handler once the address is known).
-func (s *server) registerAuthRoutes(r chi.Router, limits RateLimits) {
-	s.loginPerEmail = s.newLimiter("login-email", limits.LoginPerEmail)
+// three answer anyone, so each is rate-limited per client IP; login also
+// counts its failures (loginlimit.go), inside the handler once the address
+// is known.
+func (s *server) registerAuthRoutes(r chi.Router, limits RateLimits, deviceKey []byte) {
+	s.login = &loginLimits{
+		rdb:        s.redis,
+		sessions:   db.SessionStore{DB: s.db},
+		perAccount: limits.LoginFailuresPerAccount,
+		perIP:      limits.LoginFailuresPerIP,
+		delay:      cmp.Or(limits.LoginDelay, DefaultLoginDelay),
+		maxDelay:   cmp.Or(limits.LoginMaxDelay, DefaultLoginMaxDelay),
+		logger:     s.logger,
+		now:        s.now,
+	}
+	if len(deviceKey) > 0 {
+		s.login.deviceTTL, s.login.deviceKey = limits.DeviceTTL, deviceKey
+	}
 	r = r.With(noStore)
 	r.With(s.limitByIP(s.newLimiter("signup-ip", limits.SignupPerIP))).Post("/v1/auth/signup", s.handleSignup)
 	r.With(s.limitByIP(s.newLimiter("login-ip", limits.LoginPerIP))).Post("/v1/auth/login", s.handleLogin)
@@ -248,26 +263,42 @@ func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !s.allow(s.loginPerEmail, w, r, emailKey(req.Email)) {
-		return
-	}
 	ctx := r.Context()
 	m, err := (db.Members{}).FindByEmail(ctx, s.db, req.Email)
-	encoded := ""
+	encoded, memberID := "", ""
 	switch {
 	case err == nil:
-		encoded = m.PasswordHash
+		encoded, memberID = m.PasswordHash, m.ID
 	case domain.ErrorCode(err) != domain.ENOTFOUND:
 		s.writeError(w, r, err)
 		return
 	}
+	ip := clientIP(ctx)
+	trust, err := s.login.trust(ctx, r, memberID, ip)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	attempt, wait := s.login.admit(ctx, req.Email, trust, ip)
+	if wait > 0 {
+		s.loginSlowed(w, r, trust, wait)
+		return
+	}
+	failed := false
+	defer func() {
+		// Only wrong passwords count.
+		if !failed {
+			s.login.release(ctx, attempt)
+		}
+	}()
 	ok, needsRehash, err := s.passwords.Verify(ctx, encoded, req.Password)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("verify password: %w", err))
 		return
 	}
 	if !ok || m == nil {
-		s.logger.InfoContext(ctx, "login failed", slog.String("remote_ip", clientIP(ctx)))
+		failed = true
+		s.logger.InfoContext(ctx, "login failed", slog.String("remote_ip", ip), slog.String("trust", trust.String()))
 		s.writeError(w, r, errBadCredentials)
 		return
 	}
@@ -294,7 +325,19 @@ func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.rehash(r, m, req.Password)
 	}
 	s.logger.InfoContext(ctx, "member logged in", slog.String("member_id", m.ID), slog.String("session_id", sess.ID))
+	s.login.setDevice(w, m.ID)
 	s.writeTokens(w, r, m, sess.ID, refresh)
+}
+
+// loginSlowed answers an attempt that came before its counter's delay was
+// over, without checking the password. The answer is the same for known
+// and unknown addresses.
+func (s *server) loginSlowed(w http.ResponseWriter, r *http.Request, trust loginTrust, wait time.Duration) {
+	secs := int64((wait + time.Second - 1) / time.Second)
+	s.logger.InfoContext(r.Context(), "login slowed down", slog.String("remote_ip", clientIP(r.Context())),
+		slog.String("trust", trust.String()), slog.Int64("retry_after_s", secs))
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	s.writeError(w, r, domain.Errorf(codeRateLimited, "Too many failed logins; try again in %d seconds.", secs))
 }
 
 // rehash upgrades a stored hash made with older argon2 parameters. It is

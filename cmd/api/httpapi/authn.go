@@ -2,10 +2,14 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/uptrace/bun"
+
 	"github.com/moim/moim/cmd/api/auth"
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -44,7 +48,7 @@ func (s *server) verify(ctx context.Context, token string) (auth.Claims, error) 
 	if err != nil {
 		return auth.Claims{}, err
 	}
-	if err := s.sessions.Check(ctx, c.ID, c.SessionID); err != nil {
+	if err := s.sessions.Check(ctx, c.ID, c.SessionID, c.MemberID); err != nil {
 		return auth.Claims{}, err
 	}
 	return c, nil
@@ -81,7 +85,8 @@ func (s *server) writeAuthError(w http.ResponseWriter, r *http.Request, err erro
 }
 
 // requireAdmin guards the admin endpoints and the queue UI. It takes either
-// an admin's access token (a member's gets 403) or the operator's Basic
+// the access token of a member who is an admin now (by SQL, not by the
+// token's role claim; a member's gets 403) or the operator's Basic
 // credentials, which a browser can send to the queue UI; nothing of the
 // guarded handler runs otherwise.
 func (s *server) requireAdmin(next http.Handler) http.Handler {
@@ -92,10 +97,16 @@ func (s *server) requireAdmin(next http.Handler) http.Handler {
 				s.writeAuthError(w, r, err)
 				return
 			}
-			if c.Role != domain.RoleAdmin {
+			role, err := currentRole(r.Context(), s.db, c.MemberID)
+			if err != nil {
+				s.writeAuthError(w, r, err)
+				return
+			}
+			if role != domain.RoleAdmin {
 				s.writeError(w, r, domain.Errorf(domain.EFORBIDDEN, "Admins only."))
 				return
 			}
+			c.Role = role
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey, c)))
 			return
 		}
@@ -106,4 +117,20 @@ func (s *server) requireAdmin(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// currentRole reads the member's role from SQL. Decisions that need admin
+// rights must not rest on the token's role claim, which outlives a
+// demotion by up to the access-token lifetime. They are few and rare, so
+// there is no cache: a demotion counts from the request after it commits.
+// A deleted member gives ETOKENREVOKED.
+func currentRole(ctx context.Context, idb bun.IDB, memberID string) (domain.Role, error) {
+	m, err := (db.Members{}).FindByID(ctx, idb, memberID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return 0, domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read role: %w", err)
+	}
+	return m.Role, nil
 }

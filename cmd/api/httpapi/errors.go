@@ -29,6 +29,16 @@ func statusOf(code string) int {
 		domain.ETYPEMISMATCH, domain.EIMAGETOOSMALL, domain.ECORRUPTIMAGE,
 		domain.ECODEWRONG, domain.ECODEEXPIRED:
 		return http.StatusBadRequest
+	case domain.EOAUTHSTATE, domain.EOAUTHCODE:
+		return http.StatusBadRequest
+	case domain.EINVALIDIDTOKEN:
+		return http.StatusUnauthorized
+	case domain.EOAUTHDENIED:
+		return http.StatusForbidden
+	case domain.ELINKREQUIRED, domain.EIDENTITYTAKEN, domain.EPROVIDERLINKED, domain.ELASTLOGINMETHOD:
+		return http.StatusConflict
+	case domain.EPROVIDERFAILED:
+		return http.StatusBadGateway
 	case domain.EUNAUTHORIZED, domain.EINVALIDSIGNATURE, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
 		return http.StatusUnauthorized
 	case domain.EFORBIDDEN, domain.EWRONGCODE, codeCrossSite, domain.ENOTINVITED,

@@ -222,7 +222,7 @@ func (s *server) streamMember(r *http.Request) (streamAuth, error) {
 // logged out, not signed out remotely, not deleted.
 func (s *server) stillValid(ctx context.Context, a streamAuth) error {
 	if a.jti != "" {
-		return s.sessions.Check(ctx, a.jti, a.session)
+		return s.sessions.Check(ctx, a.jti, a.session, a.member)
 	}
 	if _, err := s.sessions.Get(ctx, a.session); err != nil {
 		if domain.ErrorCode(err) == domain.ENOTFOUND {

@@ -69,8 +69,13 @@ type Deps struct {
 	Sessions *auth.Sessions
 	// RefreshCookie also hands the refresh token out as an HttpOnly cookie.
 	RefreshCookie bool
+	// Social runs social login; nil means no provider is configured.
+	Social *auth.Social
 	// RateLimits limit sign-up, login and refresh; zero Rates mean none.
 	RateLimits RateLimits
+	// DeviceKey signs the known-device cookie of the login limits; without
+	// one no cookie is set and only known IPs are trusted.
+	DeviceKey []byte
 	// Mailbox, when set, is shown to admins at /admin/mailbox: what the
 	// local log senders would have sent.
 	Mailbox *notify.Mailbox
@@ -135,7 +140,8 @@ type server struct {
 	tokens         *auth.Tokens
 	sessions       *auth.Sessions
 	refreshCookie  bool
-	loginPerEmail  *limiter
+	login          *loginLimits
+	social         *auth.Social
 	hub            *hub
 	streamsDone    <-chan struct{}
 	heartbeat      time.Duration
@@ -182,6 +188,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		tokens:         d.Tokens,
 		sessions:       d.Sessions,
 		refreshCookie:  d.RefreshCookie,
+		social:         d.Social,
 		streamsDone:    d.StreamsDone,
 		heartbeat:      d.Heartbeat,
 		mailbox:        d.Mailbox,
@@ -277,7 +284,8 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerHealthRoutes(r, d.Registry)
 		s.registerQueueUIRoutes(r, monitor)
 		s.registerPingRoutes(r)
-		s.registerAuthRoutes(r, d.RateLimits)
+		s.registerAuthRoutes(r, d.RateLimits, d.DeviceKey)
+		s.registerOAuthRoutes(r, d.RateLimits)
 		s.registerAccountRoutes(r, d.RateLimits)
 		s.registerMeRoutes(r)
 		s.registerNotificationRoutes(r)

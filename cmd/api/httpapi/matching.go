@@ -27,6 +27,7 @@ func (s *server) registerMatchingRoutes(r chi.Router) {
 		r.Post("/v1/random-matches", s.handleRandomApply)
 		r.Get("/v1/random-matches/mine", s.handleRandomMine)
 		r.Delete("/v1/random-matches/mine", s.handleRandomCancel)
+		r.Get("/v1/random-matches/{id}", s.handleRandomGet)
 		r.Get("/v1/matches", s.handleMatchList)
 		r.Get("/v1/matches/{id}", s.handleMatchGet)
 	})
@@ -141,7 +142,7 @@ func (s *server) handleRandomApply(w http.ResponseWriter, r *http.Request) {
 		s.writeAuthError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/v1/random-matches/mine?category="+a.Category.String())
+	w.Header().Set("Location", "/v1/random-matches/"+a.ID)
 	s.writeJSON(w, r, http.StatusAccepted, newApplicationResponse(&a))
 }
 
@@ -181,6 +182,45 @@ func (s *server) handleRandomMine(w http.ResponseWriter, r *http.Request) {
 		resp := newApplicationResponse(a)
 		s.writeJSON(w, r, http.StatusOK, mineResponse{Waiting: true, Application: &resp})
 	}
+}
+
+// applicationStatusResponse is an application as its status resource shows
+// it: with the match once it is MATCHED.
+type applicationStatusResponse struct {
+	applicationResponse
+	Match *matchResponse `json:"match"`
+}
+
+// handleRandomGet is the status resource POST /v1/random-matches points
+// to: what became of the application, WAITING, MATCHED with its match,
+// CANCELLED or EXPIRED. An application waiting past its expiry is EXPIRED
+// here already, before the sweep writes it so. Anyone else's application
+// does not exist.
+func (s *server) handleRandomGet(w http.ResponseWriter, r *http.Request) {
+	me := mustClaims(r).MemberID
+	ctx := r.Context()
+	a, err := (db.Applications{}).FindByID(ctx, s.db, chi.URLParam(r, "id"))
+	if err == nil && a.MemberID != me {
+		err = domain.Errorf(domain.ENOTFOUND, "Application not found.")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if a.Status == domain.ApplicationWaiting && !s.now().Before(a.ExpiresAt) {
+		a.Status = domain.ApplicationExpired
+	}
+	resp := applicationStatusResponse{applicationResponse: newApplicationResponse(a)}
+	if a.Status == domain.ApplicationMatched && a.MatchID != "" {
+		m, err := (db.Matches{}).FindByID(ctx, s.db, a.MatchID)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		mr := newMatchResponse(m, me)
+		resp.Match = &mr
+	}
+	s.writeJSON(w, r, http.StatusOK, resp)
 }
 
 // handleRandomCancel withdraws the member's waiting application.

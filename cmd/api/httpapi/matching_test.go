@@ -177,10 +177,37 @@ func (s *testServer) applyRandom(t testing.TB, token, body string) applicationBo
 		t.Fatalf("POST /v1/random-matches %s: status = %d, want 202 (body %s)", body, resp.StatusCode, b)
 	}
 	a := decodeApplication(t, b)
-	if loc, want := resp.Header.Get("Location"), "/v1/random-matches/mine?category="+a.Category; loc != want {
+	if loc, want := resp.Header.Get("Location"), "/v1/random-matches/"+a.ID; loc != want {
 		t.Errorf("Location = %q, want %q", loc, want)
 	}
 	return a
+}
+
+// applicationStatusBody is GET /v1/random-matches/{id}: the application
+// and, once MATCHED, its match.
+type applicationStatusBody struct {
+	applicationBody
+	Match *matchBody `json:"match"`
+}
+
+// randomStatus reads the status resource of application id as token.
+func (s *testServer) randomStatus(t testing.TB, token, id string) applicationStatusBody {
+	t.Helper()
+	var a applicationStatusBody
+	s.getOK(t, "/v1/random-matches/"+id, token, &a)
+	return a
+}
+
+// checkPrivate checks that GET prefix+id is 404 for other's token, as
+// an unknown id is for owner's, and 401 without a token.
+func (s *testServer) checkPrivate(t *testing.T, prefix, id, other, owner string) {
+	t.Helper()
+	resp, body := s.do(t, request{method: http.MethodGet, path: prefix + id, token: other})
+	checkError(t, resp, body, http.StatusNotFound, "not_found", "")
+	resp, body = s.do(t, request{method: http.MethodGet, path: prefix + "nosuchid", token: owner})
+	checkError(t, resp, body, http.StatusNotFound, "not_found", "")
+	resp, body = s.do(t, request{method: http.MethodGet, path: prefix + id})
+	checkError(t, resp, body, http.StatusUnauthorized, "unauthorized", "")
 }
 
 // randomMine asks whether token's member waits in category.
@@ -747,12 +774,7 @@ func TestMatches(t *testing.T) {
 				}
 			}
 			// Not a member of it: it does not exist, like an unknown id.
-			resp, body := s.do(t, request{method: http.MethodGet, path: "/v1/matches/" + first.ID, token: hana.token})
-			checkError(t, resp, body, http.StatusNotFound, "not_found", "")
-			resp, body = s.do(t, request{method: http.MethodGet, path: "/v1/matches/nosuchmatch", token: mina.token})
-			checkError(t, resp, body, http.StatusNotFound, "not_found", "")
-			resp, body = s.do(t, request{method: http.MethodGet, path: "/v1/matches/" + first.ID})
-			checkError(t, resp, body, http.StatusUnauthorized, "unauthorized", "")
+			s.checkPrivate(t, "/v1/matches/", first.ID, hana.token, mina.token)
 		})
 
 		t.Run("filters", func(t *testing.T) {
@@ -869,14 +891,11 @@ func TestRandomExpired(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-		var (
-			mu  sync.Mutex
-			now = start
-		)
-		setNow := func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
+		clock := &roomClock{now: start}
+		setNow := clock.Set
 		s := newServer(t, newEnv(t, bdb), func(d *httpapi.Deps) {
 			d.MatchWait = 10 * time.Minute
-			d.NowFunc = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			d.NowFunc = clock.Now
 		}, nil)
 		m := s.randomMember(t, "mina")
 		first := s.applyRandom(t, m.token, `{"category":"MEAL"}`)
@@ -907,6 +926,64 @@ func TestRandomExpired(t *testing.T) {
 		}
 		if mine := s.randomMine(t, m.token, "MEAL"); mine.Application == nil || mine.Application.ID != again.ID {
 			t.Errorf("mine = %+v, want %s", mine, again.ID)
+		}
+	})
+}
+
+// TestRandomStatus follows applications through their status resource,
+// the Location of the 202: WAITING, CANCELLED, MATCHED with the match, and
+// EXPIRED as soon as the wait is over, before the sweep has run.
+func TestRandomStatus(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+		clock := &roomClock{now: start}
+		s := newServer(t, newEnv(t, bdb), func(d *httpapi.Deps) {
+			d.MatchWait = 10 * time.Minute
+			d.NowFunc = clock.Now
+		}, nil)
+		mina, jun := s.randomMember(t, "mina"), s.randomMember(t, "jun")
+
+		first := s.applyRandom(t, mina.token, `{"category":"MEAL"}`)
+		if got := s.randomStatus(t, mina.token, first.ID); !cmp.Equal(got.applicationBody, first) || got.Match != nil {
+			t.Errorf("waiting: %+v, want %+v and no match", got, first)
+		}
+		// Someone else's application, like an unknown one, does not exist.
+		s.checkPrivate(t, "/v1/random-matches/", first.ID, jun.token, mina.token)
+
+		if resp, body := s.do(t, request{method: http.MethodDelete, path: "/v1/random-matches/mine?category=MEAL", token: mina.token}); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("cancel: %d %s", resp.StatusCode, body)
+		}
+		if got := s.randomStatus(t, mina.token, first.ID); got.Status != "CANCELLED" || got.Match != nil {
+			t.Errorf("cancelled: %+v", got)
+		}
+
+		minaApp := s.applyRandom(t, mina.token, `{"category":"MEAL","places":["GAEPO"]}`)
+		junApp := s.applyRandom(t, jun.token, `{"category":"MEAL","places":["GAEPO"]}`)
+		matcher := jobs.MatchRunHandler{DB: bdb, NowFunc: clock.Now, Logger: slog.New(slog.DiscardHandler)}
+		if res, err := matcher.Run(context.Background(), domain.CategoryMeal); err != nil || res.Matches != 1 {
+			t.Fatalf("matcher run = %+v, %v; want 1 match", res, err)
+		}
+		for _, c := range []struct {
+			m  randomMember
+			id string
+		}{{mina, minaApp.ID}, {jun, junApp.ID}} {
+			got := s.randomStatus(t, c.m.token, c.id)
+			if got.Status != "MATCHED" || got.Match == nil || got.MatchID == nil || *got.MatchID != got.Match.ID {
+				t.Fatalf("%s matched: %+v", c.m.Nickname, got)
+			}
+			checkMatch(t, *got.Match, got.Match.ID, "MEAL", randomConditionsBody{Places: []string{"GAEPO"}, WaysOfEating: allWays}, c.m.ID, mina, jun)
+		}
+
+		// At its expiry a waiting application reads EXPIRED, sweep or not.
+		last := s.applyRandom(t, mina.token, `{"category":"STUDY"}`)
+		clock.Set(start.Add(10*time.Minute - time.Microsecond))
+		if got := s.randomStatus(t, mina.token, last.ID); got.Status != "WAITING" {
+			t.Errorf("just before the expiry: %s", got.Status)
+		}
+		clock.Set(start.Add(10 * time.Minute))
+		if got := s.randomStatus(t, mina.token, last.ID); got.Status != "EXPIRED" || got.Match != nil {
+			t.Errorf("at the expiry: %+v", got)
 		}
 	})
 }

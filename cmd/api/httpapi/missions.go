@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
 )
@@ -301,7 +302,7 @@ func (s *server) handleMissionCreate(w http.ResponseWriter, r *http.Request) {
 		m.Schedule, m.EndsAt = *req.schedule, req.schedule.EndsAt(s.missionLoc)
 	}
 	err := db.RunInTx(r.Context(), s.db, func(ctx context.Context, tx bun.Tx) error {
-		return tokenRevokedIfGone((db.Missions{}).Create(ctx, tx, &m))
+		return tokenRevokedIfGone((missiondb.Missions{}).Create(ctx, tx, &m))
 	})
 	if err != nil {
 		s.writeAuthError(w, r, err)
@@ -314,12 +315,12 @@ func (s *server) handleMissionCreate(w http.ResponseWriter, r *http.Request) {
 // handleMissionGet answers a mission with its members.
 func (s *server) handleMissionGet(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	m, err := (db.Missions{}).FindByID(ctx, s.db, chi.URLParam(r, "id"))
+	m, err := (missiondb.Missions{}).FindByID(ctx, s.db, chi.URLParam(r, "id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	members, err := (db.Missions{}).Members(ctx, s.db, m)
+	members, err := (missiondb.Missions{}).Members(ctx, s.db, m)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -345,11 +346,11 @@ func (s *server) handleMissionList(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	f := db.MissionFilter{Q: q.Get("q"), Code: domain.NormalizeMissionCode(q.Get("code")), Cursor: q.Get("cursor"), Limit: limit, Now: s.missionNow()}
+	f := missiondb.MissionFilter{Q: q.Get("q"), Code: domain.NormalizeMissionCode(q.Get("code")), Cursor: q.Get("cursor"), Limit: limit, Now: s.missionNow()}
 	switch q.Get("sort") {
 	case "", "new":
 	case "hot":
-		f.Sort = db.MissionSortHot
+		f.Sort = missiondb.MissionSortHot
 	default:
 		s.writeError(w, r, domain.FieldErrorf(domain.EINVALID, "sort", "Query parameter \"sort\" must be new or hot."))
 		return
@@ -360,7 +361,7 @@ func (s *server) handleMissionList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	page, err := (db.Missions{}).List(r.Context(), s.db, f)
+	page, err := (missiondb.Missions{}).List(r.Context(), s.db, f)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -369,7 +370,7 @@ func (s *server) handleMissionList(w http.ResponseWriter, r *http.Request) {
 	s.writeMissionPage(w, r, page, f.Code != "")
 }
 
-func (s *server) writeMissionPage(w http.ResponseWriter, r *http.Request, page db.MissionPage, showCode bool) {
+func (s *server) writeMissionPage(w http.ResponseWriter, r *http.Request, page missiondb.MissionPage, showCode bool) {
 	resp := missionList{Missions: make([]missionResponse, len(page.Missions)), NextCursor: nullable(page.Next)}
 	for i := range page.Missions {
 		resp.Missions[i] = newMissionResponse(&page.Missions[i], showCode)
@@ -385,19 +386,19 @@ func (s *server) handleMissionMine(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var role db.MissionRole
+	var role missiondb.MissionRole
 	switch r.URL.Query().Get("role") {
 	case "", "hosting":
-		role = db.MissionRoleHosting
+		role = missiondb.MissionRoleHosting
 	case "joined":
-		role = db.MissionRoleJoined
+		role = missiondb.MissionRoleJoined
 	case "finished":
-		role = db.MissionRoleFinished
+		role = missiondb.MissionRoleFinished
 	default:
 		s.writeError(w, r, domain.FieldErrorf(domain.EINVALID, "role", "Query parameter \"role\" must be hosting, joined or finished."))
 		return
 	}
-	page, err := (db.Missions{}).Mine(r.Context(), s.db, mustClaims(r).MemberID, role, r.URL.Query().Get("cursor"), limit)
+	page, err := (missiondb.Missions{}).Mine(r.Context(), s.db, mustClaims(r).MemberID, role, r.URL.Query().Get("cursor"), limit)
 	if err != nil {
 		s.writeAuthError(w, r, tokenRevokedIfGone(err))
 		return
@@ -416,15 +417,15 @@ func tokenRevokedIfGone(err error) error {
 
 // changeMission runs fn, a read of a mission and a version-checked change
 // of it, in a transaction whose outbox rows are relayed once it commits,
-// again while the mission changed in between (db.RetryStale).
+// again while the mission changed in between (missiondb.RetryStale).
 func (s *server) changeMission(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
-	return db.RetryStale(ctx, func(ctx context.Context) error { return s.relay.RunInTx(ctx, fn) })
+	return missiondb.RetryStale(ctx, func(ctx context.Context) error { return s.relay.RunInTx(ctx, fn) })
 }
 
 // hostedMission reads mission id for a change by member me: someone
 // else's is forbidden.
 func hostedMission(ctx context.Context, tx bun.Tx, id, me string) (*domain.Mission, error) {
-	m, err := (db.Missions{}).FindByID(ctx, tx, id)
+	m, err := (missiondb.Missions{}).FindByID(ctx, tx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -476,7 +477,7 @@ func (s *server) handleMissionSchedule(w http.ResponseWriter, r *http.Request) {
 		if err := req.schedule.Validate(now, s.missionAhead); err != nil {
 			return err
 		}
-		return (db.Missions{}).SetSchedule(ctx, tx, m, req.schedule, req.schedule.EndsAt(s.missionLoc), now)
+		return (missiondb.Missions{}).SetSchedule(ctx, tx, m, req.schedule, req.schedule.EndsAt(s.missionLoc), now)
 	})
 }
 
@@ -485,7 +486,7 @@ func (s *server) handleMissionSchedule(w http.ResponseWriter, r *http.Request) {
 func (s *server) handleMissionWindows(w http.ResponseWriter, r *http.Request) {
 	var req missionWindowsRequest
 	s.editMission(w, r, &req, func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error {
-		return (db.Missions{}).SetWindows(ctx, tx, m, req.windows, now)
+		return (missiondb.Missions{}).SetWindows(ctx, tx, m, req.windows, now)
 	})
 }
 
@@ -496,7 +497,7 @@ func (s *server) handleMissionJoin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.joinMission(w, r, db.MissionJoin{MissionID: chi.URLParam(r, "id"), Code: req.Code})
+	s.joinMission(w, r, missiondb.MissionJoin{MissionID: chi.URLParam(r, "id"), Code: req.Code})
 }
 
 // handleMissionJoinByCode joins the mission with the given code.
@@ -510,16 +511,16 @@ func (s *server) handleMissionJoinByCode(w http.ResponseWriter, r *http.Request)
 		s.writeError(w, r, domain.FieldErrorf(domain.EWRONGCODE, "code", "Wrong or missing join code."))
 		return
 	}
-	s.joinMission(w, r, db.MissionJoin{ByCode: true, Code: req.Code})
+	s.joinMission(w, r, missiondb.MissionJoin{ByCode: true, Code: req.Code})
 }
 
 // joinMission takes a seat and stakes the caller's points in one
 // transaction, retried while the mission changes under it, and answers 201
 // with the membership and the new balance.
-func (s *server) joinMission(w http.ResponseWriter, r *http.Request, j db.MissionJoin) {
+func (s *server) joinMission(w http.ResponseWriter, r *http.Request, j missiondb.MissionJoin) {
 	j.MemberID = mustClaims(r).MemberID
-	res, err := (db.Missions{}).JoinRetrying(r.Context(), s.db, j, s.missionNow)
-	if errors.Is(err, db.ErrMemberGone) {
+	res, err := (missiondb.Missions{}).JoinRetrying(r.Context(), s.db, j, s.missionNow)
+	if errors.Is(err, missiondb.ErrMemberGone) {
 		err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
 	}
 	if err != nil {
@@ -538,11 +539,11 @@ func (s *server) handleMissionLeave(w http.ResponseWriter, r *http.Request) {
 	me := mustClaims(r).MemberID
 	var resp missionLeaveResponse
 	err := s.changeMission(r.Context(), func(ctx context.Context, tx bun.Tx) error {
-		m, err := (db.Missions{}).FindByID(ctx, tx, chi.URLParam(r, "id"))
+		m, err := (missiondb.Missions{}).FindByID(ctx, tx, chi.URLParam(r, "id"))
 		if err != nil {
 			return err
 		}
-		resp.Refund, resp.Balance, err = (db.Missions{}).Leave(ctx, tx, m, me, s.missionNow())
+		resp.Refund, resp.Balance, err = (missiondb.Missions{}).Leave(ctx, tx, m, me, s.missionNow())
 		return err
 	})
 	if err != nil {
@@ -561,7 +562,7 @@ func (s *server) handleMissionRemove(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		_, err = (db.Missions{}).Remove(ctx, tx, m, chi.URLParam(r, "member_id"), s.missionNow())
+		_, err = (missiondb.Missions{}).Remove(ctx, tx, m, chi.URLParam(r, "member_id"), s.missionNow())
 		return err
 	})
 	if err != nil {
@@ -579,7 +580,7 @@ const missionCancelledReason = "호스트가 미션을 취소했어요"
 // stake goes back, and the other members are told with their refund.
 func (s *server) handleMissionCancel(w http.ResponseWriter, r *http.Request) {
 	s.hostChange(w, r, func(ctx context.Context, tx bun.Tx, m *domain.Mission, now time.Time) error {
-		refunded, err := (db.Missions{}).Cancel(ctx, tx, m, now)
+		refunded, err := (missiondb.Missions{}).Cancel(ctx, tx, m, now)
 		if err != nil {
 			return err
 		}

@@ -11,8 +11,8 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/cmd/api/httpapi"
-	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -95,7 +95,7 @@ func (s *testServer) pointMember(t testing.TB, bdb *bun.DB, nickname string, poi
 	t.Helper()
 	m := s.randomMember(t, nickname)
 	if points > 0 {
-		_, err := (db.Points{}).Post(context.Background(), bdb, db.PointPost{MemberKey: memberRowKey(t, bdb, m.ID),
+		_, err := (missiondb.Points{}).Post(context.Background(), bdb, missiondb.PointPost{MemberKey: memberRowKey(t, bdb, m.ID),
 			Amount: points, Kind: domain.PointAdjustment, Key: "test-grant:" + m.ID, Reason: "test", Now: missionsStart})
 		if err != nil {
 			t.Fatalf("grant %s: %v", nickname, err)
@@ -115,7 +115,7 @@ func memberRowKey(t testing.TB, bdb bun.IDB, id string) int64 {
 
 func pointBalance(t testing.TB, bdb *bun.DB, id string) int64 {
 	t.Helper()
-	b, err := (db.Points{}).Balance(context.Background(), bdb, memberRowKey(t, bdb, id))
+	b, err := (missiondb.Points{}).Balance(context.Background(), bdb, memberRowKey(t, bdb, id))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -101,7 +101,7 @@ func (s *server) handleMissionVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	v, err := (db.Missions{}).Verify(r.Context(), s.db, db.VerifyParams{
+	v, err := (missiondb.Missions{}).Verify(r.Context(), s.db, missiondb.VerifyParams{
 		MissionID: chi.URLParam(r, "id"), MemberID: mustClaims(r).MemberID, ImageID: req.ImageID,
 		Now: now, Loc: s.missionLoc,
 	})
@@ -123,11 +123,11 @@ func (s *server) handleMissionVerify(w http.ResponseWriter, r *http.Request) {
 // found.
 func (s *server) missionForViewer(r *http.Request) (*domain.Mission, []domain.MissionMember, *domain.MissionMember, error) {
 	ctx := r.Context()
-	m, err := (db.Missions{}).FindByID(ctx, s.db, chi.URLParam(r, "id"))
+	m, err := (missiondb.Missions{}).FindByID(ctx, s.db, chi.URLParam(r, "id"))
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	members, err := (db.Missions{}).Members(ctx, s.db, m)
+	members, err := (missiondb.Missions{}).Members(ctx, s.db, m)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -164,7 +164,7 @@ func (s *server) handleMissionVerifications(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	q := r.URL.Query()
-	page, err := (db.Missions{}).Verifications(r.Context(), s.db, m, q.Get("member_id"), q.Get("cursor"), limit)
+	page, err := (missiondb.Missions{}).Verifications(r.Context(), s.db, m, q.Get("member_id"), q.Get("cursor"), limit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -241,7 +241,7 @@ func (s *server) handleMissionCalendar(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	counts, err := (db.Missions{}).VerificationDayCounts(r.Context(), s.db, m.Key)
+	counts, err := (missiondb.Missions{}).VerificationDayCounts(r.Context(), s.db, m.Key)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -17,6 +17,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -97,7 +98,7 @@ func (s *server) handleMyPoints(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	page, err := (db.Points{}).List(r.Context(), s.db, mustClaims(r).MemberID, r.URL.Query().Get("cursor"), limit)
+	page, err := (missiondb.Points{}).List(r.Context(), s.db, mustClaims(r).MemberID, r.URL.Query().Get("cursor"), limit)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {
 		err = domain.Errorf(domain.ETOKENREVOKED, "The account no longer exists.")
 	}
@@ -197,9 +198,9 @@ func (s *server) handlePointAdjustment(w http.ResponseWriter, r *http.Request) {
 	if req.IdempotencyKey == "" {
 		key = adjustmentKeyPrefix + db.NewPublicID()
 	}
-	var res db.PointResult
+	var res missiondb.PointResult
 	err := db.RunInTx(r.Context(), s.db, func(ctx context.Context, tx bun.Tx) (err error) {
-		res, err = (db.Points{}).PostFor(ctx, tx, req.MemberID, db.PointPost{
+		res, err = (missiondb.Points{}).PostFor(ctx, tx, req.MemberID, missiondb.PointPost{
 			Amount: req.Amount, Kind: domain.PointAdjustment, Key: key, Reason: req.Reason, Now: s.now(),
 		})
 		return err
@@ -220,7 +221,7 @@ func (s *server) handlePointAdjustment(w http.ResponseWriter, r *http.Request) {
 			slog.String("member_id", req.MemberID), slog.Int64("amount", req.Amount),
 			slog.String("entry_id", res.Entry.ID), slog.String("by", by))
 	} else {
-		e, err := (db.Points{}).FindByKey(r.Context(), s.db, key)
+		e, err := (missiondb.Points{}).FindByKey(r.Context(), s.db, key)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -299,9 +300,9 @@ func (s *server) handlePaymentWebhook(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var res db.PointResult
+	var res missiondb.PointResult
 	err = db.RunInTx(r.Context(), s.db, func(ctx context.Context, tx bun.Tx) (err error) {
-		res, err = (db.Points{}).PostFor(ctx, tx, ev.MemberID, db.PointPost{
+		res, err = (missiondb.Points{}).PostFor(ctx, tx, ev.MemberID, missiondb.PointPost{
 			Amount: ev.Amount, Kind: domain.PointCharge, Key: paymentKeyPrefix + ev.PaymentID, Now: s.now(),
 		})
 		return err

@@ -24,11 +24,29 @@ type Rate struct {
 
 // RateLimits are the limits on the unauthenticated auth endpoints.
 type RateLimits struct {
-	SignupPerIP   Rate
-	LoginPerIP    Rate
-	LoginPerEmail Rate
-	RefreshPerIP  Rate
+	SignupPerIP  Rate
+	LoginPerIP   Rate
+	RefreshPerIP Rate
+	// LoginFailuresPerAccount is how many wrong passwords an e-mail address
+	// takes at full speed from each trust class (README "Login limits");
+	// its Window is how long the count lasts after the last attempt.
+	LoginFailuresPerAccount Rate
+	// LoginFailuresPerIP is the same for a client IP over all addresses.
+	LoginFailuresPerIP Rate
+	// LoginDelay is the wait after the free failures, doubled with each
+	// further one up to LoginMaxDelay. Zero means DefaultLoginDelay and
+	// DefaultLoginMaxDelay.
+	LoginDelay, LoginMaxDelay time.Duration
+	// DeviceTTL is how long a successful login marks the client as a known
+	// device of the member; 0 sets no cookie.
+	DeviceTTL time.Duration
 }
+
+// Defaults of RateLimits.LoginDelay and LoginMaxDelay.
+const (
+	DefaultLoginDelay    = time.Second
+	DefaultLoginMaxDelay = 5 * time.Minute
+)
 
 // rateLimitPrefix namespaces the counters in Redis.
 const rateLimitPrefix = "moim:ratelimit:"

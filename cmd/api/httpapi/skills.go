@@ -8,6 +8,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/domain"
 )
 
@@ -66,7 +67,7 @@ func newAbilityResponses(as []domain.Ability) []abilityResponse {
 }
 
 func (s *server) handleSkillCatalogue(w http.ResponseWriter, r *http.Request) {
-	cat, err := (db.Skills{}).Catalogue(r.Context(), s.db)
+	cat, err := (taskdb.Skills{}).Catalogue(r.Context(), s.db)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -123,7 +124,7 @@ func (s *server) handleAdminSkillAdd(w http.ResponseWriter, r *http.Request) {
 	var resp any
 	err := db.RunInTx(r.Context(), s.db, func(ctx context.Context, tx bun.Tx) error {
 		if req.Kind == "ability" {
-			a, err := (db.Skills{}).AddAbility(ctx, tx, req.Name, now)
+			a, err := (taskdb.Skills{}).AddAbility(ctx, tx, req.Name, now)
 			if err == nil {
 				resp = abilityResponse{ID: a.ID, Name: a.Name}
 			}
@@ -133,7 +134,7 @@ func (s *server) handleAdminSkillAdd(w http.ResponseWriter, r *http.Request) {
 		if req.BigCategoryID != nil {
 			big = *req.BigCategoryID
 		}
-		c, err := (db.Skills{}).AddCategory(ctx, tx, big, req.Name, now)
+		c, err := (taskdb.Skills{}).AddCategory(ctx, tx, big, req.Name, now)
 		if err == nil {
 			resp = newSkillCategoryResponse(*c)
 		}
@@ -155,7 +156,7 @@ type memberSkillsResponse struct {
 
 // memberSkills reads member id's skills for the wire.
 func memberSkills(ctx context.Context, idb bun.IDB, id string) (memberSkillsResponse, error) {
-	ms, err := (db.Skills{}).MemberSkills(ctx, idb, id)
+	ms, err := (taskdb.Skills{}).MemberSkills(ctx, idb, id)
 	if err != nil {
 		return memberSkillsResponse{}, err
 	}
@@ -216,7 +217,7 @@ func (s *server) handleMySkillsPut(w http.ResponseWriter, r *http.Request) {
 	}
 	var resp memberSkillsResponse
 	err := db.RunInTx(r.Context(), s.db, func(ctx context.Context, tx bun.Tx) error {
-		if err := (db.Skills{}).SetMemberSkills(ctx, tx, me, list(req.PossibleWork), list(req.Abilities)); err != nil {
+		if err := (taskdb.Skills{}).SetMemberSkills(ctx, tx, me, list(req.PossibleWork), list(req.Abilities)); err != nil {
 			return err
 		}
 		var err error

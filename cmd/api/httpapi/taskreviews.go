@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/domain"
 )
 
@@ -77,7 +78,7 @@ func (s *server) handleHelperReview(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		helpers, err := (db.Tasks{}).Helpers(ctx, tx, t)
+		helpers, err := (taskdb.Tasks{}).Helpers(ctx, tx, t)
 		if err != nil {
 			return err
 		}
@@ -91,7 +92,7 @@ func (s *server) handleHelperReview(w http.ResponseWriter, r *http.Request) {
 		if err := review.Validate(t.AbilityIDs); err != nil {
 			return err
 		}
-		return (db.Tasks{}).AddReview(ctx, tx, t, h, review, now)
+		return (taskdb.Tasks{}).AddReview(ctx, tx, t, h, review, now)
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -116,7 +117,7 @@ type abilityScoreResponse struct {
 
 // helperReviews reads the summary of member id's reviews as a helper.
 func helperReviews(ctx context.Context, idb bun.IDB, id string) (helperReviewsResponse, error) {
-	sum, err := (db.Tasks{}).HelperReviews(ctx, idb, id)
+	sum, err := (taskdb.Tasks{}).HelperReviews(ctx, idb, id)
 	if err != nil {
 		return helperReviewsResponse{}, err
 	}

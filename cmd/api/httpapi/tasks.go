@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/domain"
 	"github.com/moim/moim/jobs"
 )
@@ -171,10 +172,10 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := db.RunInTx(r.Context(), s.db, func(ctx context.Context, tx bun.Tx) error {
-		if err := (db.Skills{}).CheckTaskSkills(ctx, tx, t.BigCategoryID, t.SmallCategoryID, t.AbilityIDs); err != nil {
+		if err := (taskdb.Skills{}).CheckTaskSkills(ctx, tx, t.BigCategoryID, t.SmallCategoryID, t.AbilityIDs); err != nil {
 			return err
 		}
-		return revokedIfGone((db.Tasks{}).Create(ctx, tx, &t))
+		return revokedIfGone((taskdb.Tasks{}).Create(ctx, tx, &t))
 	})
 	if err != nil {
 		s.writeAuthError(w, r, err)
@@ -189,16 +190,16 @@ func (s *server) handleTaskCreate(w http.ResponseWriter, r *http.Request) {
 func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	me := mustClaims(r).MemberID
-	t, err := (db.Tasks{}).FindByID(ctx, s.db, chi.URLParam(r, "id"))
+	t, err := (taskdb.Tasks{}).FindByID(ctx, s.db, chi.URLParam(r, "id"))
 	if err == nil && t.CustomerID != me {
 		var ok bool
-		if ok, err = (db.Tasks{}).Involves(ctx, s.db, t, me); err == nil && !ok {
+		if ok, err = (taskdb.Tasks{}).Involves(ctx, s.db, t, me); err == nil && !ok {
 			err = domain.Errorf(domain.ENOTFOUND, "Task not found.")
 		}
 	}
 	var helpers []domain.TaskHelper
 	if err == nil {
-		helpers, err = (db.Tasks{}).Helpers(ctx, s.db, t)
+		helpers, err = (taskdb.Tasks{}).Helpers(ctx, s.db, t)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -210,7 +211,7 @@ func (s *server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 // customerTask reads task id for a change by its customer: someone else
 // is refused (EFORBIDDEN).
 func customerTask(ctx context.Context, idb bun.IDB, id, me string) (*domain.Task, error) {
-	t, err := (db.Tasks{}).FindByID(ctx, idb, id)
+	t, err := (taskdb.Tasks{}).FindByID(ctx, idb, id)
 	if err != nil {
 		return nil, err
 	}
@@ -241,10 +242,10 @@ func (s *server) handleTaskUpdate(w http.ResponseWriter, r *http.Request) {
 		if err := t.Validate(now); err != nil {
 			return err
 		}
-		if err := (db.Skills{}).CheckTaskSkills(ctx, tx, t.BigCategoryID, t.SmallCategoryID, t.AbilityIDs); err != nil {
+		if err := (taskdb.Skills{}).CheckTaskSkills(ctx, tx, t.BigCategoryID, t.SmallCategoryID, t.AbilityIDs); err != nil {
 			return err
 		}
-		return (db.Tasks{}).Update(ctx, tx, t, now)
+		return (taskdb.Tasks{}).Update(ctx, tx, t, now)
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -263,7 +264,7 @@ func (s *server) handleTaskDelete(w http.ResponseWriter, r *http.Request) {
 		if err := t.CheckStandby(); err != nil {
 			return err
 		}
-		return (db.Tasks{}).Delete(ctx, tx, t, s.now())
+		return (taskdb.Tasks{}).Delete(ctx, tx, t, s.now())
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -284,7 +285,7 @@ func (s *server) handleTaskListMine(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	page, err := (db.Tasks{}).ListByCustomer(r.Context(), s.db, mustClaims(r).MemberID, r.URL.Query().Get("cursor"), limit)
+	page, err := (taskdb.Tasks{}).ListByCustomer(r.Context(), s.db, mustClaims(r).MemberID, r.URL.Query().Get("cursor"), limit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -313,7 +314,7 @@ func (s *server) handleTaskMatchingStart(w http.ResponseWriter, r *http.Request)
 		if err := t.Complete(); err != nil {
 			return err
 		}
-		if err := (db.Tasks{}).SetStatus(ctx, tx, t, domain.TaskMatching, now); err != nil {
+		if err := (taskdb.Tasks{}).SetStatus(ctx, tx, t, domain.TaskMatching, now); err != nil {
 			return err
 		}
 		_, err = jobs.Notify(ctx, tx, domain.NotifyTaskMatchingStarted, jobs.TaskArgs(t), now, t.CustomerID)
@@ -340,10 +341,10 @@ func (s *server) handleTaskMatchingStop(w http.ResponseWriter, r *http.Request) 
 		if t.Status != domain.TaskMatching {
 			return domain.Errorf(domain.ETASKNOTMATCHING, "The task is %s; only a task in MATCHING can stop matching.", t.Status)
 		}
-		if err := (db.Tasks{}).SetStatus(ctx, tx, t, domain.TaskStandby, now); err != nil {
+		if err := (taskdb.Tasks{}).SetStatus(ctx, tx, t, domain.TaskStandby, now); err != nil {
 			return err
 		}
-		_, err = (db.Tasks{}).ExpireOpenInvitations(ctx, tx, t, now)
+		_, err = (taskdb.Tasks{}).ExpireOpenInvitations(ctx, tx, t, now)
 		return err
 	})
 	if err != nil {
@@ -380,14 +381,14 @@ func newInvitationResponse(inv *domain.Invitation) invitationResponse {
 
 // myInvitation reads task id and the member's invitation to it.
 func myInvitation(ctx context.Context, idb bun.IDB, id, me string) (*domain.Task, *domain.Invitation, error) {
-	t, err := (db.Tasks{}).FindByID(ctx, idb, id)
+	t, err := (taskdb.Tasks{}).FindByID(ctx, idb, id)
 	if err != nil {
 		return nil, nil, err
 	}
 	if t.CustomerID == me {
 		return nil, nil, domain.Errorf(domain.EFORBIDDEN, "You cannot answer for your own task.")
 	}
-	inv, err := (db.Tasks{}).FindInvitation(ctx, idb, t, me)
+	inv, err := (taskdb.Tasks{}).FindInvitation(ctx, idb, t, me)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {
 		return nil, nil, domain.Errorf(domain.ENOTINVITED, "You are not invited to this task.")
 	}
@@ -442,10 +443,10 @@ func (s *server) handleInvitationAccept(w http.ResponseWriter, r *http.Request) 
 			if t.Status != domain.TaskMatching {
 				return domain.Errorf(domain.EINVITATIONEXPIRED, "The task is not matching any more.")
 			}
-			if err := (db.Tasks{}).AddHelper(ctx, tx, t, me, now); err != nil {
+			if err := (taskdb.Tasks{}).AddHelper(ctx, tx, t, me, now); err != nil {
 				return err
 			}
-			ok, err := (db.Tasks{}).Answer(ctx, tx, inv, domain.InvitationAccepted, "", now)
+			ok, err := (taskdb.Tasks{}).Answer(ctx, tx, inv, domain.InvitationAccepted, "", now)
 			if err != nil {
 				return err
 			}
@@ -455,11 +456,11 @@ func (s *server) handleInvitationAccept(w http.ResponseWriter, r *http.Request) 
 			if t.Status != domain.TaskMatched {
 				return nil
 			}
-			if _, err := (db.Tasks{}).ExpireOpenInvitations(ctx, tx, t, now); err != nil {
+			if _, err := (taskdb.Tasks{}).ExpireOpenInvitations(ctx, tx, t, now); err != nil {
 				return err
 			}
 			args := jobs.TaskArgs(t)
-			if args.Members, err = (db.Tasks{}).HelperNicknames(ctx, tx, t); err != nil {
+			if args.Members, err = (taskdb.Tasks{}).HelperNicknames(ctx, tx, t); err != nil {
 				return err
 			}
 			_, err = jobs.Notify(ctx, tx, domain.NotifyTaskMatched, args, now, t.CustomerID)
@@ -506,7 +507,7 @@ func (s *server) handleInvitationDecline(w http.ResponseWriter, r *http.Request)
 		if err := inv.CheckAnswerable(now); err != nil {
 			return err
 		}
-		ok, err := (db.Tasks{}).Answer(ctx, tx, inv, domain.InvitationDeclined, req.Reason, now)
+		ok, err := (taskdb.Tasks{}).Answer(ctx, tx, inv, domain.InvitationDeclined, req.Reason, now)
 		if err == nil && !ok {
 			err = domain.Errorf(domain.EINVITATIONEXPIRED, "The invitation has expired.")
 		}
@@ -535,13 +536,13 @@ func (s *server) handleHelperProgress(to domain.TaskHelperStatus) http.HandlerFu
 			now := s.now().UTC()
 			err = s.relay.RunInTx(r.Context(), func(ctx context.Context, tx bun.Tx) error {
 				var err error
-				if t, err = (db.Tasks{}).FindByID(ctx, tx, chi.URLParam(r, "id")); err != nil {
+				if t, err = (taskdb.Tasks{}).FindByID(ctx, tx, chi.URLParam(r, "id")); err != nil {
 					return err
 				}
 				if t.CustomerID == me {
 					return domain.Errorf(domain.EFORBIDDEN, "You cannot work on your own task.")
 				}
-				if helpers, err = (db.Tasks{}).Helpers(ctx, tx, t); err != nil {
+				if helpers, err = (taskdb.Tasks{}).Helpers(ctx, tx, t); err != nil {
 					return err
 				}
 				h := domain.FindHelper(helpers, me)
@@ -557,7 +558,7 @@ func (s *server) handleHelperProgress(to domain.TaskHelperStatus) http.HandlerFu
 				h.Status = to
 				taskTo := max(was, domain.TaskStatusOf(helpers))
 				h.Status = from
-				if err := (db.Tasks{}).Progress(ctx, tx, t, h, to, taskTo, now); err != nil {
+				if err := (taskdb.Tasks{}).Progress(ctx, tx, t, h, to, taskTo, now); err != nil {
 					return err
 				}
 				if taskTo != domain.TaskDone || was == domain.TaskDone {

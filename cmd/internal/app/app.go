@@ -213,6 +213,9 @@ func run(ctx context.Context, env Env, cfg *config.Config, logger *slog.Logger, 
 			return err
 		}
 		closers = append(closers, func() { _ = bdb.Close() })
+		if err := jobs.RegisterTxMetrics(reg); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 	}
 	var store storage.Store
 	if roles&(RoleAPI|RoleWorker) != 0 {
@@ -508,6 +511,10 @@ func workerComponent(w wiring, embedded bool) ([]component, error) {
 		defer func() {
 			_ = client.Close()
 			_ = insp.Close()
+			// The SMTP sender keeps sessions open between mails.
+			if c, ok := senders.mail.(io.Closer); ok {
+				_ = c.Close()
+			}
 		}()
 		if err := srv.Start(mux); err != nil {
 			return err
@@ -562,6 +569,29 @@ func schedulerComponent(cfg *config.Config, logger *slog.Logger, redisOpt asynq.
 	return comps, nil
 }
 
+// socialLogin maps auth.providers, presets applied, into the flows; nil
+// when none is configured.
+func socialLogin(cfg *config.Config) (*auth.Social, error) {
+	providers := cfg.SocialProviders()
+	if len(providers) == 0 {
+		return nil, nil
+	}
+	params := auth.SocialParams{StateKey: cfg.OAuthStateKey(), StateTTL: cfg.Auth.OAuthStateTTL, Timeout: cfg.Auth.OAuthTimeout}
+	for _, p := range providers {
+		params.Providers = append(params.Providers, auth.ProviderParams{
+			Name: p.Name, Kind: p.Kind, ClientID: p.ClientID, ClientSecret: p.ClientSecret, Scopes: p.Scopes,
+			RedirectURL: p.RedirectURL, Issuer: p.Issuer, AuthURL: p.AuthURL, TokenURL: p.TokenURL,
+			UserInfoURL: p.UserInfoURL, IDField: p.IDField, EmailField: p.EmailField,
+			EmailVerifiedField: p.EmailVerifiedField, NicknameField: p.NicknameField, TrustEmail: p.TrustEmail,
+		})
+	}
+	social, err := auth.NewSocial(params)
+	if err != nil {
+		return nil, fmt.Errorf("auth.providers: %w", err)
+	}
+	return social, nil
+}
+
 func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), error) {
 	cfg, logger, bdb, rdb, redisOpt, reg, relay, mailbox := w.cfg, w.logger, w.bdb, w.rdb, w.redisOpt, w.reg, w.relay, w.mailbox
 	tokens, err := auth.NewTokens(auth.TokenParams{Key: []byte(cfg.Auth.JWTKey), TTL: cfg.Auth.AccessTTL})
@@ -574,6 +604,10 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 	})
 	if err != nil {
 		return component{}, "", nil, fmt.Errorf("auth: %w", err)
+	}
+	social, err := socialLogin(cfg)
+	if err != nil {
+		return component{}, "", nil, err
 	}
 	limits, err := rateLimits(cfg.RateLimit)
 	if err != nil {
@@ -620,7 +654,9 @@ func apiComponent(w wiring, hasher *auth.Hasher) (component, string, func(), err
 		Tokens:         tokens,
 		Sessions:       sessions,
 		RefreshCookie:  cfg.Auth.RefreshCookie,
+		Social:         social,
 		RateLimits:     limits,
+		DeviceKey:      cfg.LoginDeviceKey(),
 		Mailbox:        mailbox,
 		Storage:        w.store,
 		Images: httpapi.ImageParams{MaxBytes: cfg.Images.MaxBytes, MaxPixels: cfg.Images.MaxPixels,
@@ -730,8 +766,9 @@ func rateLimits(rc config.RateLimitConfig) (httpapi.RateLimits, error) {
 	}{
 		{"rate_limit.signup_per_ip", rc.SignupPerIP, &out.SignupPerIP},
 		{"rate_limit.login_per_ip", rc.LoginPerIP, &out.LoginPerIP},
-		{"rate_limit.login_per_email", rc.LoginPerEmail, &out.LoginPerEmail},
 		{"rate_limit.refresh_per_ip", rc.RefreshPerIP, &out.RefreshPerIP},
+		{"rate_limit.login_failures_per_email", rc.LoginFailuresPerEmail, &out.LoginFailuresPerAccount},
+		{"rate_limit.login_failures_per_ip", rc.LoginFailuresPerIP, &out.LoginFailuresPerIP},
 	} {
 		r, err := config.ParseRate(l.value)
 		if err != nil {
@@ -739,6 +776,7 @@ func rateLimits(rc config.RateLimitConfig) (httpapi.RateLimits, error) {
 		}
 		*l.dst = httpapi.Rate{Requests: r.Requests, Window: r.Window}
 	}
+	out.LoginDelay, out.LoginMaxDelay, out.DeviceTTL = rc.LoginDelay, rc.LoginMaxDelay, rc.LoginDeviceTTL
 	return out, nil
 }
 

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/moim/moim/config"
-	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/missiondb"
 )
 
 // pointsCmd runs `moim points check`: every member's balance must equal
@@ -26,7 +26,7 @@ func pointsCmd(ctx context.Context, env Env) error {
 		return err
 	}
 	defer bdb.Close()
-	c, err := (db.Points{}).Check(ctx, bdb)
+	c, err := (missiondb.Points{}).Check(ctx, bdb)
 	if err != nil {
 		return err
 	}

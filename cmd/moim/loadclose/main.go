@@ -47,6 +47,7 @@ func run() error {
 	flag.IntVar(&p.workers, "workers", 8, "worker concurrency, and pgbench clients")
 	direct := flag.Bool("direct", false, "call the task handler from -workers goroutines instead of running asynq (no tick, no queue)")
 	dump := flag.Bool("dump-sql", false, "print the SQL of one close and the baseline script, then stop")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the close (not the seeding) to this file")
 	flag.Parse()
 	if p.members < domain.MissionMinMembers || p.members > domain.MissionCapacityMax || p.pool < p.members {
 		return fmt.Errorf("-members must be 2–8 and -pool at least -members")
@@ -86,6 +87,11 @@ func run() error {
 
 	var elapsed time.Duration
 	var enqueued int
+	stopProfile, err := loadenv.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	if *direct {
 		fmt.Fprintln(os.Stderr, "closing with the task handler, called directly...")
 		elapsed, err = closeDirect(ctx, bdb, worker, p, now)
@@ -124,6 +130,25 @@ func run() error {
 		return err
 	}
 	return checkBaseline(ctx, bdb, baseline, bn+2, perMission)
+}
+
+// waitDrained waits until queue has no task pending, active or due for a
+// retry.
+func waitDrained(ctx context.Context, insp *asynq.Inspector, queue string) error {
+	deadline := time.Now().Add(30 * time.Minute)
+	for {
+		q, err := insp.GetQueueInfo(queue)
+		if err != nil {
+			return err
+		}
+		if q.Pending+q.Active+q.Retry+q.Scheduled == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("queue %s not drained after 30 minutes: %+v", queue, q)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // waitClosed waits until every mission of set s is closed.
@@ -217,10 +242,21 @@ func closeByWorker(ctx context.Context, env *loadenv.Env, s missionSet, p params
 	if err != nil {
 		return 0, 0, err
 	}
+	// Watch the queue in Redis, not the missions in the database: a
+	// frequent count over the missions would load the database the worker
+	// is measured on, which pgbench's ceiling does not have.
+	task, err := jobs.NewMissionTransitionTask(s.first)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := waitDrained(ctx, insp, task.Queue); err != nil {
+		return 0, 0, err
+	}
+	elapsed := time.Since(start)
 	if err := waitClosed(ctx, env.DB, s, p.n); err != nil {
 		return 0, 0, err
 	}
-	return time.Since(start), enqueued, nil
+	return elapsed, enqueued, nil
 }
 
 // closeDirect closes every mission of set s with the task handler's

@@ -6,7 +6,7 @@
 // seven clients race for the seats of each mission at any time, the host
 // being the eighth). It then runs the same join transaction — read, code,
 // seat, membership, stake, retried while the mission moves — straight from
-// Go (db.Missions.JoinRetrying, which the handler calls) on missions and
+// Go (missiondb.Missions.JoinRetrying, which the handler calls) on missions and
 // members of its own, so the ratio shows what HTTP, JSON and
 // authentication cost. It prints joins per second, p50 and p99 of each.
 package main
@@ -29,6 +29,7 @@ import (
 
 	"github.com/moim/moim/cmd/internal/loadenv"
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -110,7 +111,7 @@ func run() error {
 	}
 	fmt.Fprintln(os.Stderr, "direct phase...")
 	directRes, err := phase(*clients, *n, func(k int) error {
-		_, err := (db.Missions{}).JoinRetrying(ctx, bdb, db.MissionJoin{MissionID: directMissions[k/seats], MemberID: directMembers[k]}, time.Now)
+		_, err := (missiondb.Missions{}).JoinRetrying(ctx, bdb, missiondb.MissionJoin{MissionID: directMissions[k/seats], MemberID: directMembers[k]}, time.Now)
 		if domain.ErrorCode(err) == domain.ECONFLICT {
 			return errLost
 		}
@@ -157,7 +158,7 @@ func setup(ctx context.Context, bdb *bun.DB, n int, prefix string) (members, mis
 			Description: "a load-test mission", Stake: stake, Capacity: domain.MissionCapacityMax, Schedule: s,
 			EndsAt: s.EndsAt(time.UTC), Windows: []domain.MissionWindow{{Start: 6 * 60, End: 9 * 60}}, CreatedAt: now}
 		if err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-			return (db.Missions{}).Create(ctx, tx, &m)
+			return (missiondb.Missions{}).Create(ctx, tx, &m)
 		}); err != nil {
 			return nil, nil, fmt.Errorf("create mission: %w", err)
 		}
@@ -180,7 +181,7 @@ func grant(ctx context.Context, bdb *bun.DB, members []string, amount int64) err
 	now := time.Now().UTC()
 	return db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 		for _, k := range keys {
-			if _, err := (db.Points{}).Post(ctx, tx, db.PointPost{MemberKey: k, Amount: amount, Kind: domain.PointAdjustment,
+			if _, err := (missiondb.Points{}).Post(ctx, tx, missiondb.PointPost{MemberKey: k, Amount: amount, Kind: domain.PointAdjustment,
 				Key: fmt.Sprintf("load-grant:%d", k), Reason: "loadjoin", Now: now}); err != nil {
 				return fmt.Errorf("grant: %w", err)
 			}

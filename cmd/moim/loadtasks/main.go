@@ -27,7 +27,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/cmd/internal/loadenv"
-	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/jobs"
 )
 
@@ -90,11 +90,11 @@ func run() error {
 		tasks[i] = &taskRef{id: id}
 	}
 	base, found, err := eachTask(p.workers, tasks, func(t *taskRef) (int, error) {
-		task, err := (db.Tasks{}).FindByID(ctx, bdb, t.id)
+		task, err := (taskdb.Tasks{}).FindByID(ctx, bdb, t.id)
 		if err != nil {
 			return 0, err
 		}
-		cands, err := (db.Tasks{}).Candidates(ctx, bdb, task, p.size)
+		cands, err := (taskdb.Tasks{}).Candidates(ctx, bdb, task, p.size)
 		return len(cands), err
 	})
 	if err != nil {
@@ -261,11 +261,11 @@ func (r *recorder) AfterQuery(_ context.Context, ev *bun.QueryEvent)            
 func explain(ctx context.Context, env *loadenv.Env, id string, size int) error {
 	rec := &recorder{}
 	rdb := env.DB.WithQueryHook(rec)
-	task, err := (db.Tasks{}).FindByID(ctx, rdb, id)
+	task, err := (taskdb.Tasks{}).FindByID(ctx, rdb, id)
 	if err != nil {
 		return err
 	}
-	if _, err := (db.Tasks{}).Candidates(ctx, rdb, task, size); err != nil {
+	if _, err := (taskdb.Tasks{}).Candidates(ctx, rdb, task, size); err != nil {
 		return err
 	}
 	prefix := map[string]string{"postgres": "EXPLAIN ANALYZE ", "sqlite": "EXPLAIN QUERY PLAN "}[env.Backend]

@@ -9,6 +9,7 @@ import (
 
 	"github.com/moim/moim/cmd/internal/loadenv"
 	"github.com/moim/moim/db"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/domain"
 )
 
@@ -127,7 +128,7 @@ type world struct {
 // tasks in MATCHING spread alike (every third also requiring 언어역량),
 // and p.acceptTasks tasks of 초벌 번역 each with p.invites invitations.
 func seed(ctx context.Context, bdb *bun.DB, p params, now time.Time) (*world, error) {
-	cat, err := (db.Skills{}).Catalogue(ctx, bdb)
+	cat, err := (taskdb.Skills{}).Catalogue(ctx, bdb)
 	if err != nil {
 		return nil, err
 	}

@@ -14,10 +14,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
 	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/moim/moim/jobs/notify"
 )
@@ -143,6 +145,13 @@ type Sender struct {
 	implicitTLS bool
 	tlsConfig   *tls.Config
 	opts        []gomail.Option
+	// client dials sessions for the pool; set once in newSender.
+	client *gomail.Client
+	// idle holds sessions kept open between mails, up to its capacity:
+	// a new TCP connection, TLS handshake and AUTH per mail cost more
+	// than the mail itself.
+	idle        chan *session
+	idleTimeout time.Duration // IdleTimeout; tests shorten it
 }
 
 var _ notify.MailSender = (*Sender)(nil)
@@ -205,10 +214,130 @@ func newSender(cfg Config, implicitTLS bool) (*Sender, error) {
 			gomail.WithPassword(cfg.Password))
 	}
 	// Fail at startup, not on the first mail, if go-mail rejects an option.
-	if _, err := gomail.NewClient(s.host, s.opts...); err != nil {
+	client, err := gomail.NewClient(s.host, append(slices.Clip(s.opts), gomail.WithDialContextFunc(s.dialRaw))...)
+	if err != nil {
 		return nil, fmt.Errorf("mail: %w", err)
 	}
+	s.client = client
+	s.idle = make(chan *session, MaxIdleSessions)
+	s.idleTimeout = IdleTimeout
 	return s, nil
+}
+
+// MaxIdleSessions is how many SMTP sessions a Sender keeps open between
+// mails; more concurrent sends open more and close the surplus after.
+const MaxIdleSessions = 4
+
+// IdleTimeout is how long an open session may wait for its next mail.
+// Servers may hang up on an idle client after 5 minutes (RFC 5321
+// 4.5.3.2.7), many sooner; a session older than this is closed rather
+// than tried.
+const IdleTimeout = 30 * time.Second
+
+// session is an SMTP session open to the server: greeted, past STARTTLS
+// and AUTH.
+type session struct {
+	smtp     *smtp.Client
+	conn     net.Conn // under smtp: closed to abort a send whose ctx ended
+	lastUsed time.Time
+}
+
+func (p *session) close() {
+	_ = p.conn.Close()
+}
+
+// take returns an idle session that has not waited too long, or nil.
+func (s *Sender) take() *session {
+	for {
+		select {
+		case p := <-s.idle:
+			if time.Since(p.lastUsed) < s.idleTimeout {
+				return p
+			}
+			p.close()
+		default:
+			return nil
+		}
+	}
+}
+
+// put keeps p for the next mail, or closes it when enough are kept.
+func (s *Sender) put(p *session) {
+	p.lastUsed = time.Now()
+	select {
+	case s.idle <- p:
+	default:
+		s.quit(p)
+	}
+}
+
+// quit ends p politely (QUIT), bounded by the send timeout.
+func (s *Sender) quit(p *session) {
+	_ = p.conn.SetDeadline(time.Now().Add(s.timeout))
+	_ = s.client.CloseWithSMTPClient(p.smtp)
+	p.close()
+}
+
+// Close ends the idle sessions. Sends after Close open sessions anew.
+func (s *Sender) Close() error {
+	for {
+		select {
+		case p := <-s.idle:
+			s.quit(p)
+		default:
+			return nil
+		}
+	}
+}
+
+// connKey carries a *connSlot through go-mail's dial to dialRaw, which
+// fills it, so the session can close its own connection.
+type connKey struct{}
+
+// connSlot is where dialRaw leaves the connection it made. A slot closed
+// before the dial finishes closes the connection as soon as it is set.
+type connSlot struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	closed bool
+}
+
+func (c *connSlot) set(conn net.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn = conn
+	if c.closed {
+		_ = conn.Close()
+	}
+}
+
+func (c *connSlot) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+}
+
+// open dials a new session. It ends with ctx: go-mail bounds the dial by
+// its timeout but reads the greeting and talks EHLO, STARTTLS and AUTH
+// without a context, so the connection is closed when ctx ends.
+func (s *Sender) open(ctx context.Context) (*session, error) {
+	slot := &connSlot{}
+	// The session outlives this mail's ctx, so only the slot goes down
+	// to the dial, not ctx's deadline or cancellation.
+	dialCtx := context.WithValue(context.WithoutCancel(ctx), connKey{}, slot)
+	stop := context.AfterFunc(ctx, slot.close)
+	c, err := s.client.DialToSMTPClientWithContext(dialCtx)
+	if !stop() || err != nil {
+		slot.close()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, err
+	}
+	return &session{smtp: c, conn: slot.conn}, nil
 }
 
 // SendMail sends m as multipart/alternative (text, then HTML) and returns
@@ -227,46 +356,76 @@ func (s *Sender) SendMail(ctx context.Context, m notify.Mail) (string, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	// Clipped so that concurrent calls each append to a fresh array.
-	opts := append(slices.Clip(s.opts), gomail.WithDialContextFunc(s.dial(ctx)))
-	client, err := gomail.NewClient(s.host, opts...)
-	if err != nil {
-		return "", notify.Temporary(fmt.Errorf("send mail: %w", err), 0)
+	for {
+		p := s.take()
+		reused := p != nil
+		if p == nil {
+			if p, err = s.open(ctx); err != nil {
+				if ctxErr := ctx.Err(); ctxErr != nil {
+					err = fmt.Errorf("%w: %w", ctxErr, err)
+				}
+				return "", classify(fmt.Errorf("send mail: %w", err))
+			}
+		}
+		_ = p.smtp.UpdateDeadline(s.timeout)
+		// go-mail watches no context once connected: closing the
+		// connection when ctx ends honours a cancellation mid-send.
+		stop := context.AfterFunc(ctx, p.close)
+		err = s.client.SendWithSMTPClient(p.smtp, msg)
+		intact := stop()
+		if err == nil || msg.IsDelivered() {
+			// Once the server took the DATA, a failed RSET must not get
+			// the mail sent a second time; the session is dropped then.
+			if err == nil && intact {
+				s.put(p)
+			} else {
+				p.close()
+			}
+			return m.MessageID, nil
+		}
+		p.close()
+		if reused && stale(err) && ctx.Err() == nil {
+			// The kept session had died (the server hung up while it
+			// waited) before MAIL FROM: nothing was sent; dial anew.
+			continue
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = fmt.Errorf("%w: %w", ctxErr, err)
+		}
+		return "", classify(fmt.Errorf("send mail: %w", err))
 	}
-	err = client.DialAndSendWithContext(ctx, msg)
-	if err == nil || msg.IsDelivered() {
-		// Once the server took the DATA, a failed RSET or QUIT must not get
-		// the mail sent a second time.
-		return m.MessageID, nil
-	}
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		err = fmt.Errorf("%w: %w", ctxErr, err)
-	}
-	return "", classify(fmt.Errorf("send mail: %w", err))
 }
 
-// dial returns the dialler go-mail uses for one message. go-mail watches
-// ctx only while dialling and leaves the connection open on some error
-// paths, so the connection is closed as soon as ctx ends: that honours a
-// cancelled ctx after connecting and guarantees nothing outlives SendMail.
-func (s *Sender) dial(ctx context.Context) gomail.DialContextFunc {
-	return func(dialCtx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		conn, err := d.DialContext(dialCtx, "tcp", s.addr)
-		if err != nil {
-			return nil, err
-		}
-		context.AfterFunc(ctx, func() { _ = conn.Close() })
-		if !s.implicitTLS {
-			return conn, nil
-		}
-		tlsConn := tls.Client(conn, s.tlsConfig)
-		if err := tlsConn.HandshakeContext(dialCtx); err != nil {
-			_ = conn.Close()
-			return nil, err
-		}
-		return tlsConn, nil
+// stale reports whether err is a kept session found dead before its mail
+// was started: the NOOP check or MAIL FROM failed without an SMTP reply.
+func stale(err error) bool {
+	var sendErr *gomail.SendError
+	if !errors.As(err, &sendErr) || sendErr.ErrorCode() != 0 {
+		return false
 	}
+	return sendErr.Reason == gomail.ErrConnCheck || sendErr.Reason == gomail.ErrSMTPMailFrom
+}
+
+// dialRaw is go-mail's dialler: TCP, then TLS at once on the implicit-TLS
+// port. It leaves the connection in the slot open put in ctx.
+func (s *Sender) dialRaw(ctx context.Context, _, _ string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, err
+	}
+	if slot, ok := ctx.Value(connKey{}).(*connSlot); ok {
+		slot.set(conn)
+	}
+	if !s.implicitTLS {
+		return conn, nil
+	}
+	tlsConn := tls.Client(conn, s.tlsConfig)
+	if err := tlsConn.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return tlsConn, nil
 }
 
 // message builds the go-mail message for m.

@@ -556,29 +556,92 @@ func TestSendMailDeadline(t *testing.T) {
 	}
 }
 
-func TestSendMailConcurrent(t *testing.T) {
-	t.Parallel()
+// authedSender is a sender that must STARTTLS and AUTH with its server.
+func authedSender(t *testing.T) (*testServer, *mail.Sender) {
+	t.Helper()
 	ts := startServer(t, serverConfig{startTLS: true, username: testUser, password: testPassword})
 	cfg := config(ts, mail.TLSMandatory)
 	cfg.Username, cfg.Password = testUser, testPassword
-	s := newSender(t, cfg)
+	return ts, newSender(t, cfg)
+}
 
+// TestSendMailKeepsSessions: mails one after another share one SMTP
+// session (one TCP connection, one STARTTLS and AUTH); a session the
+// server hung up on while it waited is replaced without losing or doubling
+// the mail; a session kept too long is not tried; Close ends the kept ones.
+func TestSendMailKeepsSessions(t *testing.T) {
+	t.Parallel()
+	ts, s := authedSender(t)
+	send := func(i int) {
+		t.Helper()
+		m := sampleMail(fmt.Sprintf("member-%d@example.com", i))
+		m.MessageID = fmt.Sprintf("<delivery-%d@moim.example>", i)
+		if _, err := s.SendMail(context.Background(), m); err != nil {
+			t.Fatalf("mail %d: %v", i, err)
+		}
+	}
+	for i := range 5 {
+		send(i)
+	}
+	if n := ts.conns.Load(); n != 1 {
+		t.Errorf("5 mails in a row took %d connections, want 1", n)
+	}
+	if n := len(ts.Auths()); n != 1 {
+		t.Errorf("5 mails in a row authenticated %d times, want 1", n)
+	}
+
+	ts.dropConnections()
+	send(5)
+	if n := ts.conns.Load(); n != 2 {
+		t.Errorf("after the server hung up: %d connections, want 2", n)
+	}
+
+	mail.SetIdleTimeout(s, 0)
+	send(6)
+	if n := ts.conns.Load(); n != 3 {
+		t.Errorf("a session past its idle time was reused: %d connections, want 3", n)
+	}
+
+	mails := ts.Mails()
+	if len(mails) != 7 {
+		t.Fatalf("server got %d mails, want 7 (none lost, none twice)", len(mails))
+	}
+	for i, m := range mails {
+		if want := fmt.Sprintf("member-%d@example.com", i); len(m.To) != 1 || m.To[0] != want || !m.TLS {
+			t.Errorf("mail %d to %v (TLS %v), want %s over TLS", i, m.To, m.TLS, want)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// TestSendMailConcurrent: concurrent mails open sessions of their own,
+// and at most MaxIdleSessions stay open for the next ones.
+func TestSendMailConcurrent(t *testing.T) {
+	t.Parallel()
+	ts, s := authedSender(t)
 	const n = 8
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			m := sampleMail(fmt.Sprintf("member-%d@example.com", i))
-			m.MessageID = fmt.Sprintf("<delivery-%d@moim.example>", i)
-			_, errs[i] = s.SendMail(context.Background(), m)
-		})
+	for round := range 2 {
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				_, errs[i] = s.SendMail(context.Background(), sampleMail(fmt.Sprintf("member-%d-%d@example.com", round, i)))
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("SendMail: %v", err)
+	if got := len(ts.Mails()); got != 2*n {
+		t.Errorf("server got %d mails, want %d", got, 2*n)
 	}
-	if got := len(ts.Mails()); got != n {
-		t.Errorf("server got %d mails, want %d", got, n)
+	// The first round opens up to n sessions and keeps MaxIdleSessions;
+	// the second reuses those and opens at most n - MaxIdleSessions more.
+	if c := int(ts.conns.Load()); c > 2*n-mail.MaxIdleSessions {
+		t.Errorf("%d connections for two rounds of %d, want at most %d", c, n, 2*n-mail.MaxIdleSessions)
 	}
 }
 

@@ -51,9 +51,20 @@ type testServer struct {
 	port  int
 	conns atomic.Int32 // TCP connections accepted
 
-	mu    sync.Mutex
-	mails []received
-	auths []string // usernames that tried AUTH
+	mu       sync.Mutex
+	mails    []received
+	auths    []string     // usernames that tried AUTH
+	sessions []*smtp.Conn // every connection, for dropConnections
+}
+
+// dropConnections hangs up on every client, as a server does on a session
+// idle too long.
+func (ts *testServer) dropConnections() {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, c := range ts.sessions {
+		_ = c.Close()
+	}
 }
 
 // startServer runs a server for the rest of the test.
@@ -61,6 +72,9 @@ func startServer(t *testing.T, cfg serverConfig) *testServer {
 	t.Helper()
 	ts := &testServer{cfg: cfg}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		ts.mu.Lock()
+		ts.sessions = append(ts.sessions, c)
+		ts.mu.Unlock()
 		return &serverConn{ts: ts, conn: c}, nil
 	}))
 	srv.Domain = "localhost"

@@ -1,4 +1,4 @@
-package db_test
+package missiondb_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/uptrace/bun"
 
-	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -23,7 +23,7 @@ func missionIDs(ms []domain.Mission) []string {
 }
 
 // allPages follows the cursor from the first page to the last.
-func allPages(t *testing.T, list func(cursor string) (db.MissionPage, error)) []string {
+func allPages(t *testing.T, list func(cursor string) (missiondb.MissionPage, error)) []string {
 	t.Helper()
 	var ids []string
 	cursor := ""
@@ -70,26 +70,26 @@ func TestMissionList(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		list := func(f db.MissionFilter) []string {
-			return allPages(t, func(cursor string) (db.MissionPage, error) {
+		list := func(f missiondb.MissionFilter) []string {
+			return allPages(t, func(cursor string) (missiondb.MissionPage, error) {
 				f.Cursor, f.Limit, f.Now = cursor, 2, missionTime
-				return (db.Missions{}).List(ctx, bdb, f)
+				return (missiondb.Missions{}).List(ctx, bdb, f)
 			})
 		}
 		tests := []struct {
 			name string
-			f    db.MissionFilter
+			f    missiondb.MissionFilter
 			want []string
 		}{
-			{"new", db.MissionFilter{}, []string{f.ID, b.ID, a.ID}},
-			{"hot", db.MissionFilter{Sort: db.MissionSortHot}, []string{b.ID, a.ID, f.ID}},
-			{"type", db.MissionFilter{Type: domain.MissionExercise}, []string{a.ID}},
-			{"q", db.MissionFilter{Q: "RUN"}, []string{a.ID}},
-			{"q wildcards are literal", db.MissionFilter{Q: "0%_"}, []string{f.ID}},
-			{"q underscore", db.MissionFilter{Q: "d_a"}, nil},
-			{"code finds private", db.MissionFilter{Code: d.Code}, []string{d.ID}},
-			{"code finds unactivated", db.MissionFilter{Code: e.Code}, []string{e.ID}},
-			{"code and type", db.MissionFilter{Code: d.Code, Type: domain.MissionEtc}, nil},
+			{"new", missiondb.MissionFilter{}, []string{f.ID, b.ID, a.ID}},
+			{"hot", missiondb.MissionFilter{Sort: missiondb.MissionSortHot}, []string{b.ID, a.ID, f.ID}},
+			{"type", missiondb.MissionFilter{Type: domain.MissionExercise}, []string{a.ID}},
+			{"q", missiondb.MissionFilter{Q: "RUN"}, []string{a.ID}},
+			{"q wildcards are literal", missiondb.MissionFilter{Q: "0%_"}, []string{f.ID}},
+			{"q underscore", missiondb.MissionFilter{Q: "d_a"}, nil},
+			{"code finds private", missiondb.MissionFilter{Code: d.Code}, []string{d.ID}},
+			{"code finds unactivated", missiondb.MissionFilter{Code: e.Code}, []string{e.ID}},
+			{"code and type", missiondb.MissionFilter{Code: d.Code, Type: domain.MissionEtc}, nil},
 		}
 		for _, tc := range tests {
 			if got := list(tc.f); !slices.Equal(got, tc.want) {
@@ -97,13 +97,13 @@ func TestMissionList(t *testing.T) {
 			}
 		}
 		// Started missions are not listed.
-		if got, err := (db.Missions{}).List(ctx, bdb, db.MissionFilter{Limit: 10, Now: a.Schedule.StartsAt}); err != nil || len(got.Missions) != 0 {
+		if got, err := (missiondb.Missions{}).List(ctx, bdb, missiondb.MissionFilter{Limit: 10, Now: a.Schedule.StartsAt}); err != nil || len(got.Missions) != 0 {
 			t.Errorf("after the start: %v, %v", missionIDs(got.Missions), err)
 		}
-		_, err := (db.Missions{}).List(ctx, bdb, db.MissionFilter{Limit: 2, Cursor: "nope", Now: missionTime})
-		checkCode(t, err, domain.EINVALID, "cursor")
-		_, err = (db.Missions{}).List(ctx, bdb, db.MissionFilter{Sort: db.MissionSortHot, Limit: 2, Cursor: "x." + a.ID, Now: missionTime})
-		checkCode(t, err, domain.EINVALID, "cursor")
+		_, err := (missiondb.Missions{}).List(ctx, bdb, missiondb.MissionFilter{Limit: 2, Cursor: "nope", Now: missionTime})
+		dbtest.CheckCode(t, err, domain.EINVALID, "cursor")
+		_, err = (missiondb.Missions{}).List(ctx, bdb, missiondb.MissionFilter{Sort: missiondb.MissionSortHot, Limit: 2, Cursor: "x." + a.ID, Now: missionTime})
+		dbtest.CheckCode(t, err, domain.EINVALID, "cursor")
 	})
 }
 
@@ -126,26 +126,26 @@ func TestMissionMine(t *testing.T) {
 			}
 		}
 		for _, m := range []*domain.Mission{h3, o2} {
-			if _, err := (db.Missions{}).Cancel(ctx, bdb, mustFindMission(t, bdb, m.ID), missionTime); err != nil {
+			if _, err := (missiondb.Missions{}).Cancel(ctx, bdb, mustFindMission(t, bdb, m.ID), missionTime); err != nil {
 				t.Fatal(err)
 			}
 		}
-		mine := func(who string, role db.MissionRole) []string {
-			return allPages(t, func(cursor string) (db.MissionPage, error) {
-				return (db.Missions{}).Mine(ctx, bdb, who, role, cursor, 1)
+		mine := func(who string, role missiondb.MissionRole) []string {
+			return allPages(t, func(cursor string) (missiondb.MissionPage, error) {
+				return (missiondb.Missions{}).Mine(ctx, bdb, who, role, cursor, 1)
 			})
 		}
 		for _, tc := range []struct {
 			name string
 			who  string
-			role db.MissionRole
+			role missiondb.MissionRole
 			want []string
 		}{
-			{"hosting", host, db.MissionRoleHosting, []string{h2.ID, h1.ID}},
-			{"joined", host, db.MissionRoleJoined, []string{o1.ID}},
-			{"finished", host, db.MissionRoleFinished, []string{o2.ID, h3.ID}},
-			{"other hosting", other, db.MissionRoleHosting, []string{o1.ID}},
-			{"other joined", other, db.MissionRoleJoined, nil},
+			{"hosting", host, missiondb.MissionRoleHosting, []string{h2.ID, h1.ID}},
+			{"joined", host, missiondb.MissionRoleJoined, []string{o1.ID}},
+			{"finished", host, missiondb.MissionRoleFinished, []string{o2.ID, h3.ID}},
+			{"other hosting", other, missiondb.MissionRoleHosting, []string{o1.ID}},
+			{"other joined", other, missiondb.MissionRoleJoined, nil},
 		} {
 			if got := mine(tc.who, tc.role); !slices.Equal(got, tc.want) {
 				t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)

@@ -1,4 +1,4 @@
-package db
+package taskdb
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -74,11 +75,11 @@ type Skills struct{}
 func (Skills) Catalogue(ctx context.Context, idb bun.IDB) (*domain.SkillCatalogue, error) {
 	var cats []skillCategoryRow
 	if err := idb.NewSelect().Model(&cats).Order("id").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("skill categories: %w", translate(err))
+		return nil, fmt.Errorf("skill categories: %w", db.Translate(err))
 	}
 	var abs []skillAbilityRow
 	if err := idb.NewSelect().Model(&abs).Order("id").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("skill abilities: %w", translate(err))
+		return nil, fmt.Errorf("skill abilities: %w", db.Translate(err))
 	}
 	out := &domain.SkillCatalogue{Categories: make([]domain.SkillCategory, len(cats)), Abilities: make([]domain.Ability, len(abs))}
 	for i := range cats {
@@ -100,9 +101,9 @@ func (Skills) AddCategory(ctx context.Context, idb bun.IDB, bigID int64, name st
 			return nil, err
 		}
 	}
-	row := skillCategoryRow{BigID: bigID, Name: name, CreatedAt: dbTime(now)}
+	row := skillCategoryRow{BigID: bigID, Name: name, CreatedAt: db.DBTime(now)}
 	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("add category %q: %w", name, translate(err))
+		return nil, fmt.Errorf("add category %q: %w", name, db.Translate(err))
 	}
 	c := row.toDomain()
 	return &c, nil
@@ -110,9 +111,9 @@ func (Skills) AddCategory(ctx context.Context, idb bun.IDB, bigID int64, name st
 
 // AddAbility adds an ability. Errors: ECONFLICT when the name is taken.
 func (Skills) AddAbility(ctx context.Context, idb bun.IDB, name string, now time.Time) (*domain.Ability, error) {
-	row := skillAbilityRow{Name: name, CreatedAt: dbTime(now)}
+	row := skillAbilityRow{Name: name, CreatedAt: db.DBTime(now)}
 	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("add ability %q: %w", name, translate(err))
+		return nil, fmt.Errorf("add ability %q: %w", name, db.Translate(err))
 	}
 	a := row.toDomain()
 	return &a, nil
@@ -123,7 +124,7 @@ func (Skills) AddAbility(ctx context.Context, idb bun.IDB, name string, now time
 func checkCategory(ctx context.Context, idb bun.IDB, field string, id, bigID int64) error {
 	n, err := idb.NewSelect().Model((*skillCategoryRow)(nil)).Where("id = ?", id).Where("big_id = ?", bigID).Count(ctx)
 	if err != nil {
-		return fmt.Errorf("check category %d: %w", id, translate(err))
+		return fmt.Errorf("check category %d: %w", id, db.Translate(err))
 	}
 	if n == 0 {
 		if bigID == 0 {
@@ -147,7 +148,7 @@ func checkIDs(ctx context.Context, idb bun.IDB, model any, field string, ids []i
 	}
 	var found []int64
 	if err := q.Scan(ctx, &found); err != nil {
-		return fmt.Errorf("check %s: %w", field, translate(err))
+		return fmt.Errorf("check %s: %w", field, db.Translate(err))
 	}
 	if len(found) == len(ids) {
 		return nil
@@ -181,7 +182,7 @@ func (Skills) CheckTaskSkills(ctx context.Context, idb bun.IDB, bigID, smallID i
 // MemberSkills returns live member id's possible work and abilities, in
 // catalogue order. Errors: ENOTFOUND.
 func (Skills) MemberSkills(ctx context.Context, idb bun.IDB, id string) (*domain.MemberSkills, error) {
-	key, err := memberKey(ctx, idb, id)
+	key, err := db.MemberKey(ctx, idb, id)
 	if err != nil {
 		return nil, err
 	}
@@ -189,13 +190,13 @@ func (Skills) MemberSkills(ctx context.Context, idb bun.IDB, id string) (*domain
 	if err := idb.NewSelect().Model(&cats).
 		Where("sc.id IN (?)", idb.NewSelect().Model((*memberPossibleWorkRow)(nil)).Column("category_id").Where("member_id = ?", key)).
 		Order("sc.id").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("possible work of %s: %w", id, translate(err))
+		return nil, fmt.Errorf("possible work of %s: %w", id, db.Translate(err))
 	}
 	var abs []skillAbilityRow
 	if err := idb.NewSelect().Model(&abs).
 		Where("sa.id IN (?)", idb.NewSelect().Model((*memberAbilityRow)(nil)).Column("ability_id").Where("member_id = ?", key)).
 		Order("sa.id").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("abilities of %s: %w", id, translate(err))
+		return nil, fmt.Errorf("abilities of %s: %w", id, db.Translate(err))
 	}
 	out := &domain.MemberSkills{PossibleWork: make([]domain.SkillCategory, len(cats)), Abilities: make([]domain.Ability, len(abs))}
 	for i := range cats {
@@ -214,7 +215,7 @@ func (Skills) MemberSkills(ctx context.Context, idb bun.IDB, id string) (*domain
 // "abilities" for an id that is not in the catalogue (a big category is
 // not possible work), and then nothing changes when run in a transaction.
 func (Skills) SetMemberSkills(ctx context.Context, idb bun.IDB, id string, work, abilities []int64) error {
-	key, err := memberKey(ctx, idb, id)
+	key, err := db.MemberKey(ctx, idb, id)
 	if err != nil {
 		return err
 	}
@@ -226,7 +227,7 @@ func (Skills) SetMemberSkills(ctx context.Context, idb bun.IDB, id string, work,
 	}
 	if work != nil {
 		if _, err := idb.NewDelete().Model((*memberPossibleWorkRow)(nil)).Where("member_id = ?", key).Exec(ctx); err != nil {
-			return fmt.Errorf("set possible work of %s: %w", id, translate(err))
+			return fmt.Errorf("set possible work of %s: %w", id, db.Translate(err))
 		}
 		rows := make([]memberPossibleWorkRow, len(work))
 		for i, c := range sortedIDs(work) {
@@ -234,13 +235,13 @@ func (Skills) SetMemberSkills(ctx context.Context, idb bun.IDB, id string, work,
 		}
 		if len(rows) > 0 {
 			if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {
-				return fmt.Errorf("set possible work of %s: %w", id, translate(err))
+				return fmt.Errorf("set possible work of %s: %w", id, db.Translate(err))
 			}
 		}
 	}
 	if abilities != nil {
 		if _, err := idb.NewDelete().Model((*memberAbilityRow)(nil)).Where("member_id = ?", key).Exec(ctx); err != nil {
-			return fmt.Errorf("set abilities of %s: %w", id, translate(err))
+			return fmt.Errorf("set abilities of %s: %w", id, db.Translate(err))
 		}
 		rows := make([]memberAbilityRow, len(abilities))
 		for i, a := range sortedIDs(abilities) {
@@ -248,7 +249,7 @@ func (Skills) SetMemberSkills(ctx context.Context, idb bun.IDB, id string, work,
 		}
 		if len(rows) > 0 {
 			if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {
-				return fmt.Errorf("set abilities of %s: %w", id, translate(err))
+				return fmt.Errorf("set abilities of %s: %w", id, db.Translate(err))
 			}
 		}
 	}
@@ -259,7 +260,7 @@ func (Skills) SetMemberSkills(ctx context.Context, idb bun.IDB, id string, work,
 		q = q.On("CONFLICT (member_id) DO NOTHING")
 	}
 	if _, err := q.Exec(ctx); err != nil {
-		return fmt.Errorf("helper stats of %s: %w", id, translate(err))
+		return fmt.Errorf("helper stats of %s: %w", id, db.Translate(err))
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package db_test
+package missiondb_test
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/uptrace/bun"
 
-	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -39,9 +39,9 @@ func newVerifyFixture(t *testing.T, bdb *bun.DB, status domain.MissionStatus) *v
 		t.Fatal(err)
 	}
 	f := &verifyFixture{bdb: bdb, seoul: seoul,
-		host:     mustCreate(t, bdb, newMember("vhost@example.com", "vhost")),
-		member:   mustCreate(t, bdb, newMember("vmember@example.com", "vmember")),
-		outsider: mustCreate(t, bdb, newMember("voutsider@example.com", "voutsider")),
+		host:     dbtest.MustCreateMember(t, bdb, dbtest.NewMember("vhost@example.com", "vhost")),
+		member:   dbtest.MustCreateMember(t, bdb, dbtest.NewMember("vmember@example.com", "vmember")),
+		outsider: dbtest.MustCreateMember(t, bdb, dbtest.NewMember("voutsider@example.com", "voutsider")),
 		schedule: domain.MissionSchedule{StartsAt: time.Date(2026, 12, 7, 0, 0, 0, 0, seoul), Weeks: 2, DaysPerWeek: 3, PerDay: 2},
 	}
 	f.mission, f.key = dbtest.InsertMission(t, bdb, dbtest.MissionSeed{
@@ -70,12 +70,12 @@ func (f *verifyFixture) photo(t *testing.T, owner *domain.Member) string {
 	return f.image(t, owner, domain.ImagePurposeVerification, domain.ImageProcessing)
 }
 
-func (f *verifyFixture) post(now time.Time, member *domain.Member, image string) (*db.Verified, error) {
-	return (db.Missions{}).Verify(context.Background(), f.bdb, db.VerifyParams{
+func (f *verifyFixture) post(now time.Time, member *domain.Member, image string) (*missiondb.Verified, error) {
+	return (missiondb.Missions{}).Verify(context.Background(), f.bdb, missiondb.VerifyParams{
 		MissionID: f.mission, MemberID: member.ID, ImageID: image, Now: now, Loc: f.seoul})
 }
 
-func (f *verifyFixture) mustPost(t *testing.T, now time.Time, member *domain.Member) *db.Verified {
+func (f *verifyFixture) mustPost(t *testing.T, now time.Time, member *domain.Member) *missiondb.Verified {
 	t.Helper()
 	v, err := f.post(now, member, f.photo(t, member))
 	if err != nil {
@@ -115,7 +115,7 @@ func TestMissionVerify(t *testing.T) {
 		if v.DayCount != 1 || v.WeekCount != 1 || v.Mission.ID != f.mission {
 			t.Errorf("counts %d/%d of %s", v.DayCount, v.WeekCount, v.Mission.ID)
 		}
-		page, err := (db.Missions{}).Verifications(context.Background(), bdb, v.Mission, "", "", 10)
+		page, err := (missiondb.Missions{}).Verifications(context.Background(), bdb, v.Mission, "", "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +138,7 @@ func TestMissionVerifyRejects(t *testing.T) {
 			t.Fatal(err)
 		}
 		open := newVerifyFixture(t, dbtest.Open(t, dbtest.SQLite), domain.MissionOpen)
-		left := mustCreate(t, bdb, newMember("vleft@example.com", "vleft"))
+		left := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("vleft@example.com", "vleft"))
 		_, leftKey := dbtest.InsertMission(t, bdb, dbtest.MissionSeed{HostID: f.host.ID, MemberIDs: []string{left.ID},
 			Status: domain.MissionOngoing, Schedule: f.schedule, Windows: []domain.MissionWindow{{Start: 0, End: 1440}}, Loc: f.seoul})
 		dbtest.SetMissionMemberStatus(t, bdb, leftKey, left.ID, domain.MissionMemberLeft)
@@ -175,12 +175,12 @@ func TestMissionVerifyRejects(t *testing.T) {
 		}
 		for _, tt := range tests {
 			before := tt.fixture.stored(t)
-			p := db.VerifyParams{MissionID: tt.fixture.mission, MemberID: tt.member.ID, ImageID: tt.image, Now: tt.now, Loc: f.seoul}
+			p := missiondb.VerifyParams{MissionID: tt.fixture.mission, MemberID: tt.member.ID, ImageID: tt.image, Now: tt.now, Loc: f.seoul}
 			if tt.mission != "" {
 				p.MissionID = tt.mission
 			}
-			_, err := (db.Missions{}).Verify(context.Background(), tt.fixture.bdb, p)
-			t.Run(tt.name, func(t *testing.T) { checkCode(t, err, tt.wantCode, tt.wantField) })
+			_, err := (missiondb.Missions{}).Verify(context.Background(), tt.fixture.bdb, p)
+			t.Run(tt.name, func(t *testing.T) { dbtest.CheckCode(t, err, tt.wantCode, tt.wantField) })
 			if after := tt.fixture.stored(t); after != before {
 				t.Errorf("%s: %d verifications stored, want %d", tt.name, after, before)
 			}
@@ -195,7 +195,7 @@ func TestMissionVerifyWindowsAndQuotas(t *testing.T) {
 		refused := func(now time.Time, code string) {
 			t.Helper()
 			_, err := f.post(now, f.member, f.photo(t, f.member))
-			checkCode(t, err, code, "")
+			dbtest.CheckCode(t, err, code, "")
 		}
 		// Day 0: a window's first second counts (start inclusive), its
 		// last second too; then the day is full.
@@ -230,11 +230,11 @@ func TestMissionVerifyWindowsAndQuotas(t *testing.T) {
 			t.Errorf("day 7: week %d day %d count %d", v.Verification.Week, v.Verification.Day, v.WeekCount)
 		}
 
-		counts, err := (db.Missions{}).VerificationCounts(context.Background(), bdb, f.key)
+		counts, err := (missiondb.Missions{}).VerificationCounts(context.Background(), bdb, f.key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		members, err := (db.Missions{}).Members(context.Background(), bdb, &domain.Mission{ID: f.mission, Key: f.key})
+		members, err := (missiondb.Missions{}).Members(context.Background(), bdb, &domain.Mission{ID: f.mission, Key: f.key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,7 +245,7 @@ func TestMissionVerifyWindowsAndQuotas(t *testing.T) {
 		if diff := cmp.Diff(map[string]int{"vhost": 1, "vmember": 7}, byNick); diff != "" || len(counts) != 2 {
 			t.Errorf("VerificationCounts (-want +got):\n%s (%v)", diff, counts)
 		}
-		days, err := (db.Missions{}).VerificationDayCounts(context.Background(), bdb, f.key)
+		days, err := (missiondb.Missions{}).VerificationDayCounts(context.Background(), bdb, f.key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -296,7 +296,7 @@ func TestMissionVerifyConcurrent(t *testing.T) {
 				stored++
 			case domain.ErrorCode(err) != domain.EQUOTAREACHED:
 				t.Errorf("post: %v, want nil or quota_reached", err)
-			case errors.Is(err, db.ErrVerifySlotTaken):
+			case errors.Is(err, missiondb.ErrVerifySlotTaken):
 				t.Logf("a post lost its slot twice: %v", err)
 			}
 		}
@@ -316,14 +316,14 @@ func TestMissionVerificationsPages(t *testing.T) {
 				posted = append(posted, f.mustPost(t, f.at(d, 7, 10, 0), m).Verification.ID)
 			}
 		}
-		m, err := (db.Missions{}).FindByID(context.Background(), bdb, f.mission)
+		m, err := (missiondb.Missions{}).FindByID(context.Background(), bdb, f.mission)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got []string
 		cursor := ""
 		for pages := 0; ; pages++ {
-			page, err := (db.Missions{}).Verifications(context.Background(), bdb, m, "", cursor, 4)
+			page, err := (missiondb.Missions{}).Verifications(context.Background(), bdb, m, "", cursor, 4)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -345,17 +345,17 @@ func TestMissionVerificationsPages(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("pages, newest first (-want +got):\n%s", diff)
 		}
-		mine, err := (db.Missions{}).Verifications(context.Background(), bdb, m, f.host.ID, "", 10)
+		mine, err := (missiondb.Missions{}).Verifications(context.Background(), bdb, m, f.host.ID, "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(mine.Verifications) != 3 || mine.Verifications[0].MemberID != f.host.ID || mine.Verifications[0].Nickname != "vhost" {
 			t.Errorf("host's photos %+v", mine.Verifications)
 		}
-		_, err = (db.Missions{}).Verifications(context.Background(), bdb, m, "", "nosuchcursor", 10)
-		checkCode(t, err, domain.EINVALID, "cursor")
-		_, err = (db.Missions{}).Verifications(context.Background(), bdb, m, "", "", 0)
-		checkCode(t, err, domain.EINVALID, "limit")
+		_, err = (missiondb.Missions{}).Verifications(context.Background(), bdb, m, "", "nosuchcursor", 10)
+		dbtest.CheckCode(t, err, domain.EINVALID, "cursor")
+		_, err = (missiondb.Missions{}).Verifications(context.Background(), bdb, m, "", "", 0)
+		dbtest.CheckCode(t, err, domain.EINVALID, "limit")
 	})
 }
 
@@ -392,8 +392,8 @@ func TestMissionVerifySlotUniques(t *testing.T) {
 		}
 		for _, now := range []time.Time{f.at(4, 7, 0, 0), f.at(8, 7, 0, 0)} {
 			_, err := f.post(now, f.member, f.photo(t, f.member))
-			checkCode(t, err, domain.EQUOTAREACHED, "")
-			if !errors.Is(err, db.ErrVerifySlotTaken) {
+			dbtest.CheckCode(t, err, domain.EQUOTAREACHED, "")
+			if !errors.Is(err, missiondb.ErrVerifySlotTaken) {
 				t.Errorf("post at %v: %v, want ErrVerifySlotTaken as the cause", now, err)
 			}
 		}
@@ -408,6 +408,6 @@ func TestMissionVerifySlotUniques(t *testing.T) {
 		if err == nil {
 			t.Fatal("a second row of one image was stored")
 		}
-		checkCode(t, db.VerifyInsertError(err), domain.EIMAGEUSED, "image_id")
+		dbtest.CheckCode(t, missiondb.VerifyInsertError(err), domain.EIMAGEUSED, "image_id")
 	})
 }

@@ -1,4 +1,4 @@
-package db_test
+package missiondb_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -23,10 +24,10 @@ var missionTime = time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
 // returns its public id and row id.
 func missionMember(t *testing.T, bdb *bun.DB, name string, balance int64) (string, int64) {
 	t.Helper()
-	m := mustCreate(t, bdb, newMember(name+"@example.com", name))
+	m := dbtest.MustCreateMember(t, bdb, dbtest.NewMember(name+"@example.com", name))
 	key := missionMemberKey(t, bdb, m.ID)
 	if balance > 0 {
-		if _, err := (db.Points{}).Post(context.Background(), bdb, db.PointPost{MemberKey: key, Amount: balance,
+		if _, err := (missiondb.Points{}).Post(context.Background(), bdb, missiondb.PointPost{MemberKey: key, Amount: balance,
 			Kind: domain.PointAdjustment, Key: "grant:" + m.ID, Reason: "test", Now: missionTime}); err != nil {
 			t.Fatalf("grant %s: %v", name, err)
 		}
@@ -45,7 +46,7 @@ func missionMemberKey(t *testing.T, bdb bun.IDB, id string) int64 {
 
 func missionBalance(t *testing.T, bdb bun.IDB, key int64) int64 {
 	t.Helper()
-	b, err := (db.Points{}).Balance(context.Background(), bdb, key)
+	b, err := (missiondb.Points{}).Balance(context.Background(), bdb, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func readyMission(host string, stake int64, capacity int) *domain.Mission {
 func mustCreateMission(t *testing.T, bdb *bun.DB, m *domain.Mission) *domain.Mission {
 	t.Helper()
 	if err := db.RunInTx(context.Background(), bdb, func(ctx context.Context, tx bun.Tx) error {
-		return (db.Missions{}).Create(ctx, tx, m)
+		return (missiondb.Missions{}).Create(ctx, tx, m)
 	}); err != nil {
 		t.Fatalf("create mission: %v", err)
 	}
@@ -95,14 +96,14 @@ func mustCreateMission(t *testing.T, bdb *bun.DB, m *domain.Mission) *domain.Mis
 
 // joinMission is the API's join.
 func joinMission(ctx context.Context, bdb *bun.DB, id, member, code string, now time.Time) error {
-	_, err := (db.Missions{}).JoinRetrying(ctx, bdb, db.MissionJoin{MissionID: id, Code: code, MemberID: member},
+	_, err := (missiondb.Missions{}).JoinRetrying(ctx, bdb, missiondb.MissionJoin{MissionID: id, Code: code, MemberID: member},
 		func() time.Time { return now })
 	return err
 }
 
 func mustFindMission(t *testing.T, bdb bun.IDB, id string) *domain.Mission {
 	t.Helper()
-	m, err := (db.Missions{}).FindByID(context.Background(), bdb, id)
+	m, err := (missiondb.Missions{}).FindByID(context.Background(), bdb, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,10 +126,10 @@ func TestMissionCreate(t *testing.T) {
 		if got := missionBalance(t, bdb, hostKey); got != 700 {
 			t.Errorf("host balance = %d, want 700", got)
 		}
-		if got, err := (db.Missions{}).FindByCode(ctx, bdb, m.Code); err != nil || got.ID != m.ID {
+		if got, err := (missiondb.Missions{}).FindByCode(ctx, bdb, m.Code); err != nil || got.ID != m.ID {
 			t.Errorf("FindByCode = %v, %v", got, err)
 		}
-		members, err := (db.Missions{}).Members(ctx, bdb, m)
+		members, err := (missiondb.Missions{}).Members(ctx, bdb, m)
 		if err != nil || len(members) != 1 || !members[0].Host || members[0].Stake != 300 ||
 			members[0].Status != domain.MissionMemberActive {
 			t.Errorf("members %+v, %v", members, err)
@@ -148,9 +149,9 @@ func TestMissionCreate(t *testing.T) {
 		entries := countEntries(t, bdb)
 		var count int64
 		err = db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-			return (db.Missions{}).Create(ctx, tx, readyMission(host, 500, 4))
+			return (missiondb.Missions{}).Create(ctx, tx, readyMission(host, 500, 4))
 		})
-		checkCode(t, err, domain.EINSUFFICIENTPOINTS, "")
+		dbtest.CheckCode(t, err, domain.EINSUFFICIENTPOINTS, "")
 		if count, err = bdb.NewSelect().Table("missions").Count(ctx); err != nil || count != 2 {
 			t.Errorf("missions = %d, %v; want 2", count, err)
 		}
@@ -180,9 +181,9 @@ func TestMissionJoinLeave(t *testing.T) {
 		if got := missionBalance(t, bdb, aliceKey); got != 700 {
 			t.Errorf("alice balance = %d, want 700", got)
 		}
-		checkCode(t, joinMission(ctx, bdb, m.ID, alice, "", missionTime), domain.EALREADYJOINED, "")
+		dbtest.CheckCode(t, joinMission(ctx, bdb, m.ID, alice, "", missionTime), domain.EALREADYJOINED, "")
 		entries := countEntries(t, bdb)
-		checkCode(t, joinMission(ctx, bdb, m.ID, poor, "", missionTime), domain.EINSUFFICIENTPOINTS, "")
+		dbtest.CheckCode(t, joinMission(ctx, bdb, m.ID, poor, "", missionTime), domain.EINSUFFICIENTPOINTS, "")
 		if got := missionBalance(t, bdb, poorKey); got != 299 {
 			t.Errorf("poor balance = %d, want 299", got)
 		}
@@ -198,31 +199,31 @@ func TestMissionJoinLeave(t *testing.T) {
 		if err := joinMission(ctx, bdb, m.ID, bob, "", missionTime); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := (db.Missions{}).Join(ctx, bdb, stale, poor, missionTime); !errors.Is(err, db.ErrStale) &&
+		if _, _, err := (missiondb.Missions{}).Join(ctx, bdb, stale, poor, missionTime); !errors.Is(err, db.ErrStale) &&
 			domain.ErrorCode(err) != domain.EINSUFFICIENTPOINTS {
 			t.Errorf("stale join: %v", err)
 		}
 		carol, _ := missionMember(t, bdb, "carol", 1000)
-		checkCode(t, joinMission(ctx, bdb, m.ID, carol, "", missionTime), domain.EMISSIONFULL, "")
+		dbtest.CheckCode(t, joinMission(ctx, bdb, m.ID, carol, "", missionTime), domain.EMISSIONFULL, "")
 
 		// Leaving before the start refunds; the seat is free again.
 		cur := mustFindMission(t, bdb, m.ID)
-		refund, balance, err := (db.Missions{}).Leave(ctx, bdb, cur, bob, missionTime)
+		refund, balance, err := (missiondb.Missions{}).Leave(ctx, bdb, cur, bob, missionTime)
 		if err != nil || refund != 300 || balance != 1000 {
 			t.Errorf("leave = %d, %d, %v", refund, balance, err)
 		}
 		if got := missionBalance(t, bdb, bobKey); got != 1000 {
 			t.Errorf("bob balance = %d, want 1000", got)
 		}
-		_, _, err = (db.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, m.ID), bob, missionTime)
-		checkCode(t, err, domain.ENOTPARTICIPATING, "")
-		_, _, err = (db.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, m.ID), host, missionTime)
-		checkCode(t, err, domain.EHOSTCANNOTLEAVE, "")
+		_, _, err = (missiondb.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, m.ID), bob, missionTime)
+		dbtest.CheckCode(t, err, domain.ENOTPARTICIPATING, "")
+		_, _, err = (missiondb.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, m.ID), host, missionTime)
+		dbtest.CheckCode(t, err, domain.EHOSTCANNOTLEAVE, "")
 		// Joining again is a new stake, refundable again.
 		if err := joinMission(ctx, bdb, m.ID, bob, "", missionTime); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := (db.Missions{}).Remove(ctx, bdb, mustFindMission(t, bdb, m.ID), bob, missionTime); err != nil {
+		if _, err := (missiondb.Missions{}).Remove(ctx, bdb, mustFindMission(t, bdb, m.ID), bob, missionTime); err != nil {
 			t.Fatal(err)
 		}
 		if got := missionBalance(t, bdb, bobKey); got != 1000 {
@@ -231,26 +232,26 @@ func TestMissionJoinLeave(t *testing.T) {
 
 		// After the start: nobody joins; once ONGOING a leave forfeits.
 		start := m.Schedule.StartsAt
-		checkCode(t, joinMission(ctx, bdb, m.ID, carol, "", start), domain.EMISSIONNOTOPEN, "")
-		_, _, err = (db.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, m.ID), alice, start)
-		checkCode(t, err, domain.EMISSIONNOTOPEN, "")
+		dbtest.CheckCode(t, joinMission(ctx, bdb, m.ID, carol, "", start), domain.EMISSIONNOTOPEN, "")
+		_, _, err = (missiondb.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, m.ID), alice, start)
+		dbtest.CheckCode(t, err, domain.EMISSIONNOTOPEN, "")
 		if _, err := bdb.NewUpdate().Table("missions").Set("status = ?", int16(domain.MissionOngoing)).
 			Set("version = version + 1").Where("public_id = ?", m.ID).Exec(ctx); err != nil {
 			t.Fatal(err)
 		}
-		refund, balance, err = (db.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, m.ID), alice, start.Add(time.Hour))
+		refund, balance, err = (missiondb.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, m.ID), alice, start.Add(time.Hour))
 		if err != nil || refund != 0 || balance != 700 {
 			t.Errorf("leave after start = %d, %d, %v", refund, balance, err)
 		}
-		members, err := (db.Missions{}).Members(ctx, bdb, m)
+		members, err := (missiondb.Missions{}).Members(ctx, bdb, m)
 		if err != nil || len(members) != 2 || members[1].Status != domain.MissionMemberLeft || members[1].LeftAt.IsZero() {
 			t.Errorf("members %+v, %v", members, err)
 		}
 		if got := mustFindMission(t, bdb, m.ID); got.MemberCount != 1 {
 			t.Errorf("count %d after a forfeit", got.MemberCount)
 		}
-		_, err = (db.Missions{}).Cancel(ctx, bdb, mustFindMission(t, bdb, m.ID), start.Add(time.Hour))
-		checkCode(t, err, domain.EMISSIONNOTOPEN, "")
+		_, err = (missiondb.Missions{}).Cancel(ctx, bdb, mustFindMission(t, bdb, m.ID), start.Add(time.Hour))
+		dbtest.CheckCode(t, err, domain.EMISSIONNOTOPEN, "")
 		checkLedger(t, bdb)
 	})
 }
@@ -264,8 +265,8 @@ func TestMissionPrivateCode(t *testing.T) {
 		m := readyMission(host, 300, 3)
 		m.Private = true
 		m = mustCreateMission(t, bdb, m)
-		checkCode(t, joinMission(ctx, bdb, m.ID, alice, "", missionTime), domain.EWRONGCODE, "code")
-		checkCode(t, joinMission(ctx, bdb, m.ID, alice, "ABCDEFGH", missionTime), domain.EWRONGCODE, "code")
+		dbtest.CheckCode(t, joinMission(ctx, bdb, m.ID, alice, "", missionTime), domain.EWRONGCODE, "code")
+		dbtest.CheckCode(t, joinMission(ctx, bdb, m.ID, alice, "ABCDEFGH", missionTime), domain.EWRONGCODE, "code")
 		if got := missionBalance(t, bdb, aliceKey); got != 1000 {
 			t.Errorf("balance %d after refused joins", got)
 		}
@@ -292,7 +293,7 @@ func TestMissionCancelRefundsEveryone(t *testing.T) {
 		var refunded []domain.MissionMember
 		err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 			var err error
-			refunded, err = (db.Missions{}).Cancel(ctx, tx, mustFindMission(t, tx, m.ID), missionTime)
+			refunded, err = (missiondb.Missions{}).Cancel(ctx, tx, mustFindMission(t, tx, m.ID), missionTime)
 			return err
 		})
 		if err != nil || len(refunded) != 4 {
@@ -311,8 +312,8 @@ func TestMissionCancelRefundsEveryone(t *testing.T) {
 			}
 		}
 		// Twice is refused, and refunds nothing more.
-		_, err = (db.Missions{}).Cancel(ctx, bdb, mustFindMission(t, bdb, m.ID), missionTime)
-		checkCode(t, err, domain.EMISSIONNOTOPEN, "")
+		_, err = (missiondb.Missions{}).Cancel(ctx, bdb, mustFindMission(t, bdb, m.ID), missionTime)
+		dbtest.CheckCode(t, err, domain.EMISSIONNOTOPEN, "")
 		checkLedger(t, bdb)
 	})
 }
@@ -326,7 +327,7 @@ func TestMissionScheduleAndWindows(t *testing.T) {
 		ready := *draft
 		draft.Schedule, draft.EndsAt, draft.Windows = domain.MissionSchedule{}, time.Time{}, nil
 		m := mustCreateMission(t, bdb, draft)
-		if err := (db.Missions{}).SetSchedule(ctx, bdb, m, ready.Schedule, ready.EndsAt, missionTime); err != nil {
+		if err := (missiondb.Missions{}).SetSchedule(ctx, bdb, m, ready.Schedule, ready.EndsAt, missionTime); err != nil {
 			t.Fatal(err)
 		}
 		if got := mustFindMission(t, bdb, m.ID); got.Status != domain.MissionUnactivated || !got.Schedule.StartsAt.Equal(ready.Schedule.StartsAt) ||
@@ -335,7 +336,7 @@ func TestMissionScheduleAndWindows(t *testing.T) {
 		}
 		ws := []domain.MissionWindow{{Start: 60, End: 120}, {Start: 1200, End: 1440}}
 		m = mustFindMission(t, bdb, m.ID)
-		if err := (db.Missions{}).SetWindows(ctx, bdb, m, ws, missionTime); err != nil {
+		if err := (missiondb.Missions{}).SetWindows(ctx, bdb, m, ws, missionTime); err != nil {
 			t.Fatal(err)
 		}
 		got := mustFindMission(t, bdb, m.ID)
@@ -344,14 +345,14 @@ func TestMissionScheduleAndWindows(t *testing.T) {
 		}
 		// Replaced, not added to.
 		stale := *got
-		if err := (db.Missions{}).SetWindows(ctx, bdb, got, ws[:1], missionTime); err != nil {
+		if err := (missiondb.Missions{}).SetWindows(ctx, bdb, got, ws[:1], missionTime); err != nil {
 			t.Fatal(err)
 		}
 		if got := mustFindMission(t, bdb, m.ID); len(got.Windows) != 1 {
 			t.Errorf("windows %+v", got.Windows)
 		}
 		// A stale edit loses.
-		if err := (db.Missions{}).SetWindows(ctx, bdb, &stale, ws, missionTime); !errors.Is(err, db.ErrStale) {
+		if err := (missiondb.Missions{}).SetWindows(ctx, bdb, &stale, ws, missionTime); !errors.Is(err, db.ErrStale) {
 			t.Errorf("stale SetWindows: %v", err)
 		}
 	})
@@ -401,7 +402,7 @@ func TestMissionJoinRace(t *testing.T) {
 			t.Errorf("%d joined, want 7", joined)
 		}
 		got := mustFindMission(t, bdb, m.ID)
-		members, err := (db.Missions{}).Members(ctx, bdb, got)
+		members, err := (missiondb.Missions{}).Members(ctx, bdb, got)
 		if err != nil || got.MemberCount != 8 || len(members) != 8 {
 			t.Errorf("count %d, %d rows, %v", got.MemberCount, len(members), err)
 		}
@@ -439,7 +440,7 @@ func TestMissionJoinTwoAtOnce(t *testing.T) {
 			}
 			// Free the seat again for the next round.
 			for _, id := range []string{a.ID, b.ID} {
-				if _, _, err := (db.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, id), who, missionTime); err != nil &&
+				if _, _, err := (missiondb.Missions{}).Leave(ctx, bdb, mustFindMission(t, bdb, id), who, missionTime); err != nil &&
 					domain.ErrorCode(err) != domain.ENOTPARTICIPATING {
 					t.Fatal(err)
 				}

@@ -1,4 +1,4 @@
-package db_test
+package taskdb_test
 
 import (
 	"context"
@@ -9,38 +9,22 @@ import (
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/domain"
 )
-
-// catalogueIDs returns the seeded catalogue's ids by name.
-func catalogueIDs(t *testing.T, bdb bun.IDB) (cats, abilities map[string]int64) {
-	t.Helper()
-	c, err := (db.Skills{}).Catalogue(context.Background(), bdb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cats, abilities = map[string]int64{}, map[string]int64{}
-	for _, x := range c.Categories {
-		cats[x.Name] = x.ID
-	}
-	for _, a := range c.Abilities {
-		abilities[a.Name] = a.ID
-	}
-	return cats, abilities
-}
 
 func TestSkillsCatalogue(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		c, err := (db.Skills{}).Catalogue(ctx, bdb)
+		c, err := (taskdb.Skills{}).Catalogue(ctx, bdb)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(c.Categories) != 12 || len(c.Abilities) != 4 {
 			t.Fatalf("seeded %d categories, %d abilities; want 12 and 4", len(c.Categories), len(c.Abilities))
 		}
-		cats, _ := catalogueIDs(t, bdb)
+		cats, _ := dbtest.CatalogueIDs(t, bdb)
 		research := cats["자료조사"]
 		for _, x := range c.Categories {
 			if x.Name == "논문검색" && x.BigID != research {
@@ -48,32 +32,32 @@ func TestSkillsCatalogue(t *testing.T) {
 			}
 		}
 
-		big, err := (db.Skills{}).AddCategory(ctx, bdb, 0, "개발", memberEpoch)
+		big, err := (taskdb.Skills{}).AddCategory(ctx, bdb, 0, "개발", dbtest.MemberEpoch)
 		if err != nil || !big.Big() {
 			t.Fatalf("AddCategory big = %+v, %v", big, err)
 		}
-		small, err := (db.Skills{}).AddCategory(ctx, bdb, big.ID, "백엔드", memberEpoch)
+		small, err := (taskdb.Skills{}).AddCategory(ctx, bdb, big.ID, "백엔드", dbtest.MemberEpoch)
 		if err != nil || small.BigID != big.ID {
 			t.Fatalf("AddCategory small = %+v, %v", small, err)
 		}
 		// The same name may live in two big categories, not twice in one.
-		if _, err := (db.Skills{}).AddCategory(ctx, bdb, research, "백엔드", memberEpoch); err != nil {
+		if _, err := (taskdb.Skills{}).AddCategory(ctx, bdb, research, "백엔드", dbtest.MemberEpoch); err != nil {
 			t.Errorf("same name in another big category: %v", err)
 		}
-		if _, err := (db.Skills{}).AddCategory(ctx, bdb, big.ID, "백엔드", memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+		if _, err := (taskdb.Skills{}).AddCategory(ctx, bdb, big.ID, "백엔드", dbtest.MemberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Errorf("duplicate small category: %v, want conflict", err)
 		}
-		if _, err := (db.Skills{}).AddCategory(ctx, bdb, 0, "개발", memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+		if _, err := (taskdb.Skills{}).AddCategory(ctx, bdb, 0, "개발", dbtest.MemberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Errorf("duplicate big category: %v, want conflict", err)
 		}
 		// A small category cannot hold another.
-		if _, err := (db.Skills{}).AddCategory(ctx, bdb, small.ID, "x", memberEpoch); domain.ErrorCode(err) != domain.EINVALID {
+		if _, err := (taskdb.Skills{}).AddCategory(ctx, bdb, small.ID, "x", dbtest.MemberEpoch); domain.ErrorCode(err) != domain.EINVALID {
 			t.Errorf("category under a small one: %v, want invalid", err)
 		}
-		if _, err := (db.Skills{}).AddAbility(ctx, bdb, "Go", memberEpoch); err != nil {
+		if _, err := (taskdb.Skills{}).AddAbility(ctx, bdb, "Go", dbtest.MemberEpoch); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := (db.Skills{}).AddAbility(ctx, bdb, "Go", memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+		if _, err := (taskdb.Skills{}).AddAbility(ctx, bdb, "Go", dbtest.MemberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Errorf("duplicate ability: %v, want conflict", err)
 		}
 	})
@@ -83,13 +67,13 @@ func TestMemberSkills(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		m := mustCreate(t, bdb, newMember("helper@example.com", "helper"))
-		cats, abs := catalogueIDs(t, bdb)
+		m := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("helper@example.com", "helper"))
+		cats, abs := dbtest.CatalogueIDs(t, bdb)
 		work := []int64{cats["초벌 번역"], cats["논문검색"]}
-		if err := (db.Skills{}).SetMemberSkills(ctx, bdb, m.ID, work, []int64{abs["영어"]}); err != nil {
+		if err := (taskdb.Skills{}).SetMemberSkills(ctx, bdb, m.ID, work, []int64{abs["영어"]}); err != nil {
 			t.Fatal(err)
 		}
-		got, err := (db.Skills{}).MemberSkills(ctx, bdb, m.ID)
+		got, err := (taskdb.Skills{}).MemberSkills(ctx, bdb, m.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +91,7 @@ func TestMemberSkills(t *testing.T) {
 			{nil, []int64{abs["중국어"], 999}, "abilities"},
 		} {
 			err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-				return (db.Skills{}).SetMemberSkills(ctx, tx, m.ID, c.work, c.abilities)
+				return (taskdb.Skills{}).SetMemberSkills(ctx, tx, m.ID, c.work, c.abilities)
 			})
 			var de *domain.Error
 			if !asDomainError(err, &de) || de.Code != domain.EINVALID || de.Field != c.field {
@@ -115,14 +99,14 @@ func TestMemberSkills(t *testing.T) {
 			}
 		}
 		// Only the list given is replaced; an empty one clears.
-		if err := (db.Skills{}).SetMemberSkills(ctx, bdb, m.ID, nil, []int64{}); err != nil {
+		if err := (taskdb.Skills{}).SetMemberSkills(ctx, bdb, m.ID, nil, []int64{}); err != nil {
 			t.Fatal(err)
 		}
-		got, err = (db.Skills{}).MemberSkills(ctx, bdb, m.ID)
+		got, err = (taskdb.Skills{}).MemberSkills(ctx, bdb, m.ID)
 		if err != nil || len(got.PossibleWork) != 2 || len(got.Abilities) != 0 {
 			t.Fatalf("after clearing abilities: %+v, %v", got, err)
 		}
-		if _, err := (db.Skills{}).MemberSkills(ctx, bdb, "nobody"); domain.ErrorCode(err) != domain.ENOTFOUND {
+		if _, err := (taskdb.Skills{}).MemberSkills(ctx, bdb, "nobody"); domain.ErrorCode(err) != domain.ENOTFOUND {
 			t.Errorf("unknown member: %v", err)
 		}
 	})

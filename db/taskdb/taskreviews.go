@@ -1,4 +1,4 @@
-package db
+package taskdb
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -38,10 +39,10 @@ type taskReviewScoreRow struct {
 // the task's abilities. Errors: EALREADYREVIEWED when h was reviewed for
 // t before (the (task, helper) unique key, so two at once store one).
 func (Tasks) AddReview(ctx context.Context, idb bun.IDB, t *domain.Task, h *domain.TaskHelper, r *domain.TaskReview, now time.Time) error {
-	row := taskReviewRow{PublicID: NewPublicID(), TaskID: t.Key, HelperID: h.Key, Recommend: r.Recommend, Text: r.Text,
-		CreatedAt: dbTime(now)}
+	row := taskReviewRow{PublicID: db.NewPublicID(), TaskID: t.Key, HelperID: h.Key, Recommend: r.Recommend, Text: r.Text,
+		CreatedAt: db.DBTime(now)}
 	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
-		return fmt.Errorf("review of %s on %s: %w", h.MemberID, t.ID, translate(err))
+		return fmt.Errorf("review of %s on %s: %w", h.MemberID, t.ID, db.Translate(err))
 	}
 	ids := make([]int64, 0, len(r.Scores))
 	for id := range r.Scores {
@@ -54,7 +55,7 @@ func (Tasks) AddReview(ctx context.Context, idb bun.IDB, t *domain.Task, h *doma
 	}
 	if len(scores) > 0 {
 		if _, err := idb.NewInsert().Model(&scores).Exec(ctx); err != nil {
-			return fmt.Errorf("review scores of %s on %s: %w", h.MemberID, t.ID, translate(err))
+			return fmt.Errorf("review scores of %s on %s: %w", h.MemberID, t.ID, db.Translate(err))
 		}
 	}
 	r.ID, r.TaskID, r.HelperID, r.CreatedAt = row.PublicID, t.ID, h.MemberID, row.CreatedAt
@@ -77,7 +78,7 @@ func (Tasks) HelperReviews(ctx context.Context, idb bun.IDB, id string) (domain.
 		Join("JOIN members AS m ON m.id = tr.helper_id").
 		Where("m.public_id = ?", id).Scan(ctx, &totals)
 	if err != nil {
-		return out, fmt.Errorf("helper reviews of %s: %w", id, translate(err))
+		return out, fmt.Errorf("helper reviews of %s: %w", id, db.Translate(err))
 	}
 	out.Abilities = []domain.AbilityScore{}
 	if totals.Count == 0 {
@@ -99,7 +100,7 @@ func (Tasks) HelperReviews(ctx context.Context, idb bun.IDB, id string) (domain.
 		Where("m.public_id = ?", id).
 		GroupExpr("a.id, a.name").OrderExpr("a.id").Scan(ctx, &rows)
 	if err != nil {
-		return out, fmt.Errorf("helper scores of %s: %w", id, translate(err))
+		return out, fmt.Errorf("helper scores of %s: %w", id, db.Translate(err))
 	}
 	for _, r := range rows {
 		out.Abilities = append(out.Abilities, domain.AbilityScore{Ability: domain.Ability{ID: r.ID, Name: r.Name},

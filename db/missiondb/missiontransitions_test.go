@@ -1,4 +1,4 @@
-package db_test
+package missiondb_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -22,19 +23,19 @@ func missionMembers(t *testing.T, bdb bun.IDB, prefix string, n int) []int64 {
 	t.Helper()
 	out := make([]int64, n)
 	for i := range out {
-		m := mustCreate(t, bdb, newMember(fmt.Sprintf("%s%d@example.com", prefix, i), fmt.Sprintf("%s%d", prefix, i)))
+		m := dbtest.MustCreateMember(t, bdb, dbtest.NewMember(fmt.Sprintf("%s%d@example.com", prefix, i), fmt.Sprintf("%s%d", prefix, i)))
 		out[i] = dbtest.MemberKey(t, bdb, m.ID)
 	}
 	return out
 }
 
 // transition runs Missions.Transition in a transaction.
-func transition(t *testing.T, bdb *bun.DB, key int64, now time.Time) *db.MissionTransition {
+func transition(t *testing.T, bdb *bun.DB, key int64, now time.Time) *missiondb.MissionTransition {
 	t.Helper()
-	var tr *db.MissionTransition
+	var tr *missiondb.MissionTransition
 	err := db.RunInTx(context.Background(), bdb, func(ctx context.Context, tx bun.Tx) error {
 		var err error
-		tr, err = (db.Missions{}).Transition(ctx, tx, key, now)
+		tr, err = (missiondb.Missions{}).Transition(ctx, tx, key, now)
 		return err
 	})
 	if err != nil {
@@ -98,7 +99,7 @@ func TestMissionStartAndCancel(t *testing.T) {
 		if l := ledger(t, bdb, alone); len(l) != 1 || l[want] != 1 {
 			t.Errorf("alone: ledger %v, want %s once", l, want)
 		}
-		if b, _ := (db.Points{}).Balance(ctx, bdb, ms[2]); b != 1000 {
+		if b, _ := (missiondb.Points{}).Balance(ctx, bdb, ms[2]); b != 1000 {
 			t.Errorf("host's balance %d, want 1000", b)
 		}
 		dbtest.CheckBalances(t, bdb)
@@ -151,14 +152,14 @@ func TestMissionClosePayouts(t *testing.T) {
 		if l := ledger(t, bdb, mixed); len(l) != 2 || l[fmt.Sprintf("REFUND:%d:1000", ms[0])] != 1 || l[fmt.Sprintf("REFUND:%d:800", ms[1])] != 1 {
 			t.Errorf("mixed ledger %v", l)
 		}
-		m, err := (db.Missions{}).FindByKey(ctx, bdb, mixed)
+		m, err := (missiondb.Missions{}).FindByKey(ctx, bdb, mixed)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if m.Status != domain.MissionClose || !m.ClosedAt.Equal(transitionEpoch) {
 			t.Errorf("mixed: %v closed at %v", m.Status, m.ClosedAt)
 		}
-		members, err := (db.Missions{}).Members(ctx, bdb, m)
+		members, err := (missiondb.Missions{}).Members(ctx, bdb, m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +183,7 @@ func TestMissionClosePayouts(t *testing.T) {
 		if len(l) != 4 {
 			t.Errorf("perfect: ledger %v, want 4 entries", l)
 		}
-		if b, _ := (db.Points{}).Balance(ctx, bdb, ms[4]); b != 1050 {
+		if b, _ := (missiondb.Points{}).Balance(ctx, bdb, ms[4]); b != 1050 {
 			t.Errorf("balance %d, want 1050", b)
 		}
 
@@ -223,9 +224,9 @@ func TestDueMissions(t *testing.T) {
 		seed(domain.MissionCancelled, transitionEpoch.Add(-48*time.Hour))   // done
 		for st, want := range map[domain.MissionStatus][]int64{domain.MissionOpen: wantOpen, domain.MissionOngoing: wantOngoing} {
 			var got []int64
-			var after db.DueMission
+			var after missiondb.DueMission
 			for {
-				page, err := (db.Missions{}).DueMissions(ctx, bdb, st, transitionEpoch, after, 3)
+				page, err := (missiondb.Missions{}).DueMissions(ctx, bdb, st, transitionEpoch, after, 3)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -279,9 +280,9 @@ func TestVerifyRemindersDue(t *testing.T) {
 				{Key: ms[3], Status: domain.MissionMemberLeft},
 			}}, transitionEpoch)
 		at := func(h, m int) time.Time { return time.Date(2026, 12, 7, h, m, 0, 0, seoul) }
-		due := func(now time.Time) []db.VerifyReminder {
+		due := func(now time.Time) []missiondb.VerifyReminder {
 			t.Helper()
-			rs, err := (db.Missions{}).VerifyRemindersDue(ctx, bdb, now, seoul, 30*time.Minute)
+			rs, err := (missiondb.Missions{}).VerifyRemindersDue(ctx, bdb, now, seoul, 30*time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -308,7 +309,7 @@ func TestVerifyRemindersDue(t *testing.T) {
 		var to []string
 		if err := db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 			var err error
-			to, err = (db.Missions{}).MarkVerifyReminder(ctx, tx, &rs[0], at(8, 40))
+			to, err = (missiondb.Missions{}).MarkVerifyReminder(ctx, tx, &rs[0], at(8, 40))
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -316,7 +317,7 @@ func TestVerifyRemindersDue(t *testing.T) {
 		if len(to) != 2 {
 			t.Errorf("marked %v; want the two who have not verified today", to)
 		}
-		again, err := (db.Missions{}).MarkVerifyReminder(ctx, bdb, &rs[0], at(8, 50))
+		again, err := (missiondb.Missions{}).MarkVerifyReminder(ctx, bdb, &rs[0], at(8, 50))
 		if err != nil || len(again) != 0 {
 			t.Errorf("second mark: %v, %v", again, err)
 		}

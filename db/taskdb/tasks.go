@@ -1,4 +1,8 @@
-package db
+// Package taskdb stores helper requests (easytask): tasks, invitations of
+// qualified helpers, the helpers' progress and reviews, and the skill
+// catalogue that decides who qualifies. It builds on db for transactions,
+// error mapping and members.
+package taskdb
 
 import (
 	"context"
@@ -8,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -99,7 +104,7 @@ func withAbilities(ctx context.Context, idb bun.IDB, rows []taskRow) ([]domain.T
 	}
 	var abs []taskAbilityRow
 	if err := idb.NewSelect().Model(&abs).Where("task_id IN (?)", bun.In(keys)).Order("id").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("task abilities: %w", translate(err))
+		return nil, fmt.Errorf("task abilities: %w", db.Translate(err))
 	}
 	by := map[int64][]int64{}
 	for _, a := range abs {
@@ -117,23 +122,23 @@ func withAbilities(ctx context.Context, idb bun.IDB, rows []taskRow) ([]domain.T
 // checked its skills against the catalogue. Errors: ENOTFOUND when the
 // customer is gone.
 func (Tasks) Create(ctx context.Context, idb bun.IDB, t *domain.Task) error {
-	var who []memberRow
+	var who []db.MemberRow
 	if err := idb.NewSelect().Model(&who).Column("id", "nickname").
 		Where("public_id = ?", t.CustomerID).Where("deleted_at IS NULL").Scan(ctx); err != nil {
-		return fmt.Errorf("create task: %w", translate(err))
+		return fmt.Errorf("create task: %w", db.Translate(err))
 	}
 	if len(who) == 0 {
-		return errMemberNotFound()
+		return db.ErrMemberNotFound()
 	}
 	customer := who[0].ID
 	t.Customer = who[0].Nickname
-	t.ID, t.Status, t.Version = NewPublicID(), domain.TaskStandby, 1
-	t.CreatedAt, t.UpdatedAt = dbTime(t.CreatedAt), dbTime(t.CreatedAt)
+	t.ID, t.Status, t.Version = db.NewPublicID(), domain.TaskStandby, 1
+	t.CreatedAt, t.UpdatedAt = db.DBTime(t.CreatedAt), db.DBTime(t.CreatedAt)
 	row := taskRow{PublicID: t.ID, CustomerID: customer, Status: int16(t.Status), Version: 1,
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
 	fillTaskRow(&row, t)
 	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
-		return fmt.Errorf("create task: %w", translate(err))
+		return fmt.Errorf("create task: %w", db.Translate(err))
 	}
 	t.Key = row.ID
 	return setTaskAbilities(ctx, idb, t.Key, t.AbilityIDs)
@@ -146,13 +151,13 @@ func fillTaskRow(r *taskRow, t *domain.Task) {
 	r.HelpersWanted = int16(t.HelpersWanted)
 	r.DueAt = time.Time{}
 	if t.DueAt != nil {
-		r.DueAt = dbTime(*t.DueAt)
+		r.DueAt = db.DBTime(*t.DueAt)
 	}
 }
 
 func setTaskAbilities(ctx context.Context, idb bun.IDB, key int64, ids []int64) error {
 	if _, err := idb.NewDelete().Model((*taskAbilityRow)(nil)).Where("task_id = ?", key).Exec(ctx); err != nil {
-		return fmt.Errorf("task abilities: %w", translate(err))
+		return fmt.Errorf("task abilities: %w", db.Translate(err))
 	}
 	if len(ids) == 0 {
 		return nil
@@ -162,7 +167,7 @@ func setTaskAbilities(ctx context.Context, idb bun.IDB, key int64, ids []int64) 
 		rows[i] = taskAbilityRow{TaskID: key, AbilityID: id}
 	}
 	if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		return fmt.Errorf("task abilities: %w", translate(err))
+		return fmt.Errorf("task abilities: %w", db.Translate(err))
 	}
 	return nil
 }
@@ -171,7 +176,7 @@ func setTaskAbilities(ctx context.Context, idb bun.IDB, key int64, ids []int64) 
 func (Tasks) FindByID(ctx context.Context, idb bun.IDB, id string) (*domain.Task, error) {
 	var rows []taskRow
 	if err := selectTasks(idb, &rows).Where("t.public_id = ?", id).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("find task %s: %w", id, translate(err))
+		return nil, fmt.Errorf("find task %s: %w", id, db.Translate(err))
 	}
 	if len(rows) == 0 {
 		return nil, errTaskNotFound()
@@ -190,7 +195,7 @@ func (Tasks) Update(ctx context.Context, idb bun.IDB, t *domain.Task, now time.T
 	fillTaskRow(&row, t)
 	res, err := idb.NewUpdate().Model(&row).
 		Column("title", "details", "big_category_id", "small_category_id", "helpers_wanted", "due_at").
-		Set("version = version + 1").Set("updated_at = ?", dbTime(now)).
+		Set("version = version + 1").Set("updated_at = ?", db.DBTime(now)).
 		Where("id = ?", t.Key).Where("version = ?", t.Version).Where("status = ?", int16(domain.TaskStandby)).
 		Where("deleted_at IS NULL").
 		Exec(ctx)
@@ -198,7 +203,7 @@ func (Tasks) Update(ctx context.Context, idb bun.IDB, t *domain.Task, now time.T
 		return err
 	}
 	t.Version++
-	t.UpdatedAt = dbTime(now)
+	t.UpdatedAt = db.DBTime(now)
 	return setTaskAbilities(ctx, idb, t.Key, t.AbilityIDs)
 }
 
@@ -206,7 +211,7 @@ func (Tasks) Update(ctx context.Context, idb bun.IDB, t *domain.Task, now time.T
 // version check lost.
 func onePrecise(res interface{ RowsAffected() (int64, error) }, err error, what string) error {
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, translate(err))
+		return fmt.Errorf("%s: %w", what, db.Translate(err))
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
@@ -222,7 +227,7 @@ func onePrecise(res interface{ RowsAffected() (int64, error) }, err error, what 
 // ECONFLICT when it moved.
 func (Tasks) Delete(ctx context.Context, idb bun.IDB, t *domain.Task, now time.Time) error {
 	res, err := idb.NewUpdate().Model((*taskRow)(nil)).
-		Set("deleted_at = ?", dbTime(now)).Set("updated_at = ?", dbTime(now)).Set("version = version + 1").
+		Set("deleted_at = ?", db.DBTime(now)).Set("updated_at = ?", db.DBTime(now)).Set("version = version + 1").
 		Where("id = ?", t.Key).Where("version = ?", t.Version).Where("status = ?", int16(domain.TaskStandby)).
 		Where("deleted_at IS NULL").
 		Exec(ctx)
@@ -235,19 +240,19 @@ func (Tasks) Delete(ctx context.Context, idb bun.IDB, t *domain.Task, now time.T
 // Errors: ECONFLICT when the task moved.
 func (Tasks) SetStatus(ctx context.Context, idb bun.IDB, t *domain.Task, to domain.TaskStatus, now time.Time) error {
 	q := idb.NewUpdate().Model((*taskRow)(nil)).
-		Set("status = ?", int16(to)).Set("version = version + 1").Set("updated_at = ?", dbTime(now)).
+		Set("status = ?", int16(to)).Set("version = version + 1").Set("updated_at = ?", db.DBTime(now)).
 		Where("id = ?", t.Key).Where("version = ?", t.Version).Where("status = ?", int16(t.Status)).
 		Where("deleted_at IS NULL")
 	if to == domain.TaskMatching {
-		q = q.Set("matching_at = ?", dbTime(now)).Set("short_notified_at = NULL")
+		q = q.Set("matching_at = ?", db.DBTime(now)).Set("short_notified_at = NULL")
 	}
 	res, err := q.Exec(ctx)
 	if err := onePrecise(res, err, "set task status "+t.ID); err != nil {
 		return err
 	}
-	t.Status, t.Version, t.UpdatedAt = to, t.Version+1, dbTime(now)
+	t.Status, t.Version, t.UpdatedAt = to, t.Version+1, db.DBTime(now)
 	if to == domain.TaskMatching {
-		at := dbTime(now)
+		at := db.DBTime(now)
 		t.MatchingAt = &at
 	}
 	return nil
@@ -264,7 +269,7 @@ type TaskPage struct {
 // newest first, after cursor (the public id of the last task of the
 // previous page; "" = the newest). Errors: EINVALID (field "cursor").
 func (Tasks) ListByCustomer(ctx context.Context, idb bun.IDB, memberID, cursor string, limit int) (TaskPage, error) {
-	if err := checkLimit(limit); err != nil {
+	if err := db.CheckLimit(limit); err != nil {
 		return TaskPage{}, err
 	}
 	var before int64
@@ -274,7 +279,7 @@ func (Tasks) ListByCustomer(ctx context.Context, idb bun.IDB, memberID, cursor s
 			Join("JOIN members AS m ON m.id = t.customer_id").
 			Where("t.public_id = ?", cursor).Where("m.public_id = ?", memberID).Scan(ctx, &keys)
 		if err != nil {
-			return TaskPage{}, fmt.Errorf("list tasks: %w", translate(err))
+			return TaskPage{}, fmt.Errorf("list tasks: %w", db.Translate(err))
 		}
 		if len(keys) == 0 {
 			return TaskPage{}, domain.FieldErrorf(domain.EINVALID, "cursor", "Invalid cursor.")
@@ -287,7 +292,7 @@ func (Tasks) ListByCustomer(ctx context.Context, idb bun.IDB, memberID, cursor s
 		q = q.Where("t.id < ?", before)
 	}
 	if err := q.Scan(ctx); err != nil {
-		return TaskPage{}, fmt.Errorf("list tasks: %w", translate(err))
+		return TaskPage{}, fmt.Errorf("list tasks: %w", db.Translate(err))
 	}
 	var page TaskPage
 	if len(rows) > limit {
@@ -306,7 +311,7 @@ func (Tasks) Involves(ctx context.Context, idb bun.IDB, t *domain.Task, id strin
 		Join("JOIN members AS m ON m.id = ti.helper_id").
 		Where("ti.task_id = ?", t.Key).Where("m.public_id = ?", id).Count(ctx)
 	if err != nil {
-		return false, fmt.Errorf("task %s involves %s: %w", t.ID, id, translate(err))
+		return false, fmt.Errorf("task %s involves %s: %w", t.ID, id, db.Translate(err))
 	}
 	return n > 0, nil
 }
@@ -330,11 +335,11 @@ type taskInvitationRow struct {
 // of matching). It returns how many it expired.
 func (Tasks) ExpireOpenInvitations(ctx context.Context, idb bun.IDB, t *domain.Task, now time.Time) (int, error) {
 	res, err := idb.NewUpdate().Model((*taskInvitationRow)(nil)).
-		Set("status = ?", int16(domain.InvitationExpired)).Set("answered_at = ?", dbTime(now)).
+		Set("status = ?", int16(domain.InvitationExpired)).Set("answered_at = ?", db.DBTime(now)).
 		Where("task_id = ?", t.Key).Where("status = ?", int16(domain.InvitationInvited)).
 		Exec(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("expire invitations of %s: %w", t.ID, translate(err))
+		return 0, fmt.Errorf("expire invitations of %s: %w", t.ID, db.Translate(err))
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
@@ -371,7 +376,7 @@ WHERE pw.category_id = ?
 ORDER BY m.activity_score DESC, m.manner_points DESC, hs.last_invited_at ASC, m.id ASC
 LIMIT ?`, t.SmallCategoryID, t.CustomerID, t.Key, bun.In(t.AbilityIDs), len(t.AbilityIDs), limit).Scan(ctx, &out)
 	if err != nil {
-		return nil, fmt.Errorf("candidates of task %s: %w", t.ID, translate(err))
+		return nil, fmt.Errorf("candidates of task %s: %w", t.ID, db.Translate(err))
 	}
 	return out, nil
 }
@@ -384,8 +389,8 @@ LIMIT ?`, t.SmallCategoryID, t.CustomerID, t.Key, bun.In(t.AbilityIDs), len(t.Ab
 func (Tasks) Invite(ctx context.Context, idb bun.IDB, t *domain.Task, cands []Candidate, now, expires time.Time) ([]Candidate, error) {
 	var invited []Candidate
 	for _, c := range cands {
-		row := taskInvitationRow{PublicID: NewPublicID(), TaskID: t.Key, HelperID: c.Key,
-			Status: int16(domain.InvitationInvited), InvitedAt: dbTime(now), ExpiresAt: dbTime(expires)}
+		row := taskInvitationRow{PublicID: db.NewPublicID(), TaskID: t.Key, HelperID: c.Key,
+			Status: int16(domain.InvitationInvited), InvitedAt: db.DBTime(now), ExpiresAt: db.DBTime(expires)}
 		q := idb.NewInsert().Model(&row)
 		if idb.Dialect().Name() == dialect.MySQL {
 			q = q.Ignore()
@@ -394,7 +399,7 @@ func (Tasks) Invite(ctx context.Context, idb bun.IDB, t *domain.Task, cands []Ca
 		}
 		res, err := q.Exec(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("invite %s to %s: %w", c.ID, t.ID, translate(err))
+			return nil, fmt.Errorf("invite %s to %s: %w", c.ID, t.ID, db.Translate(err))
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			if err != nil {
@@ -403,9 +408,9 @@ func (Tasks) Invite(ctx context.Context, idb bun.IDB, t *domain.Task, cands []Ca
 			continue
 		}
 		if _, err := idb.NewUpdate().Model((*helperStatsRow)(nil)).
-			Set("last_invited_at = ?", dbTime(now)).Set("invitations = invitations + 1").
+			Set("last_invited_at = ?", db.DBTime(now)).Set("invitations = invitations + 1").
 			Where("member_id = ?", c.Key).Exec(ctx); err != nil {
-			return nil, fmt.Errorf("invite %s to %s: stats: %w", c.ID, t.ID, translate(err))
+			return nil, fmt.Errorf("invite %s to %s: stats: %w", c.ID, t.ID, db.Translate(err))
 		}
 		invited = append(invited, c)
 	}
@@ -417,9 +422,9 @@ func (Tasks) Invite(ctx context.Context, idb bun.IDB, t *domain.Task, cands []Ca
 func (Tasks) OpenInvitations(ctx context.Context, idb bun.IDB, t *domain.Task, now time.Time) (int, error) {
 	n, err := idb.NewSelect().Model((*taskInvitationRow)(nil)).
 		Where("task_id = ?", t.Key).Where("status = ?", int16(domain.InvitationInvited)).
-		Where("expires_at > ?", dbTime(now)).Count(ctx)
+		Where("expires_at > ?", db.DBTime(now)).Count(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("open invitations of %s: %w", t.ID, translate(err))
+		return 0, fmt.Errorf("open invitations of %s: %w", t.ID, db.Translate(err))
 	}
 	return int(n), nil
 }
@@ -429,19 +434,19 @@ func (Tasks) OpenInvitations(ctx context.Context, idb bun.IDB, t *domain.Task, n
 func (Tasks) ExpireInvitations(ctx context.Context, idb bun.IDB, now time.Time, limit int) (int, error) {
 	var ids []int64
 	if err := idb.NewSelect().Model((*taskInvitationRow)(nil)).Column("id").
-		Where("status = ?", int16(domain.InvitationInvited)).Where("expires_at <= ?", dbTime(now)).
+		Where("status = ?", int16(domain.InvitationInvited)).Where("expires_at <= ?", db.DBTime(now)).
 		OrderExpr("expires_at").Limit(int64(limit)).Scan(ctx, &ids); err != nil {
-		return 0, fmt.Errorf("expire invitations: %w", translate(err))
+		return 0, fmt.Errorf("expire invitations: %w", db.Translate(err))
 	}
 	if len(ids) == 0 {
 		return 0, nil
 	}
 	// The status check again: an answer may have come in meanwhile.
 	res, err := idb.NewUpdate().Model((*taskInvitationRow)(nil)).
-		Set("status = ?", int16(domain.InvitationExpired)).Set("answered_at = ?", dbTime(now)).
+		Set("status = ?", int16(domain.InvitationExpired)).Set("answered_at = ?", db.DBTime(now)).
 		Where("id IN (?)", bun.In(ids)).Where("status = ?", int16(domain.InvitationInvited)).Exec(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("expire invitations: %w", translate(err))
+		return 0, fmt.Errorf("expire invitations: %w", db.Translate(err))
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
@@ -452,11 +457,11 @@ func (Tasks) ExpireInvitations(ctx context.Context, idb bun.IDB, now time.Time, 
 // reports whether this call did it: only one round tells them.
 func (Tasks) MarkShortNotified(ctx context.Context, idb bun.IDB, t *domain.Task, now time.Time) (bool, error) {
 	res, err := idb.NewUpdate().Model((*taskRow)(nil)).
-		Set("short_notified_at = ?", dbTime(now)).
+		Set("short_notified_at = ?", db.DBTime(now)).
 		Where("id = ?", t.Key).Where("status = ?", int16(domain.TaskMatching)).Where("short_notified_at IS NULL").
 		Exec(ctx)
 	if err != nil {
-		return false, fmt.Errorf("mark task %s short: %w", t.ID, translate(err))
+		return false, fmt.Errorf("mark task %s short: %w", t.ID, db.Translate(err))
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
@@ -476,7 +481,7 @@ func (Tasks) Matching(ctx context.Context, idb bun.IDB, after int64, limit int) 
 		Where("t.status = ?", int16(domain.TaskMatching)).Where("t.id > ?", after).Where("t.deleted_at IS NULL").
 		OrderExpr("t.id").Limit(int64(limit)).Scan(ctx, &out)
 	if err != nil {
-		return nil, fmt.Errorf("tasks in matching: %w", translate(err))
+		return nil, fmt.Errorf("tasks in matching: %w", db.Translate(err))
 	}
 	return out, nil
 }
@@ -498,7 +503,7 @@ func (Tasks) FindInvitation(ctx context.Context, idb bun.IDB, t *domain.Task, id
 	if err := idb.NewSelect().Model(&rows).ColumnExpr("ti.*").
 		Join("JOIN members AS m ON m.id = ti.helper_id").
 		Where("ti.task_id = ?", t.Key).Where("m.public_id = ?", id).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("invitation of %s to %s: %w", id, t.ID, translate(err))
+		return nil, fmt.Errorf("invitation of %s to %s: %w", id, t.ID, db.Translate(err))
 	}
 	if len(rows) == 0 {
 		return nil, domain.Errorf(domain.ENOTFOUND, "No invitation.")
@@ -511,18 +516,18 @@ func (Tasks) FindInvitation(ctx context.Context, idb bun.IDB, t *domain.Task, id
 // means it was answered or expired meanwhile.
 func (Tasks) Answer(ctx context.Context, idb bun.IDB, inv *domain.Invitation, status domain.InvitationStatus, reason string, now time.Time) (bool, error) {
 	res, err := idb.NewUpdate().Model((*taskInvitationRow)(nil)).
-		Set("status = ?", int16(status)).Set("answered_at = ?", dbTime(now)).Set("reason = ?", nullIfEmpty(reason)).
-		Where("public_id = ?", inv.ID).Where("status = ?", int16(domain.InvitationInvited)).Where("expires_at > ?", dbTime(now)).
+		Set("status = ?", int16(status)).Set("answered_at = ?", db.DBTime(now)).Set("reason = ?", db.NullIfEmpty(reason)).
+		Where("public_id = ?", inv.ID).Where("status = ?", int16(domain.InvitationInvited)).Where("expires_at > ?", db.DBTime(now)).
 		Exec(ctx)
 	if err != nil {
-		return false, fmt.Errorf("answer invitation %s: %w", inv.ID, translate(err))
+		return false, fmt.Errorf("answer invitation %s: %w", inv.ID, db.Translate(err))
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
 		return false, fmt.Errorf("answer invitation %s: %w", inv.ID, err)
 	}
 	if n == 1 {
-		at := dbTime(now)
+		at := db.DBTime(now)
 		inv.Status, inv.Reason, inv.AnsweredAt = status, reason, &at
 	}
 	return n == 1, nil
@@ -563,7 +568,7 @@ func (r *taskHelperRow) toDomain() domain.TaskHelper {
 // not moved since it was read. Errors: ECONFLICT when it moved (read it
 // again: it may be full now).
 func (Tasks) AddHelper(ctx context.Context, idb bun.IDB, t *domain.Task, id string, now time.Time) error {
-	helper, err := memberKey(ctx, idb, id)
+	helper, err := db.MemberKey(ctx, idb, id)
 	if err != nil {
 		return err
 	}
@@ -573,19 +578,19 @@ func (Tasks) AddHelper(ctx context.Context, idb bun.IDB, t *domain.Task, id stri
 	}
 	res, err := idb.NewUpdate().Model((*taskRow)(nil)).
 		Set("helper_count = helper_count + 1").Set("status = ?", int16(status)).
-		Set("version = version + 1").Set("updated_at = ?", dbTime(now)).
+		Set("version = version + 1").Set("updated_at = ?", db.DBTime(now)).
 		Where("id = ?", t.Key).Where("version = ?", t.Version).Where("status = ?", int16(domain.TaskMatching)).
 		Where("helper_count < helpers_wanted").Where("deleted_at IS NULL").
 		Exec(ctx)
 	if err := onePrecise(res, err, "add helper to "+t.ID); err != nil {
 		return err
 	}
-	row := taskHelperRow{TaskID: t.Key, HelperID: helper, Status: int16(domain.TaskHelperMatched), MatchedAt: dbTime(now)}
+	row := taskHelperRow{TaskID: t.Key, HelperID: helper, Status: int16(domain.TaskHelperMatched), MatchedAt: db.DBTime(now)}
 	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
-		return fmt.Errorf("add helper to %s: %w", t.ID, translate(err))
+		return fmt.Errorf("add helper to %s: %w", t.ID, db.Translate(err))
 	}
 	t.HelperCount++
-	t.Status, t.Version, t.UpdatedAt = status, t.Version+1, dbTime(now)
+	t.Status, t.Version, t.UpdatedAt = status, t.Version+1, db.DBTime(now)
 	return nil
 }
 
@@ -596,7 +601,7 @@ func (Tasks) HelperNicknames(ctx context.Context, idb bun.IDB, t *domain.Task) (
 	if err := idb.NewSelect().Model((*taskHelperRow)(nil)).ColumnExpr("m.nickname").
 		Join("JOIN members AS m ON m.id = th.helper_id").
 		Where("th.task_id = ?", t.Key).OrderExpr("th.id").Scan(ctx, &out); err != nil {
-		return nil, fmt.Errorf("helpers of %s: %w", t.ID, translate(err))
+		return nil, fmt.Errorf("helpers of %s: %w", t.ID, db.Translate(err))
 	}
 	return out, nil
 }
@@ -609,7 +614,7 @@ func (Tasks) Helpers(ctx context.Context, idb bun.IDB, t *domain.Task) ([]domain
 		ColumnExpr("m.public_id AS member_public_id, m.nickname AS member_nickname").
 		Join("JOIN members AS m ON m.id = th.helper_id").
 		Where("th.task_id = ?", t.Key).OrderExpr("th.id").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("helpers of %s: %w", t.ID, translate(err))
+		return nil, fmt.Errorf("helpers of %s: %w", t.ID, db.Translate(err))
 	}
 	out := make([]domain.TaskHelper, len(rows))
 	for i := range rows {
@@ -627,7 +632,7 @@ func (Tasks) Helpers(ctx context.Context, idb bun.IDB, t *domain.Task) ([]domain
 func (Tasks) Progress(ctx context.Context, idb bun.IDB, t *domain.Task, h *domain.TaskHelper, to domain.TaskHelperStatus,
 	taskTo domain.TaskStatus, now time.Time) error {
 	res, err := idb.NewUpdate().Model((*taskRow)(nil)).
-		Set("status = ?", int16(taskTo)).Set("version = version + 1").Set("updated_at = ?", dbTime(now)).
+		Set("status = ?", int16(taskTo)).Set("version = version + 1").Set("updated_at = ?", db.DBTime(now)).
 		Where("id = ?", t.Key).Where("version = ?", t.Version).Where("status = ?", int16(t.Status)).
 		Where("deleted_at IS NULL").
 		Exec(ctx)
@@ -636,7 +641,7 @@ func (Tasks) Progress(ctx context.Context, idb bun.IDB, t *domain.Task, h *domai
 	}
 	q := idb.NewUpdate().Model((*taskHelperRow)(nil)).Set("status = ?", int16(to)).
 		Where("task_id = ?", t.Key).Where("helper_id = ?", h.Key).Where("status = ?", int16(h.Status))
-	at := dbTime(now)
+	at := db.DBTime(now)
 	if to == domain.TaskHelperDoing {
 		q = q.Set("started_at = ?", at)
 		h.StartedAt = &at

@@ -1,4 +1,4 @@
-package db
+package missiondb
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -97,12 +98,14 @@ func (Points) Post(ctx context.Context, idb bun.IDB, p PointPost) (bool, error) 
 	if !p.Kind.Valid() {
 		return false, fmt.Errorf("post points: invalid kind %d", int(p.Kind))
 	}
-	now := dbTime(p.Now)
+	now := db.DBTime(p.Now)
 	entry := pointEntryRow{
-		PublicID: NewPublicID(), MemberID: p.MemberKey, Amount: p.Amount, Kind: int16(p.Kind),
+		PublicID: db.NewPublicID(), MemberID: p.MemberKey, Amount: p.Amount, Kind: int16(p.Kind),
 		MissionID: p.MissionKey, IdempotencyKey: p.Key, Reason: p.Reason, CreatedAt: now,
 	}
-	q := idb.NewInsert().Model(&entry)
+	// Nothing is read back (RowsAffected says whether it was written), so
+	// no RETURNING: the insert is a plain exec, not a query and a scan.
+	q := idb.NewInsert().Model(&entry).Returning("")
 	if idb.Dialect().Name() == dialect.MySQL {
 		q = q.Ignore()
 	} else {
@@ -110,7 +113,7 @@ func (Points) Post(ctx context.Context, idb bun.IDB, p PointPost) (bool, error) 
 	}
 	res, err := q.Exec(ctx)
 	if err != nil {
-		return false, fmt.Errorf("post points: insert entry: %w", translate(err))
+		return false, fmt.Errorf("post points: insert entry: %w", db.Translate(err))
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return false, fmt.Errorf("post points: %w", err)
@@ -134,7 +137,7 @@ func (Points) Post(ctx context.Context, idb bun.IDB, p PointPost) (bool, error) 
 				Set("balance = pb.balance + EXCLUDED.balance").Set("updated_at = EXCLUDED.updated_at")
 		}
 		if _, err := q.Exec(ctx); err != nil {
-			return false, fmt.Errorf("post points: credit balance: %w", translate(err))
+			return false, fmt.Errorf("post points: credit balance: %w", db.Translate(err))
 		}
 		return true, nil
 	}
@@ -147,7 +150,7 @@ func (Points) Post(ctx context.Context, idb bun.IDB, p PointPost) (bool, error) 
 		Where("balance + ? >= 0", p.Amount).
 		Exec(ctx)
 	if err != nil {
-		return false, fmt.Errorf("post points: debit balance: %w", translate(err))
+		return false, fmt.Errorf("post points: debit balance: %w", db.Translate(err))
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return false, fmt.Errorf("post points: %w", err)
@@ -169,7 +172,7 @@ func checkIgnored(ctx context.Context, idb bun.IDB, p PointPost) error {
 	var n int
 	err := idb.NewRaw("SELECT COUNT(*) FROM point_entries WHERE idempotency_key = ? LOCK IN SHARE MODE", p.Key).Scan(ctx, &n)
 	if err != nil {
-		return fmt.Errorf("post points: %w", translate(err))
+		return fmt.Errorf("post points: %w", db.Translate(err))
 	}
 	if n == 0 {
 		return fmt.Errorf("post points: entry not written: no member %d", p.MemberKey)
@@ -185,7 +188,7 @@ func (Points) Balance(ctx context.Context, idb bun.IDB, memberKey int64) (int64,
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, nil
 		}
-		return 0, fmt.Errorf("point balance: %w", translate(err))
+		return 0, fmt.Errorf("point balance: %w", db.Translate(err))
 	}
 	return row.Balance, nil
 }
@@ -207,10 +210,10 @@ type PointPage struct {
 // deleted member, EINVALID (field "cursor") for a cursor that is not one
 // of the member's entries, EINVALID (field "limit") below 1.
 func (Points) List(ctx context.Context, idb bun.IDB, memberID, cursor string, limit int) (PointPage, error) {
-	if err := checkLimit(limit); err != nil {
+	if err := db.CheckLimit(limit); err != nil {
 		return PointPage{}, err
 	}
-	key, err := memberKey(ctx, idb, memberID)
+	key, err := db.MemberKey(ctx, idb, memberID)
 	if err != nil {
 		return PointPage{}, err
 	}
@@ -219,11 +222,11 @@ func (Points) List(ctx context.Context, idb bun.IDB, memberID, cursor string, li
 		err := idb.NewSelect().Model((*pointEntryRow)(nil)).Column("pe.id").
 			Where("pe.public_id = ?", cursor).Where("pe.member_id = ?", key).
 			Scan(ctx, &before)
-		if domain.ErrorCode(translate(err)) == domain.ENOTFOUND {
+		if domain.ErrorCode(db.Translate(err)) == domain.ENOTFOUND {
 			return PointPage{}, domain.FieldErrorf(domain.EINVALID, "cursor", "Invalid cursor.")
 		}
 		if err != nil {
-			return PointPage{}, fmt.Errorf("list points: %w", translate(err))
+			return PointPage{}, fmt.Errorf("list points: %w", db.Translate(err))
 		}
 	}
 	var rows []pointEntryRow
@@ -235,7 +238,7 @@ func (Points) List(ctx context.Context, idb bun.IDB, memberID, cursor string, li
 		q = q.Where("pe.id < ?", before)
 	}
 	if err := q.Scan(ctx); err != nil {
-		return PointPage{}, fmt.Errorf("list points: %w", translate(err))
+		return PointPage{}, fmt.Errorf("list points: %w", db.Translate(err))
 	}
 	var page PointPage
 	if len(rows) > limit {
@@ -257,7 +260,7 @@ func (Points) List(ctx context.Context, idb bun.IDB, memberID, cursor string, li
 func (Points) FindByKey(ctx context.Context, idb bun.IDB, key string) (*domain.PointEntry, error) {
 	var rows []pointEntryRow
 	if err := selectPointEntries(idb, &rows).Where("pe.idempotency_key = ?", key).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("find point entry: %w", translate(err))
+		return nil, fmt.Errorf("find point entry: %w", db.Translate(err))
 	}
 	if len(rows) == 0 {
 		return nil, &domain.Error{Code: domain.ENOTFOUND, Message: "Point entry not found."}
@@ -284,7 +287,7 @@ type PointResult struct {
 // ENOTFOUND (field "member_id") for an unknown or deleted member,
 // EINSUFFICIENTPOINTS (roll back), and Post's.
 func (Points) PostFor(ctx context.Context, idb bun.IDB, memberID string, p PointPost) (PointResult, error) {
-	key, err := memberKey(ctx, idb, memberID)
+	key, err := db.MemberKey(ctx, idb, memberID)
 	if err != nil {
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
 			return PointResult{}, domain.FieldErrorf(domain.ENOTFOUND, "member_id", "Member not found.")
@@ -353,7 +356,7 @@ func (Points) Check(ctx context.Context, idb bun.IDB) (PointCheck, error) {
 		OrderExpr("m.id").
 		Scan(ctx, &rows)
 	if err != nil {
-		return PointCheck{}, fmt.Errorf("check points: %w", translate(err))
+		return PointCheck{}, fmt.Errorf("check points: %w", db.Translate(err))
 	}
 	out := PointCheck{Members: len(rows)}
 	for _, r := range rows {

@@ -1,4 +1,4 @@
-package db_test
+package missiondb_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/missiondb"
 	"github.com/moim/moim/domain"
 )
 
@@ -30,15 +31,15 @@ func memberRowID(t *testing.T, bdb bun.IDB, publicID string) int64 {
 }
 
 // post runs one Post in its own transaction.
-func post(ctx context.Context, bdb *bun.DB, p db.PointPost) (posted bool, err error) {
+func post(ctx context.Context, bdb *bun.DB, p missiondb.PointPost) (posted bool, err error) {
 	err = db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-		posted, err = (db.Points{}).Post(ctx, tx, p)
+		posted, err = (missiondb.Points{}).Post(ctx, tx, p)
 		return err
 	})
 	return posted, err
 }
 
-func mustPost(t *testing.T, bdb *bun.DB, p db.PointPost) {
+func mustPost(t *testing.T, bdb *bun.DB, p missiondb.PointPost) {
 	t.Helper()
 	if posted, err := post(context.Background(), bdb, p); err != nil || !posted {
 		t.Fatalf("post %+v: posted %v, err %v", p, posted, err)
@@ -47,13 +48,13 @@ func mustPost(t *testing.T, bdb *bun.DB, p db.PointPost) {
 
 func countEntries(t *testing.T, bdb *bun.DB) int {
 	t.Helper()
-	return countRowsIn(t, bdb, "point_entries")
+	return dbtest.CountRows(t, bdb, "point_entries")
 }
 
 // checkConsistent fails unless Check finds every balance equal to its sum.
-func checkConsistent(t *testing.T, bdb *bun.DB) db.PointCheck {
+func checkConsistent(t *testing.T, bdb *bun.DB) missiondb.PointCheck {
 	t.Helper()
-	c, err := (db.Points{}).Check(context.Background(), bdb)
+	c, err := (missiondb.Points{}).Check(context.Background(), bdb)
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
@@ -67,9 +68,9 @@ func TestPointsPostIdempotent(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
+		alice := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("alice@example.com", "Alice"))
 		key := memberRowID(t, bdb, alice.ID)
-		p := db.PointPost{MemberKey: key, Amount: 500, Kind: domain.PointCharge, Key: "payment:p1", Now: pointsEpoch}
+		p := missiondb.PointPost{MemberKey: key, Amount: 500, Kind: domain.PointCharge, Key: "payment:p1", Now: pointsEpoch}
 		mustPost(t, bdb, p)
 		// The same key again, even with another amount: no second entry.
 		p.Amount = 900
@@ -79,28 +80,28 @@ func TestPointsPostIdempotent(t *testing.T) {
 		if n := countEntries(t, bdb); n != 1 {
 			t.Errorf("%d entries, want 1", n)
 		}
-		if b, err := (db.Points{}).Balance(ctx, bdb, key); err != nil || b != 500 {
+		if b, err := (missiondb.Points{}).Balance(ctx, bdb, key); err != nil || b != 500 {
 			t.Errorf("balance = %d, %v; want 500", b, err)
 		}
 		checkConsistent(t, bdb)
 
 		// A debit past the balance is refused and, rolled back, leaves
 		// nothing; a member who never had points cannot be debited.
-		_, err := post(ctx, bdb, db.PointPost{MemberKey: key, Amount: -501, Kind: domain.PointStake, Key: "stake:1", Now: pointsEpoch})
-		checkCode(t, err, domain.EINSUFFICIENTPOINTS, "")
-		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
-		_, err = post(ctx, bdb, db.PointPost{MemberKey: memberRowID(t, bdb, bob.ID), Amount: -1, Kind: domain.PointStake, Key: "stake:2", Now: pointsEpoch})
-		checkCode(t, err, domain.EINSUFFICIENTPOINTS, "")
+		_, err := post(ctx, bdb, missiondb.PointPost{MemberKey: key, Amount: -501, Kind: domain.PointStake, Key: "stake:1", Now: pointsEpoch})
+		dbtest.CheckCode(t, err, domain.EINSUFFICIENTPOINTS, "")
+		bob := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("bob@example.com", "Bob"))
+		_, err = post(ctx, bdb, missiondb.PointPost{MemberKey: memberRowID(t, bdb, bob.ID), Amount: -1, Kind: domain.PointStake, Key: "stake:2", Now: pointsEpoch})
+		dbtest.CheckCode(t, err, domain.EINSUFFICIENTPOINTS, "")
 		if n := countEntries(t, bdb); n != 1 {
 			t.Errorf("%d entries after refused debits, want 1", n)
 		}
 		// Exactly the balance may be spent.
-		mustPost(t, bdb, db.PointPost{MemberKey: key, Amount: -500, Kind: domain.PointStake, Key: "stake:3", Now: pointsEpoch})
+		mustPost(t, bdb, missiondb.PointPost{MemberKey: key, Amount: -500, Kind: domain.PointStake, Key: "stake:3", Now: pointsEpoch})
 		if c := checkConsistent(t, bdb); c.Members != 1 {
 			t.Errorf("Check counted %d members, want 1", c.Members)
 		}
 
-		for _, bad := range []db.PointPost{
+		for _, bad := range []missiondb.PointPost{
 			{MemberKey: key, Amount: 0, Kind: domain.PointCharge, Key: "k"},
 			{MemberKey: key, Amount: domain.PointAmountMax + 1, Kind: domain.PointCharge, Key: "k"},
 			{MemberKey: key, Amount: 1, Kind: 0, Key: "k"},
@@ -122,14 +123,14 @@ func TestPointsConcurrentDebits(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		m := mustCreate(t, bdb, newMember("spender@example.com", "Spender"))
+		m := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("spender@example.com", "Spender"))
 		key := memberRowID(t, bdb, m.ID)
 		const (
 			debits  = 24
 			covered = 7
 			stake   = 30
 		)
-		mustPost(t, bdb, db.PointPost{MemberKey: key, Amount: covered * stake, Kind: domain.PointCharge, Key: "payment:fund", Now: pointsEpoch})
+		mustPost(t, bdb, missiondb.PointPost{MemberKey: key, Amount: covered * stake, Kind: domain.PointCharge, Key: "payment:fund", Now: pointsEpoch})
 
 		var (
 			wg       sync.WaitGroup
@@ -141,7 +142,7 @@ func TestPointsConcurrentDebits(t *testing.T) {
 		for i := range debits {
 			wg.Go(func() {
 				<-start
-				_, err := post(ctx, bdb, db.PointPost{MemberKey: key, Amount: -stake, Kind: domain.PointStake,
+				_, err := post(ctx, bdb, missiondb.PointPost{MemberKey: key, Amount: -stake, Kind: domain.PointStake,
 					Key: fmt.Sprintf("stake:%d", i), Now: pointsEpoch})
 				mu.Lock()
 				defer mu.Unlock()
@@ -163,7 +164,7 @@ func TestPointsConcurrentDebits(t *testing.T) {
 		if ok != covered || poor != debits-covered {
 			t.Errorf("%d debits succeeded and %d were refused, want %d and %d", ok, poor, covered, debits-covered)
 		}
-		b, err := (db.Points{}).Balance(ctx, bdb, key)
+		b, err := (missiondb.Points{}).Balance(ctx, bdb, key)
 		if err != nil || b != 0 {
 			t.Errorf("balance = %d, %v; want 0", b, err)
 		}
@@ -178,17 +179,17 @@ func TestPointsList(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		points := db.Points{}
-		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
-		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
-		carol := mustCreate(t, bdb, newMember("carol@example.com", "Carol"))
+		points := missiondb.Points{}
+		alice := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("alice@example.com", "Alice"))
+		bob := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("bob@example.com", "Bob"))
+		carol := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("carol@example.com", "Carol"))
 		aliceKey, bobKey := memberRowID(t, bdb, alice.ID), memberRowID(t, bdb, bob.ID)
 
 		// Interleaved with Bob's, so Alice's ids have gaps.
 		var want []domain.PointEntry // newest first
 		for i := range 12 {
 			at := pointsEpoch.Add(time.Duration(i) * time.Second)
-			p := db.PointPost{MemberKey: aliceKey, Amount: int64(i + 1), Kind: domain.PointAdjustment,
+			p := missiondb.PointPost{MemberKey: aliceKey, Amount: int64(i + 1), Kind: domain.PointAdjustment,
 				Key: fmt.Sprintf("admin:%d", i), Reason: fmt.Sprintf("gift %d", i), Now: at}
 			mustPost(t, bdb, p)
 			e, err := points.FindByKey(ctx, bdb, p.Key)
@@ -200,7 +201,7 @@ func TestPointsList(t *testing.T) {
 			}
 			want = append([]domain.PointEntry{*e}, want...)
 			if i%4 == 0 {
-				mustPost(t, bdb, db.PointPost{MemberKey: bobKey, Amount: 7, Kind: domain.PointCharge, Key: fmt.Sprintf("payment:b%d", i), Now: at})
+				mustPost(t, bdb, missiondb.PointPost{MemberKey: bobKey, Amount: 7, Kind: domain.PointCharge, Key: fmt.Sprintf("payment:b%d", i), Now: at})
 			}
 		}
 
@@ -239,14 +240,14 @@ func TestPointsList(t *testing.T) {
 			t.Errorf("member without points: %+v, %v", empty, err)
 		}
 		_, err = points.List(ctx, bdb, "nosuchmember", "", 10)
-		checkCode(t, err, domain.ENOTFOUND, "")
+		dbtest.CheckCode(t, err, domain.ENOTFOUND, "")
 		// A cursor is bound to its member.
 		_, err = points.List(ctx, bdb, bob.ID, want[0].ID, 10)
-		checkCode(t, err, domain.EINVALID, "cursor")
+		dbtest.CheckCode(t, err, domain.EINVALID, "cursor")
 		_, err = points.List(ctx, bdb, alice.ID, "'; DROP TABLE point_entries;--", 10)
-		checkCode(t, err, domain.EINVALID, "cursor")
+		dbtest.CheckCode(t, err, domain.EINVALID, "cursor")
 		_, err = points.List(ctx, bdb, alice.ID, "", 0)
-		checkCode(t, err, domain.EINVALID, "limit")
+		dbtest.CheckCode(t, err, domain.EINVALID, "limit")
 	})
 }
 
@@ -254,15 +255,15 @@ func TestPointsPostFor(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
-		postFor := func(member string, p db.PointPost) (res db.PointResult, err error) {
+		alice := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("alice@example.com", "Alice"))
+		postFor := func(member string, p missiondb.PointPost) (res missiondb.PointResult, err error) {
 			err = db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
-				res, err = (db.Points{}).PostFor(ctx, tx, member, p)
+				res, err = (missiondb.Points{}).PostFor(ctx, tx, member, p)
 				return err
 			})
 			return res, err
 		}
-		p := db.PointPost{Amount: 40, Kind: domain.PointCharge, Key: "payment:x", Now: pointsEpoch}
+		p := missiondb.PointPost{Amount: 40, Kind: domain.PointCharge, Key: "payment:x", Now: pointsEpoch}
 		res, err := postFor(alice.ID, p)
 		if err != nil || !res.Posted || res.Balance != 40 || res.Entry.Amount != 40 || res.Entry.MemberID != alice.ID {
 			t.Fatalf("first PostFor: %+v, %v", res, err)
@@ -271,11 +272,11 @@ func TestPointsPostFor(t *testing.T) {
 		if err != nil || again.Posted || again.Balance != 40 || again.Entry != (domain.PointEntry{}) {
 			t.Errorf("second PostFor: %+v, %v; want not posted", again, err)
 		}
-		if e, err := (db.Points{}).FindByKey(ctx, bdb, p.Key); err != nil || *e != res.Entry {
+		if e, err := (missiondb.Points{}).FindByKey(ctx, bdb, p.Key); err != nil || *e != res.Entry {
 			t.Errorf("FindByKey = %+v, %v; want the first entry", e, err)
 		}
-		_, err = postFor("nosuchmember", db.PointPost{Amount: 1, Kind: domain.PointCharge, Key: "payment:y", Now: pointsEpoch})
-		checkCode(t, err, domain.ENOTFOUND, "member_id")
+		_, err = postFor("nosuchmember", missiondb.PointPost{Amount: 1, Kind: domain.PointCharge, Key: "payment:y", Now: pointsEpoch})
+		dbtest.CheckCode(t, err, domain.ENOTFOUND, "member_id")
 		if n := countEntries(t, bdb); n != 1 {
 			t.Errorf("%d entries, want 1", n)
 		}
@@ -286,15 +287,15 @@ func TestPointsCheckFindsTampering(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		alice := mustCreate(t, bdb, newMember("alice@example.com", "Alice"))
-		bob := mustCreate(t, bdb, newMember("bob@example.com", "Bob"))
-		carol := mustCreate(t, bdb, newMember("carol@example.com", "Carol"))
-		mustCreate(t, bdb, newMember("dan@example.com", "Dan")) // no wallet at all
+		alice := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("alice@example.com", "Alice"))
+		bob := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("bob@example.com", "Bob"))
+		carol := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("carol@example.com", "Carol"))
+		dbtest.MustCreateMember(t, bdb, dbtest.NewMember("dan@example.com", "Dan")) // no wallet at all
 		aliceKey, bobKey, carolKey := memberRowID(t, bdb, alice.ID), memberRowID(t, bdb, bob.ID), memberRowID(t, bdb, carol.ID)
-		mustPost(t, bdb, db.PointPost{MemberKey: aliceKey, Amount: 100, Kind: domain.PointCharge, Key: "payment:a", Now: pointsEpoch})
-		mustPost(t, bdb, db.PointPost{MemberKey: aliceKey, Amount: -30, Kind: domain.PointStake, Key: "stake:a", Now: pointsEpoch})
-		mustPost(t, bdb, db.PointPost{MemberKey: bobKey, Amount: 5, Kind: domain.PointCharge, Key: "payment:b", Now: pointsEpoch})
-		mustPost(t, bdb, db.PointPost{MemberKey: carolKey, Amount: 9, Kind: domain.PointCharge, Key: "payment:c", Now: pointsEpoch})
+		mustPost(t, bdb, missiondb.PointPost{MemberKey: aliceKey, Amount: 100, Kind: domain.PointCharge, Key: "payment:a", Now: pointsEpoch})
+		mustPost(t, bdb, missiondb.PointPost{MemberKey: aliceKey, Amount: -30, Kind: domain.PointStake, Key: "stake:a", Now: pointsEpoch})
+		mustPost(t, bdb, missiondb.PointPost{MemberKey: bobKey, Amount: 5, Kind: domain.PointCharge, Key: "payment:b", Now: pointsEpoch})
+		mustPost(t, bdb, missiondb.PointPost{MemberKey: carolKey, Amount: 9, Kind: domain.PointCharge, Key: "payment:c", Now: pointsEpoch})
 		if c := checkConsistent(t, bdb); c.Members != 3 {
 			t.Fatalf("Check counted %d members, want 3", c.Members)
 		}
@@ -306,11 +307,11 @@ func TestPointsCheckFindsTampering(t *testing.T) {
 		if _, err := bdb.NewDelete().Table("point_balances").Where("member_id = ?", bobKey).Exec(ctx); err != nil {
 			t.Fatal(err)
 		}
-		c, err := (db.Points{}).Check(ctx, bdb)
+		c, err := (missiondb.Points{}).Check(ctx, bdb)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := db.PointCheck{Members: 3, Mismatches: []db.PointMismatch{
+		want := missiondb.PointCheck{Members: 3, Mismatches: []missiondb.PointMismatch{
 			{MemberID: alice.ID, Balance: 71, HasBalance: true, Sum: 70},
 			{MemberID: bob.ID, Balance: 0, HasBalance: false, Sum: 5},
 		}}
@@ -326,7 +327,7 @@ func TestPointsConcurrentSameKey(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		m := mustCreate(t, bdb, newMember("payer@example.com", "Payer"))
+		m := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("payer@example.com", "Payer"))
 		key := memberRowID(t, bdb, m.ID)
 		const tries = 12
 		var (
@@ -339,7 +340,7 @@ func TestPointsConcurrentSameKey(t *testing.T) {
 		for range tries {
 			wg.Go(func() {
 				<-start
-				ok, err := post(ctx, bdb, db.PointPost{MemberKey: key, Amount: 50, Kind: domain.PointCharge, Key: "payment:same", Now: pointsEpoch})
+				ok, err := post(ctx, bdb, missiondb.PointPost{MemberKey: key, Amount: 50, Kind: domain.PointCharge, Key: "payment:same", Now: pointsEpoch})
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -357,7 +358,7 @@ func TestPointsConcurrentSameKey(t *testing.T) {
 		if posted != 1 {
 			t.Errorf("%d posts wrote the payment, want 1", posted)
 		}
-		if b, err := (db.Points{}).Balance(ctx, bdb, key); err != nil || b != 50 {
+		if b, err := (missiondb.Points{}).Balance(ctx, bdb, key); err != nil || b != 50 {
 			t.Errorf("balance = %d, %v; want 50", b, err)
 		}
 		checkConsistent(t, bdb)

@@ -1,4 +1,4 @@
-package db
+package missiondb
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -41,7 +42,7 @@ func freshMissionCode(ctx context.Context, idb bun.IDB) (string, error) {
 		code := newMissionCode()
 		n, err := idb.NewSelect().Model((*missionRow)(nil)).Where("code = ?", code).Count(ctx)
 		if err != nil {
-			return "", fmt.Errorf("mission code: %w", translate(err))
+			return "", fmt.Errorf("mission code: %w", db.Translate(err))
 		}
 		if n == 0 {
 			return code, nil
@@ -59,7 +60,7 @@ func freshMissionCode(ctx context.Context, idb bun.IDB) (string, error) {
 // version, host nickname and times.
 // Errors: ENOTFOUND for an unknown host; EINSUFFICIENTPOINTS.
 func (Missions) Create(ctx context.Context, idb bun.IDB, m *domain.Mission) error {
-	host, err := memberKey(ctx, idb, m.HostID)
+	host, err := db.MemberKey(ctx, idb, m.HostID)
 	if err != nil {
 		return fmt.Errorf("create mission for %s: %w", m.HostID, err)
 	}
@@ -71,18 +72,18 @@ func (Missions) Create(ctx context.Context, idb bun.IDB, m *domain.Mission) erro
 	if m.Ready() {
 		status = domain.MissionOpen
 	}
-	now := dbTime(m.CreatedAt)
+	now := db.DBTime(m.CreatedAt)
 	row := missionRow{
-		PublicID: NewPublicID(), Code: code, HostID: host, Title: m.Title, Type: int16(m.Type),
+		PublicID: db.NewPublicID(), Code: code, HostID: host, Title: m.Title, Type: int16(m.Type),
 		Description: m.Description, Stake: m.Stake, Capacity: int16(m.Capacity), MemberCount: 1,
 		Private: m.Private, Status: int16(status), Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	if m.Schedule.Set() {
-		row.StartsAt, row.EndsAt = dbTime(m.Schedule.StartsAt), dbTime(m.EndsAt)
+		row.StartsAt, row.EndsAt = db.DBTime(m.Schedule.StartsAt), db.DBTime(m.EndsAt)
 		row.Weeks, row.DaysPerWeek, row.PerDay = int16(m.Schedule.Weeks), int16(m.Schedule.DaysPerWeek), int16(m.Schedule.PerDay)
 	}
 	if _, err := idb.NewInsert().Model(&row).Exec(ctx); err != nil {
-		return fmt.Errorf("create mission: %w", translate(err))
+		return fmt.Errorf("create mission: %w", db.Translate(err))
 	}
 	if err := insertWindows(ctx, idb, row.ID, m.Windows); err != nil {
 		return fmt.Errorf("create mission %s: %w", row.PublicID, err)
@@ -108,7 +109,7 @@ func insertWindows(ctx context.Context, idb bun.IDB, key int64, ws []domain.Miss
 		rows[i] = missionWindowRow{MissionID: key, Position: int16(i), StartMinute: int16(w.Start), EndMinute: int16(w.End)}
 	}
 	if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		return fmt.Errorf("windows: %w", translate(err))
+		return fmt.Errorf("windows: %w", db.Translate(err))
 	}
 	return nil
 }
@@ -119,7 +120,7 @@ func addMember(ctx context.Context, idb bun.IDB, mission *missionRow, member int
 	mm := missionMemberRow{MissionID: mission.ID, MemberID: member, Status: int16(domain.MissionMemberActive),
 		Stake: mission.Stake, JoinedAt: now}
 	if _, err := idb.NewInsert().Model(&mm).Exec(ctx); err != nil {
-		err = translate(err)
+		err = db.Translate(err)
 		if domain.ErrorCode(err) == domain.ECONFLICT {
 			return nil, &domain.Error{Code: domain.EALREADYJOINED, Message: "You are already in this mission.", Err: err}
 		}
@@ -140,7 +141,7 @@ func membership(ctx context.Context, idb bun.IDB, m *domain.Mission, member int6
 	var rows []missionMemberRow
 	err := idb.NewSelect().Model(&rows).Where("mm.mission_id = ?", m.Key).Where("mm.member_id = ?", member).Scan(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("membership in %s: %w", m.ID, translate(err))
+		return nil, fmt.Errorf("membership in %s: %w", m.ID, db.Translate(err))
 	}
 	if len(rows) == 0 {
 		return nil, nil
@@ -155,15 +156,15 @@ func membership(ctx context.Context, idb bun.IDB, m *domain.Mission, member int6
 // OPEN AND version = ?`, so concurrent joins never overfill it. The caller
 // checked the join code. It returns the membership and the member's new
 // balance. Errors: EMISSIONNOTOPEN, EMISSIONFULL, EALREADYJOINED,
-// EINSUFFICIENTPOINTS, ENOTFOUND (unknown member), ErrStale when m moved
+// EINSUFFICIENTPOINTS, ENOTFOUND (unknown member), db.ErrStale when m moved
 // since it was read (read again and retry: RetryStale).
 func (Missions) Join(ctx context.Context, idb bun.IDB, m *domain.Mission, memberID string, now time.Time) (*domain.MissionMember, int64, error) {
-	var who memberRow
+	var who db.MemberRow
 	err := idb.NewSelect().Model(&who).Column("id", "nickname").
 		Where("public_id = ?", memberID).Where("deleted_at IS NULL").Scan(ctx)
 	if err != nil {
-		if err = translate(err); domain.ErrorCode(err) == domain.ENOTFOUND {
-			err = errMemberNotFound()
+		if err = db.Translate(err); domain.ErrorCode(err) == domain.ENOTFOUND {
+			err = db.ErrMemberNotFound()
 		}
 		return nil, 0, fmt.Errorf("join mission %s: %w", m.ID, err)
 	}
@@ -180,11 +181,11 @@ func (Missions) Join(ctx context.Context, idb bun.IDB, m *domain.Mission, member
 		Set("member_count = member_count + 1").
 		Where("member_count < capacity").
 		Where("status = ?", int16(domain.MissionOpen))
-	if err := execBumped(ctx, q, "join mission "+m.ID); err != nil {
+	if err := db.ExecBumped(ctx, q, "join mission "+m.ID); err != nil {
 		return nil, 0, err
 	}
 	row := missionRow{ID: m.Key, Stake: m.Stake, Title: m.Title}
-	mm, err := addMember(ctx, idb, &row, member, dbTime(now))
+	mm, err := addMember(ctx, idb, &row, member, db.DBTime(now))
 	if err != nil {
 		return nil, 0, fmt.Errorf("join mission %s: %w", m.ID, err)
 	}
@@ -205,7 +206,7 @@ func (Missions) Join(ctx context.Context, idb bun.IDB, m *domain.Mission, member
 // Between the start and the tick that moves m on nobody leaves: whether
 // stakes are kept depends on whether the mission starts at all.
 // It returns the refund (0 when forfeit) and the member's balance.
-// Errors: ENOTPARTICIPATING, EHOSTCANNOTLEAVE, EMISSIONNOTOPEN, ErrStale.
+// Errors: ENOTPARTICIPATING, EHOSTCANNOTLEAVE, EMISSIONNOTOPEN, db.ErrStale.
 func (Missions) Leave(ctx context.Context, idb bun.IDB, m *domain.Mission, memberID string, now time.Time) (refund, balance int64, err error) {
 	mm, err := activeMember(ctx, idb, m, memberID)
 	if err != nil {
@@ -229,14 +230,14 @@ func forfeit(ctx context.Context, idb bun.IDB, m *domain.Mission, mm *missionMem
 	}
 	q := bumpMission(idb, m, now).Set("member_count = member_count - 1").
 		Where("status = ?", int16(domain.MissionOngoing))
-	if err := execBumped(ctx, q, "leave mission "+m.ID); err != nil {
+	if err := db.ExecBumped(ctx, q, "leave mission "+m.ID); err != nil {
 		return err
 	}
 	if _, err := idb.NewUpdate().Model((*missionMemberRow)(nil)).
-		Set("status = ?", int16(domain.MissionMemberLeft)).Set("left_at = ?", dbTime(now)).
+		Set("status = ?", int16(domain.MissionMemberLeft)).Set("left_at = ?", db.DBTime(now)).
 		Where("id = ?", mm.ID).Where("status = ?", int16(domain.MissionMemberActive)).
 		Exec(ctx); err != nil {
-		return fmt.Errorf("leave mission %s: %w", m.ID, translate(err))
+		return fmt.Errorf("leave mission %s: %w", m.ID, db.Translate(err))
 	}
 	m.Version++
 	m.MemberCount--
@@ -245,7 +246,7 @@ func forfeit(ctx context.Context, idb bun.IDB, m *domain.Mission, mm *missionMem
 
 // Remove is the host's removal of memberID (a public id) from m before the
 // start; their stake is refunded. It returns the refund.
-// Errors: ENOTPARTICIPATING, EHOSTCANNOTLEAVE, EMISSIONNOTOPEN, ErrStale.
+// Errors: ENOTPARTICIPATING, EHOSTCANNOTLEAVE, EMISSIONNOTOPEN, db.ErrStale.
 func (Missions) Remove(ctx context.Context, idb bun.IDB, m *domain.Mission, memberID string, now time.Time) (int64, error) {
 	mm, err := activeMember(ctx, idb, m, memberID)
 	if err != nil {
@@ -262,7 +263,7 @@ func activeMember(ctx context.Context, idb bun.IDB, m *domain.Mission, memberID 
 	if memberID == m.HostID {
 		return nil, domain.Errorf(domain.EHOSTCANNOTLEAVE, "The host cannot leave the mission; cancel it instead.")
 	}
-	member, err := memberKey(ctx, idb, memberID)
+	member, err := db.MemberKey(ctx, idb, memberID)
 	if err != nil && domain.ErrorCode(err) != domain.ENOTFOUND {
 		return nil, err
 	}
@@ -283,16 +284,16 @@ func dropMember(ctx context.Context, idb bun.IDB, m *domain.Mission, mm *mission
 	q := bumpMission(idb, m, now).Set("member_count = member_count - 1").
 		Where("member_count > 1").
 		Where("status IN (?)", bun.In([]int16{int16(domain.MissionUnactivated), int16(domain.MissionOpen)}))
-	if err := execBumped(ctx, q, "drop member of "+m.ID); err != nil {
+	if err := db.ExecBumped(ctx, q, "drop member of "+m.ID); err != nil {
 		return 0, err
 	}
 	res, err := idb.NewDelete().Model((*missionMemberRow)(nil)).Where("id = ?", mm.ID).Exec(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("drop member of %s: %w", m.ID, translate(err))
+		return 0, fmt.Errorf("drop member of %s: %w", m.ID, db.Translate(err))
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		// The version said nothing changed; a missing row means it did.
-		return 0, fmt.Errorf("drop member of %s: row: %v: %w", m.ID, err, ErrStale)
+		return 0, fmt.Errorf("drop member of %s: row: %v: %w", m.ID, err, db.ErrStale)
 	}
 	if err := refund(ctx, idb, m, mm, now); err != nil {
 		return 0, err
@@ -318,16 +319,16 @@ func refund(ctx context.Context, idb bun.IDB, m *domain.Mission, mm *missionMemb
 // CANCELLED and every ACTIVE member, the host included, gets their stake
 // back, in idb (a transaction). It returns the members refunded (public
 // ids and stakes), in ascending row id.
-// Errors: EMISSIONNOTOPEN, ErrStale.
+// Errors: EMISSIONNOTOPEN, db.ErrStale.
 func (Missions) Cancel(ctx context.Context, idb bun.IDB, m *domain.Mission, now time.Time) ([]domain.MissionMember, error) {
 	if !m.BeforeStart(now) {
 		return nil, domain.ErrMissionNotOpen(m, now)
 	}
 	q := bumpMission(idb, m, now).
 		Set("status = ?", int16(domain.MissionCancelled)).
-		Set("closed_at = ?", dbTime(now)).
+		Set("closed_at = ?", db.DBTime(now)).
 		Where("status IN (?)", bun.In([]int16{int16(domain.MissionUnactivated), int16(domain.MissionOpen)}))
-	if err := execBumped(ctx, q, "cancel mission "+m.ID); err != nil {
+	if err := db.ExecBumped(ctx, q, "cancel mission "+m.ID); err != nil {
 		return nil, err
 	}
 	var rows []missionMemberRow
@@ -341,7 +342,7 @@ func (Missions) Cancel(ctx context.Context, idb bun.IDB, m *domain.Mission, now 
 		OrderExpr("mm.member_id ASC").
 		Scan(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("cancel mission %s: members: %w", m.ID, translate(err))
+		return nil, fmt.Errorf("cancel mission %s: members: %w", m.ID, db.Translate(err))
 	}
 	out := make([]domain.MissionMember, 0, len(rows))
 	for i := range rows {
@@ -351,42 +352,42 @@ func (Missions) Cancel(ctx context.Context, idb bun.IDB, m *domain.Mission, now 
 		out = append(out, rows[i].toDomain(m.HostID))
 	}
 	m.Version++
-	m.Status, m.ClosedAt, m.UpdatedAt = domain.MissionCancelled, dbTime(now), dbTime(now)
+	m.Status, m.ClosedAt, m.UpdatedAt = domain.MissionCancelled, db.DBTime(now), db.DBTime(now)
 	return out, nil
 }
 
 // SetSchedule sets m's schedule (validated by the caller) and its end
 // endsAt, if m is still at the version the caller read; m opens when its
 // windows are set too. The caller checked m.Editable.
-// Errors: ErrStale.
+// Errors: db.ErrStale.
 func (Missions) SetSchedule(ctx context.Context, idb bun.IDB, m *domain.Mission, s domain.MissionSchedule, endsAt time.Time, now time.Time) error {
 	next := *m
 	next.Schedule, next.EndsAt = s, endsAt
 	q := editMission(idb, &next, now).
-		Set("starts_at = ?", dbTime(s.StartsAt)).
-		Set("ends_at = ?", dbTime(endsAt)).
+		Set("starts_at = ?", db.DBTime(s.StartsAt)).
+		Set("ends_at = ?", db.DBTime(endsAt)).
 		Set("weeks = ?", int16(s.Weeks)).
 		Set("days_per_week = ?", int16(s.DaysPerWeek)).
 		Set("per_day = ?", int16(s.PerDay))
-	if err := execBumped(ctx, q, "set schedule of "+m.ID); err != nil {
+	if err := db.ExecBumped(ctx, q, "set schedule of "+m.ID); err != nil {
 		return err
 	}
-	next.Schedule.StartsAt, next.EndsAt = dbTime(s.StartsAt), dbTime(endsAt)
+	next.Schedule.StartsAt, next.EndsAt = db.DBTime(s.StartsAt), db.DBTime(endsAt)
 	*m = next
 	return nil
 }
 
 // SetWindows replaces m's windows with ws (validated and sorted by the
 // caller), if m is still at the version the caller read; m opens when its
-// schedule is set too. The caller checked m.Editable. Errors: ErrStale.
+// schedule is set too. The caller checked m.Editable. Errors: db.ErrStale.
 func (Missions) SetWindows(ctx context.Context, idb bun.IDB, m *domain.Mission, ws []domain.MissionWindow, now time.Time) error {
 	next := *m
 	next.Windows = ws
-	if err := execBumped(ctx, editMission(idb, &next, now), "set windows of "+m.ID); err != nil {
+	if err := db.ExecBumped(ctx, editMission(idb, &next, now), "set windows of "+m.ID); err != nil {
 		return err
 	}
 	if _, err := idb.NewDelete().Model((*missionWindowRow)(nil)).Where("mission_id = ?", m.Key).Exec(ctx); err != nil {
-		return fmt.Errorf("set windows of %s: %w", m.ID, translate(err))
+		return fmt.Errorf("set windows of %s: %w", m.ID, db.Translate(err))
 	}
 	if err := insertWindows(ctx, idb, m.Key, ws); err != nil {
 		return fmt.Errorf("set windows of %s: %w", m.ID, err)
@@ -410,24 +411,24 @@ func editMission(idb bun.IDB, next *domain.Mission, now time.Time) *bun.UpdateQu
 		Where("status IN (?)", bun.In([]int16{int16(domain.MissionUnactivated), int16(domain.MissionOpen)}))
 	next.Status = status
 	next.Version++
-	next.UpdatedAt = dbTime(now)
+	next.UpdatedAt = db.DBTime(now)
 	return q
 }
 
-// missionStaleAttempts bounds RetryStale. Each ErrStale means another
+// missionStaleAttempts bounds RetryStale. Each db.ErrStale means another
 // change of the mission committed; joins can cause at most capacity - 1 of
 // them before the mission is full, so twice the largest capacity leaves
 // room for the host's edits and leaves too.
 const missionStaleAttempts = 2 * domain.MissionCapacityMax
 
 // RetryStale runs run (one transaction that reads a mission and changes it
-// version-checked) until it does not fail with ErrStale, a bounded number
+// version-checked) until it does not fail with db.ErrStale, a bounded number
 // of times with a short jittered pause, and answers ECONFLICT when the
 // mission kept changing.
 func RetryStale(ctx context.Context, run func(ctx context.Context) error) error {
 	for attempt := 1; ; attempt++ {
 		err := run(ctx)
-		if !errors.Is(err, ErrStale) {
+		if !errors.Is(err, db.ErrStale) {
 			return err
 		}
 		if attempt == missionStaleAttempts {
@@ -478,7 +479,7 @@ func (Missions) JoinRetrying(ctx context.Context, bdb *bun.DB, j MissionJoin, no
 	code := domain.NormalizeMissionCode(j.Code)
 	var out MissionJoined
 	err := RetryStale(ctx, func(ctx context.Context) error {
-		return RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+		return db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 			var err error
 			if j.ByCode {
 				out.Mission, err = (Missions{}).FindByCode(ctx, tx, code)

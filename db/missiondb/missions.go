@@ -1,4 +1,8 @@
-package db
+// Package missiondb stores missions (Octopus) and the point wallet their
+// stakes and refunds are posted to: creation and joins, the list, photo
+// verifications, the midnight transitions with their payouts, and the
+// ledger. It builds on db for transactions, error mapping and members.
+package missiondb
 
 import (
 	"context"
@@ -7,6 +11,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -57,14 +62,14 @@ func (r *missionRow) toDomain() domain.Mission {
 		Private:     r.Private,
 		Status:      domain.MissionStatus(r.Status),
 		Schedule: domain.MissionSchedule{
-			StartsAt:    utcOrZero(r.StartsAt),
+			StartsAt:    db.UTCOrZero(r.StartsAt),
 			Weeks:       int(r.Weeks),
 			DaysPerWeek: int(r.DaysPerWeek),
 			PerDay:      int(r.PerDay),
 		},
-		EndsAt:    utcOrZero(r.EndsAt),
+		EndsAt:    db.UTCOrZero(r.EndsAt),
 		Version:   r.Version,
-		ClosedAt:  utcOrZero(r.ClosedAt),
+		ClosedAt:  db.UTCOrZero(r.ClosedAt),
 		CreatedAt: r.CreatedAt.UTC(),
 		UpdatedAt: r.UpdatedAt.UTC(),
 	}
@@ -113,7 +118,7 @@ func (r *missionMemberRow) toDomain(hostID string) domain.MissionMember {
 		RateBP:   int(r.RateBP),
 		Payout:   r.Payout,
 		JoinedAt: r.JoinedAt.UTC(),
-		LeftAt:   utcOrZero(r.LeftAt),
+		LeftAt:   db.UTCOrZero(r.LeftAt),
 	}
 }
 
@@ -173,7 +178,7 @@ func (Missions) FindByCode(ctx context.Context, idb bun.IDB, code string) (*doma
 func findMission(ctx context.Context, idb bun.IDB, where string, arg any) (*domain.Mission, error) {
 	var rows []missionRow
 	if err := selectMissions(idb, &rows).Where(where, arg).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("find mission %v: %w", arg, translate(err))
+		return nil, fmt.Errorf("find mission %v: %w", arg, db.Translate(err))
 	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("find mission %v: %w", arg, errMissionNotFound())
@@ -197,7 +202,7 @@ func missionWindows(ctx context.Context, idb bun.IDB, keys []int64) (map[int64][
 	err := idb.NewSelect().Model(&rows).Where("mission_id IN (?)", bun.In(keys)).
 		OrderExpr("mission_id, start_minute").Scan(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("mission windows: %w", translate(err))
+		return nil, fmt.Errorf("mission windows: %w", db.Translate(err))
 	}
 	for _, r := range rows {
 		out[r.MissionID] = append(out[r.MissionID], domain.MissionWindow{Start: int(r.StartMinute), End: int(r.EndMinute)})
@@ -218,7 +223,7 @@ func (Missions) Members(ctx context.Context, idb bun.IDB, m *domain.Mission) ([]
 		OrderExpr("mm.joined_at ASC, mm.id ASC").
 		Scan(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("mission %s members: %w", m.ID, translate(err))
+		return nil, fmt.Errorf("mission %s members: %w", m.ID, db.Translate(err))
 	}
 	out := make([]domain.MissionMember, 0, len(rows))
 	for _, r := range rows {
@@ -233,11 +238,11 @@ func (Missions) Members(ctx context.Context, idb bun.IDB, m *domain.Mission) ([]
 }
 
 // bumpMission starts the version-checked update of mission m as it was
-// read; run it with execBumped, which answers ErrStale when m moved.
+// read; run it with db.ExecBumped, which answers db.ErrStale when m moved.
 func bumpMission(idb bun.IDB, m *domain.Mission, now time.Time) *bun.UpdateQuery {
 	return idb.NewUpdate().Model((*missionRow)(nil)).
 		Set("version = version + 1").
-		Set("updated_at = ?", dbTime(now)).
+		Set("updated_at = ?", db.DBTime(now)).
 		Where("id = ?", m.Key).
 		Where("version = ?", m.Version)
 }

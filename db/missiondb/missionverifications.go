@@ -1,4 +1,4 @@
-package db
+package missiondb
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -64,7 +65,7 @@ func (Missions) Verify(ctx context.Context, bdb *bun.DB, p VerifyParams) (*Verif
 	var out *Verified
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
+		err = db.RunInTx(ctx, bdb, func(ctx context.Context, tx bun.Tx) error {
 			v, err := verify(ctx, tx, p)
 			out = v
 			return err
@@ -89,7 +90,7 @@ func verify(ctx context.Context, idb bun.IDB, p VerifyParams) (*Verified, error)
 	}
 	var keys []int64
 	if err := lock.Scan(ctx, &keys); err != nil {
-		return nil, fmt.Errorf("verify mission %s: lock: %w", p.MissionID, translate(err))
+		return nil, fmt.Errorf("verify mission %s: lock: %w", p.MissionID, db.Translate(err))
 	}
 	if len(keys) == 0 {
 		return nil, errMissionNotFound()
@@ -122,9 +123,9 @@ func verify(ctx context.Context, idb bun.IDB, p VerifyParams) (*Verified, error)
 	if err := m.Schedule.CheckQuota(dayCount, weekCount); err != nil {
 		return nil, err
 	}
-	now := dbTime(p.Now)
+	now := db.DBTime(p.Now)
 	row := missionVerificationRow{
-		PublicID: NewPublicID(), MissionID: m.Key, MemberID: member.MemberID, ImageID: imageKey,
+		PublicID: db.NewPublicID(), MissionID: m.Key, MemberID: member.MemberID, ImageID: imageKey,
 		Day: int16(day), DaySlot: int16(dayCount), Week: int16(week), WeekSlot: int16(weekCount),
 		Window: int16(window), CreatedAt: now,
 	}
@@ -152,7 +153,7 @@ func verifier(ctx context.Context, idb bun.IDB, missionKey int64, memberID strin
 		Where("m.public_id = ?", memberID).
 		Scan(ctx, &rows)
 	if err != nil {
-		return nil, fmt.Errorf("membership of %s: %w", memberID, translate(err))
+		return nil, fmt.Errorf("membership of %s: %w", memberID, db.Translate(err))
 	}
 	switch {
 	case len(rows) == 0:
@@ -168,7 +169,7 @@ func verifier(ctx context.Context, idb bun.IDB, missionKey int64, memberID strin
 // not posted before.
 func verificationImage(ctx context.Context, idb bun.IDB, id, member string) (*domain.Image, int64, error) {
 	const field = "image_id"
-	img, err := (Images{}).FindByID(ctx, idb, id)
+	img, err := (db.Images{}).FindByID(ctx, idb, id)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {
 		return nil, 0, domain.FieldErrorf(domain.ENOTFOUND, field, "Image %s not found.", id)
 	}
@@ -178,13 +179,13 @@ func verificationImage(ctx context.Context, idb bun.IDB, id, member string) (*do
 	if err := img.CheckAttach(member, domain.ImagePurposeVerification, field); err != nil {
 		return nil, 0, err
 	}
-	keys, err := imageKeys(ctx, idb, []string{id})
+	keys, err := db.ImageKeys(ctx, idb, []string{id})
 	if err != nil {
 		return nil, 0, err
 	}
 	used, err := idb.NewSelect().Model((*missionVerificationRow)(nil)).Where("image_id = ?", keys[id]).Exists(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("image %s used: %w", id, translate(err))
+		return nil, 0, fmt.Errorf("image %s used: %w", id, db.Translate(err))
 	}
 	if used {
 		return nil, 0, errImageUsed(nil)
@@ -205,7 +206,7 @@ func verificationCountsOf(ctx context.Context, idb bun.IDB, missionKey, member i
 			Where("mission_id = ?", missionKey).Where("member_id = ?", member).Where("? = ?", bun.Ident(col), v).
 			Count(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("count verifications by %s: %w", col, translate(err))
+			return 0, fmt.Errorf("count verifications by %s: %w", col, db.Translate(err))
 		}
 		return int(n), nil
 	}
@@ -222,17 +223,17 @@ func verificationCountsOf(ctx context.Context, idb bun.IDB, missionKey, member i
 // PostgreSQL and MySQL report the index name, SQLite its columns; both
 // contain the column that tells them apart.
 func verifyInsertError(err error) error {
-	name, ok := uniqueViolation(err)
+	name, ok := db.UniqueViolation(err)
 	switch {
 	case !ok:
-		return translate(err)
+		return db.Translate(err)
 	case strings.Contains(name, "image_id"):
 		return errImageUsed(err)
 	case strings.Contains(name, "day_slot"), strings.Contains(name, "week_slot"):
 		return &domain.Error{Code: domain.EQUOTAREACHED, Message: "Another photo of yours took the last place of the quota.",
 			Err: fmt.Errorf("%w: %w", ErrVerifySlotTaken, err)}
 	}
-	return translate(err)
+	return db.Translate(err)
 }
 
 // VerificationCounts returns how many photos each member of the mission
@@ -275,7 +276,7 @@ func (Missions) VerificationDayCounts(ctx context.Context, idb bun.IDB, missionK
 		OrderExpr("mm.id, mv.day").
 		Scan(ctx, &rows)
 	if err != nil {
-		return nil, fmt.Errorf("verification counts of mission %d: %w", missionKey, translate(err))
+		return nil, fmt.Errorf("verification counts of mission %d: %w", missionKey, db.Translate(err))
 	}
 	out := make([]VerificationDayCount, len(rows))
 	for i, r := range rows {
@@ -287,7 +288,7 @@ func (Missions) VerificationDayCounts(ctx context.Context, idb bun.IDB, missionK
 // verificationImageRow is a verification's image with the verification
 // joined in.
 type verificationImageRow struct {
-	imageRow `bun:",extend"`
+	db.ImageRow `bun:",extend"`
 
 	VKey       int64     `bun:"v_key,scanonly"`
 	VPublicID  string    `bun:"v_public_id,scanonly"`
@@ -312,7 +313,7 @@ type VerificationPage struct {
 // "cursor") for a cursor that is not one of m's photos, EINVALID (field
 // "limit") for a limit below 1.
 func (Missions) Verifications(ctx context.Context, idb bun.IDB, m *domain.Mission, memberID, cursor string, limit int) (VerificationPage, error) {
-	if err := checkLimit(limit); err != nil {
+	if err := db.CheckLimit(limit); err != nil {
 		return VerificationPage{}, err
 	}
 	// The cursor is the public id of the last photo of the previous page.
@@ -322,7 +323,7 @@ func (Missions) Verifications(ctx context.Context, idb bun.IDB, m *domain.Missio
 		err := idb.NewSelect().Model((*missionVerificationRow)(nil)).Column("mv.id").
 			Where("mv.public_id = ?", cursor).Where("mv.mission_id = ?", m.Key).Scan(ctx, &ids)
 		if err != nil {
-			return VerificationPage{}, fmt.Errorf("list verifications: %w", translate(err))
+			return VerificationPage{}, fmt.Errorf("list verifications: %w", db.Translate(err))
 		}
 		if len(ids) == 0 {
 			return VerificationPage{}, domain.FieldErrorf(domain.EINVALID, "cursor", "Invalid cursor.")
@@ -330,7 +331,7 @@ func (Missions) Verifications(ctx context.Context, idb bun.IDB, m *domain.Missio
 		before = ids[0]
 	}
 	var rows []verificationImageRow
-	q := selectImages(idb, &rows).
+	q := db.SelectImages(idb, &rows).
 		ColumnExpr("mv.id AS v_key, mv.public_id AS v_public_id, mv.day AS v_day, mv.week AS v_week").
 		ColumnExpr("mv.window_position AS v_window, mv.created_at AS v_created_at").
 		ColumnExpr("vm.public_id AS v_member_id, vm.nickname AS v_nickname").
@@ -346,7 +347,7 @@ func (Missions) Verifications(ctx context.Context, idb bun.IDB, m *domain.Missio
 		q = q.Where("mv.id < ?", before)
 	}
 	if err := q.Scan(ctx); err != nil {
-		return VerificationPage{}, fmt.Errorf("list verifications: %w", translate(err))
+		return VerificationPage{}, fmt.Errorf("list verifications: %w", db.Translate(err))
 	}
 	var page VerificationPage
 	if len(rows) > limit {
@@ -356,7 +357,7 @@ func (Missions) Verifications(ctx context.Context, idb bun.IDB, m *domain.Missio
 	page.Verifications = make([]domain.MissionVerification, 0, len(rows))
 	for i := range rows {
 		r := &rows[i]
-		img, err := r.toDomain()
+		img, err := r.Image()
 		if err != nil {
 			return VerificationPage{}, err
 		}

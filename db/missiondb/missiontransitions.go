@@ -1,4 +1,4 @@
-package db
+package missiondb
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -40,14 +41,14 @@ func (Missions) DueMissions(ctx context.Context, idb bun.IDB, status domain.Miss
 	q := idb.NewSelect().Model((*missionRow)(nil)).
 		ColumnExpr("mi.id").ColumnExpr("mi.? AS at", bun.Ident(col)).
 		Where("mi.status = ?", int16(status)).
-		Where("mi.? <= ?", bun.Ident(col), dbTime(now))
+		Where("mi.? <= ?", bun.Ident(col), db.DBTime(now))
 	if after.Key > 0 {
-		at := dbTime(after.At)
+		at := db.DBTime(after.At)
 		q = q.Where("(mi.? > ? OR (mi.? = ? AND mi.id > ?))", bun.Ident(col), at, bun.Ident(col), at, after.Key)
 	}
 	err := q.OrderExpr("mi.? ASC, mi.id ASC", bun.Ident(col)).Limit(int64(limit)).Scan(ctx, &rows)
 	if err != nil {
-		return nil, fmt.Errorf("due missions: %w", translate(err))
+		return nil, fmt.Errorf("due missions: %w", db.Translate(err))
 	}
 	out := make([]DueMission, len(rows))
 	for i, r := range rows {
@@ -96,12 +97,12 @@ type MissionTransition struct {
 // posts in ascending members.id, each under its idempotency key, so a
 // mission is paid once however often and however concurrently this runs.
 // A mission not due is returned with To zero and nothing written. Errors:
-// ErrStale when the mission moved since it was read (read again: it is no
+// db.ErrStale when the mission moved since it was read (read again: it is no
 // longer due, or due for something else); ENOTFOUND.
 func (Missions) Transition(ctx context.Context, idb bun.IDB, key int64, now time.Time) (*MissionTransition, error) {
 	var rows []missionRow
 	if err := selectMissions(idb, &rows).Where("mi.id = ?", key).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("transition mission %d: %w", key, translate(err))
+		return nil, fmt.Errorf("transition mission %d: %w", key, db.Translate(err))
 	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("transition mission %d: %w", key, errMissionNotFound())
@@ -177,7 +178,7 @@ func closeTransition(ctx context.Context, idb bun.IDB, tr *MissionTransition, no
 			Where("id = ?", mm.membership).
 			Exec(ctx)
 		if err != nil {
-			return fmt.Errorf("close mission %s: member %s: %w", m.ID, mm.MemberID, translate(err))
+			return fmt.Errorf("close mission %s: member %s: %w", m.ID, mm.MemberID, db.Translate(err))
 		}
 		if err := transitionPost(ctx, idb, m, mm.Key, mm.Payout.Refund, domain.PointRefund, payoutKey(m.Key, mm.Key), now); err != nil {
 			return err
@@ -190,13 +191,13 @@ func closeTransition(ctx context.Context, idb bun.IDB, tr *MissionTransition, no
 }
 
 // transitionStatus moves m from the status it was read with to status,
-// version-checked. Errors: ErrStale.
+// version-checked. Errors: db.ErrStale.
 func transitionStatus(ctx context.Context, idb bun.IDB, m *domain.Mission, status domain.MissionStatus, now time.Time) error {
 	q := bumpMission(idb, m, now).Set("status = ?", int16(status)).Where("status = ?", int16(m.Status))
 	if status == domain.MissionClose {
-		q = q.Set("closed_at = ?", dbTime(now))
+		q = q.Set("closed_at = ?", db.DBTime(now))
 	}
-	if err := execBumped(ctx, q, fmt.Sprintf("mission %s to %v", m.ID, status)); err != nil {
+	if err := db.ExecBumped(ctx, q, fmt.Sprintf("mission %s to %v", m.ID, status)); err != nil {
 		return err
 	}
 	m.Version++
@@ -238,7 +239,7 @@ func transitionMembers(ctx context.Context, idb bun.IDB, missionKey int64, statu
 		OrderExpr("mm.member_id ASC").
 		Scan(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("mission %d members: %w", missionKey, translate(err))
+		return nil, fmt.Errorf("mission %d members: %w", missionKey, db.Translate(err))
 	}
 	out := make([]TransitionMember, len(rows))
 	for i, r := range rows {
@@ -261,7 +262,7 @@ func closeCounts(ctx context.Context, idb bun.IDB, missionKey int64) (map[int64]
 		GroupExpr("mv.member_id").
 		Scan(ctx, &rows)
 	if err != nil {
-		return nil, fmt.Errorf("mission %d verification counts: %w", missionKey, translate(err))
+		return nil, fmt.Errorf("mission %d verification counts: %w", missionKey, db.Translate(err))
 	}
 	out := make(map[int64]int, len(rows))
 	for _, r := range rows {
@@ -309,15 +310,15 @@ func (Missions) VerifyRemindersDue(ctx context.Context, idb bun.IDB, now time.Ti
 		ColumnExpr("mw.mission_id, mw.position, mw.start_minute, mw.end_minute").
 		Join("JOIN missions AS mi ON mi.id = mw.mission_id").
 		Where("mi.status = ?", int16(domain.MissionOngoing)).
-		Where("mi.starts_at <= ?", dbTime(now)).
-		Where("mi.ends_at > ?", dbTime(now)).
+		Where("mi.starts_at <= ?", db.DBTime(now)).
+		Where("mi.ends_at > ?", db.DBTime(now)).
 		Where("mw.start_minute <= ?", nowMin).
 		Where("mw.end_minute > ?", nowMin).
 		Where("mw.end_minute <= ?", nowMin+int(before.Minutes())+1).
 		OrderExpr("mw.mission_id ASC, mw.position ASC").
 		Scan(ctx, &ws)
 	if err != nil {
-		return nil, fmt.Errorf("verify reminders due: %w", translate(err))
+		return nil, fmt.Errorf("verify reminders due: %w", db.Translate(err))
 	}
 	if len(ws) == 0 {
 		return nil, nil
@@ -330,7 +331,7 @@ func (Missions) VerifyRemindersDue(ctx context.Context, idb bun.IDB, now time.Ti
 	}
 	var rows []missionRow
 	if err := selectMissions(idb, &rows).Where("mi.id IN (?)", bun.In(keys)).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("verify reminders due: %w", translate(err))
+		return nil, fmt.Errorf("verify reminders due: %w", db.Translate(err))
 	}
 	missions := make(map[int64]domain.Mission, len(rows))
 	for i := range rows {
@@ -375,7 +376,7 @@ func (Missions) MarkVerifyReminder(ctx context.Context, idb bun.IDB, r *VerifyRe
 		OrderExpr("mm.member_id ASC").
 		Scan(ctx, &members)
 	if err != nil {
-		return nil, fmt.Errorf("mark verify reminder of mission %s: %w", r.Mission.ID, translate(err))
+		return nil, fmt.Errorf("mark verify reminder of mission %s: %w", r.Mission.ID, db.Translate(err))
 	}
 	if len(members) == 0 {
 		return nil, nil
@@ -383,11 +384,11 @@ func (Missions) MarkVerifyReminder(ctx context.Context, idb bun.IDB, r *VerifyRe
 	rows := make([]verifyReminderRow, len(members))
 	out := make([]string, len(members))
 	for i, m := range members {
-		rows[i] = verifyReminderRow{MissionID: r.Mission.Key, MemberID: m.ID, Day: int16(r.Day), Window: int16(r.Window), SentAt: dbTime(now)}
+		rows[i] = verifyReminderRow{MissionID: r.Mission.Key, MemberID: m.ID, Day: int16(r.Day), Window: int16(r.Window), SentAt: db.DBTime(now)}
 		out[i] = m.PublicID
 	}
 	if _, err := idb.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("mark verify reminder of mission %s: %w", r.Mission.ID, translate(err))
+		return nil, fmt.Errorf("mark verify reminder of mission %s: %w", r.Mission.ID, db.Translate(err))
 	}
 	return out, nil
 }

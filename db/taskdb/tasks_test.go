@@ -1,4 +1,4 @@
-package db_test
+package taskdb_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 
 	"github.com/uptrace/bun"
 
-	"github.com/moim/moim/db"
 	"github.com/moim/moim/db/dbtest"
+	"github.com/moim/moim/db/taskdb"
 	"github.com/moim/moim/domain"
 )
 
@@ -41,35 +41,35 @@ func TestTaskCandidatesUseIndexes(t *testing.T) {
 		switch {
 		case strings.HasPrefix(q, "INSERT INTO members"), strings.HasPrefix(q, "INSERT INTO tasks"),
 			strings.HasPrefix(q, "INSERT INTO task_invitations"):
-			args = []any{memberEpoch, memberEpoch}
+			args = []any{dbtest.MemberEpoch, dbtest.MemberEpoch}
 		case strings.HasPrefix(q, "INSERT INTO helper_stats"):
-			args = []any{memberEpoch}
+			args = []any{dbtest.MemberEpoch}
 		}
 		if _, err := bdb.ExecContext(ctx, q, args...); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	customer := mustCreate(t, bdb, newMember("customer@example.com", "customer"))
-	cats, abs := catalogueIDs(t, bdb)
+	customer := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("customer@example.com", "customer"))
+	cats, abs := dbtest.CatalogueIDs(t, bdb)
 	task := &domain.Task{CustomerID: customer.ID, Title: "번역", Details: "10쪽", BigCategoryID: cats["통번역"],
-		SmallCategoryID: cats["초벌 번역"], AbilityIDs: []int64{abs["영어"], abs["중국어"]}, HelpersWanted: 3, CreatedAt: memberEpoch}
-	if err := (db.Tasks{}).Create(ctx, bdb, task); err != nil {
+		SmallCategoryID: cats["초벌 번역"], AbilityIDs: []int64{abs["영어"], abs["중국어"]}, HelpersWanted: 3, CreatedAt: dbtest.MemberEpoch}
+	if err := (taskdb.Tasks{}).Create(ctx, bdb, task); err != nil {
 		t.Fatal(err)
 	}
-	first, err := (db.Tasks{}).Candidates(ctx, bdb, task, 100)
+	first, err := (taskdb.Tasks{}).Candidates(ctx, bdb, task, 100)
 	if err != nil || len(first) != 100 {
 		t.Fatalf("Candidates = %d, %v; want 100", len(first), err)
 	}
-	if _, err := (db.Tasks{}).Invite(ctx, bdb, task, first, memberEpoch, memberEpoch.Add(24*60*60*1e9)); err != nil {
+	if _, err := (taskdb.Tasks{}).Invite(ctx, bdb, task, first, dbtest.MemberEpoch, dbtest.MemberEpoch.Add(24*60*60*1e9)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bdb.ExecContext(ctx, "ANALYZE task_invitations"); err != nil {
 		t.Fatal(err)
 	}
 
-	capture := &planCapture{}
+	capture := &dbtest.PlanCapture{}
 	bdb.AddQueryHook(capture)
-	next, err := (db.Tasks{}).Candidates(ctx, bdb, task, 20)
+	next, err := (taskdb.Tasks{}).Candidates(ctx, bdb, task, 20)
 	if err != nil || len(next) != 20 {
 		t.Fatalf("Candidates = %d, %v; want 20", len(next), err)
 	}
@@ -81,11 +81,11 @@ func TestTaskCandidatesUseIndexes(t *testing.T) {
 		}
 	}
 	var lines []string
-	if err := bdb.NewRaw("EXPLAIN "+capture.last()).Scan(ctx, &lines); err != nil {
+	if err := bdb.NewRaw("EXPLAIN "+capture.Last()).Scan(ctx, &lines); err != nil {
 		t.Fatal(err)
 	}
 	plan := strings.Join(lines, "\n")
-	t.Logf("%s\n%s", capture.last(), plan)
+	t.Logf("%s\n%s", capture.Last(), plan)
 	for _, idx := range []string{"member_possible_work_category_id_member_id_idx", "task_invitations_task_id_helper_id_key"} {
 		if !strings.Contains(plan, idx) {
 			t.Errorf("plan does not use %s", idx)
@@ -105,43 +105,43 @@ func TestTaskVersionChecks(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		ctx := context.Background()
-		customer := mustCreate(t, bdb, newMember("customer@example.com", "customer"))
-		cats, abs := catalogueIDs(t, bdb)
+		customer := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("customer@example.com", "customer"))
+		cats, abs := dbtest.CatalogueIDs(t, bdb)
 		task := &domain.Task{CustomerID: customer.ID, Title: "번역", Details: "10쪽", BigCategoryID: cats["통번역"],
-			SmallCategoryID: cats["초벌 번역"], AbilityIDs: []int64{abs["영어"]}, HelpersWanted: 1, CreatedAt: memberEpoch}
-		if err := (db.Tasks{}).Create(ctx, bdb, task); err != nil {
+			SmallCategoryID: cats["초벌 번역"], AbilityIDs: []int64{abs["영어"]}, HelpersWanted: 1, CreatedAt: dbtest.MemberEpoch}
+		if err := (taskdb.Tasks{}).Create(ctx, bdb, task); err != nil {
 			t.Fatal(err)
 		}
 		stale := *task
 		task.Title = "새 제목"
-		if err := (db.Tasks{}).Update(ctx, bdb, task, memberEpoch); err != nil {
+		if err := (taskdb.Tasks{}).Update(ctx, bdb, task, dbtest.MemberEpoch); err != nil {
 			t.Fatal(err)
 		}
 		stale.Title = "늦은 제목"
-		if err := (db.Tasks{}).Update(ctx, bdb, &stale, memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+		if err := (taskdb.Tasks{}).Update(ctx, bdb, &stale, dbtest.MemberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Errorf("stale update: %v, want conflict", err)
 		}
-		if err := (db.Tasks{}).SetStatus(ctx, bdb, &stale, domain.TaskMatching, memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+		if err := (taskdb.Tasks{}).SetStatus(ctx, bdb, &stale, domain.TaskMatching, dbtest.MemberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Errorf("stale status change: %v, want conflict", err)
 		}
-		if err := (db.Tasks{}).SetStatus(ctx, bdb, task, domain.TaskMatching, memberEpoch); err != nil {
+		if err := (taskdb.Tasks{}).SetStatus(ctx, bdb, task, domain.TaskMatching, dbtest.MemberEpoch); err != nil {
 			t.Fatal(err)
 		}
-		if err := (db.Tasks{}).Delete(ctx, bdb, task, memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+		if err := (taskdb.Tasks{}).Delete(ctx, bdb, task, dbtest.MemberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Errorf("delete in MATCHING: %v, want conflict", err)
 		}
-		got, err := (db.Tasks{}).FindByID(ctx, bdb, task.ID)
+		got, err := (taskdb.Tasks{}).FindByID(ctx, bdb, task.ID)
 		if err != nil || got.Title != "새 제목" || got.Status != domain.TaskMatching || got.Version != 3 ||
 			got.Customer != "customer" || len(got.AbilityIDs) != 1 {
 			t.Errorf("task = %+v, %v", got, err)
 		}
 		// A helper counts in only at the version read.
-		helper := mustCreate(t, bdb, newMember("helper@example.com", "helper"))
+		helper := dbtest.MustCreateMember(t, bdb, dbtest.NewMember("helper@example.com", "helper"))
 		old := *got
-		if err := (db.Tasks{}).AddHelper(ctx, bdb, got, helper.ID, memberEpoch); err != nil || got.Status != domain.TaskMatched {
+		if err := (taskdb.Tasks{}).AddHelper(ctx, bdb, got, helper.ID, dbtest.MemberEpoch); err != nil || got.Status != domain.TaskMatched {
 			t.Fatalf("AddHelper = %v, status %s", err, got.Status)
 		}
-		if err := (db.Tasks{}).AddHelper(ctx, bdb, &old, helper.ID, memberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
+		if err := (taskdb.Tasks{}).AddHelper(ctx, bdb, &old, helper.ID, dbtest.MemberEpoch); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Errorf("stale AddHelper: %v, want conflict", err)
 		}
 	})

@@ -1,4 +1,4 @@
-package db
+package missiondb
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/moim/moim/db"
 	"github.com/moim/moim/domain"
 )
 
@@ -81,7 +82,7 @@ func parseMissionCursor(ctx context.Context, idb bun.IDB, cursor string, hot boo
 	}
 	var rows []missionRow
 	if err := idb.NewSelect().Model(&rows).Column("mi.id", "mi.created_at").Where("mi.public_id = ?", id).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("mission cursor: %w", translate(err))
+		return nil, fmt.Errorf("mission cursor: %w", db.Translate(err))
 	}
 	if len(rows) == 0 {
 		return nil, bad
@@ -98,7 +99,7 @@ func newestAfter(q *bun.SelectQuery, c *missionCursor) *bun.SelectQuery {
 // List returns a page of missions (see MissionFilter). Errors: EINVALID
 // with field "cursor" or "limit".
 func (Missions) List(ctx context.Context, idb bun.IDB, f MissionFilter) (MissionPage, error) {
-	if err := checkLimit(f.Limit); err != nil {
+	if err := db.CheckLimit(f.Limit); err != nil {
 		return MissionPage{}, err
 	}
 	hot := f.Sort == MissionSortHot
@@ -113,7 +114,7 @@ func (Missions) List(ctx context.Context, idb bun.IDB, f MissionFilter) (Mission
 	} else {
 		q = q.Where("mi.status = ?", int16(domain.MissionOpen)).
 			Where("mi.private = ?", false).
-			Where("mi.starts_at > ?", dbTime(f.Now)).
+			Where("mi.starts_at > ?", db.DBTime(f.Now)).
 			Where("mi.member_count < mi.capacity")
 	}
 	if f.Type != 0 {
@@ -136,7 +137,7 @@ func (Missions) List(ctx context.Context, idb bun.IDB, f MissionFilter) (Mission
 		}
 	}
 	if err := q.Scan(ctx); err != nil {
-		return MissionPage{}, fmt.Errorf("list missions: %w", translate(err))
+		return MissionPage{}, fmt.Errorf("list missions: %w", db.Translate(err))
 	}
 	return missionPage(ctx, idb, rows, f.Limit, hot)
 }
@@ -190,10 +191,10 @@ var missionsLive = []int16{int16(domain.MissionUnactivated), int16(domain.Missio
 // first. Errors: EINVALID with field "cursor" or "limit"; ENOTFOUND for an
 // unknown member.
 func (Missions) Mine(ctx context.Context, idb bun.IDB, memberID string, role MissionRole, cursor string, limit int) (MissionPage, error) {
-	if err := checkLimit(limit); err != nil {
+	if err := db.CheckLimit(limit); err != nil {
 		return MissionPage{}, err
 	}
-	member, err := memberKey(ctx, idb, memberID)
+	member, err := db.MemberKey(ctx, idb, memberID)
 	if err != nil {
 		return MissionPage{}, fmt.Errorf("missions of %s: %w", memberID, err)
 	}
@@ -220,7 +221,7 @@ func (Missions) Mine(ctx context.Context, idb bun.IDB, memberID string, role Mis
 		q = newestAfter(q, after)
 	}
 	if err := q.Scan(ctx); err != nil {
-		return MissionPage{}, fmt.Errorf("missions of %s: %w", memberID, translate(err))
+		return MissionPage{}, fmt.Errorf("missions of %s: %w", memberID, db.Translate(err))
 	}
 	return missionPage(ctx, idb, rows, limit, false)
 }
