@@ -115,11 +115,20 @@ type SendCounts struct {
 	Last   time.Time // the member's newest, zero for none
 }
 
+// noMemberID matches no member_id: public ids are lower-case base32.
+const noMemberID = "-"
+
 // CountSends counts the codes of purpose p created at or after since, for
 // memberID and to target, in one statement ("" memberID counts nothing
 // for the member). The limits are counted here, not in Redis, so that
 // losing Redis does not reset what SMS already cost.
 func (AccountCodes) CountSends(ctx context.Context, idb bun.IDB, p domain.CodePurpose, memberID, target string, since time.Time) (SendCounts, error) {
+	if memberID == "" {
+		// Not '': that would match (and read) every code asked for an
+		// unknown address. "-" is no public id, and the statement stays
+		// the same as for a member.
+		memberID = noMemberID
+	}
 	var out struct {
 		Member int       `bun:"m"`
 		Target int       `bun:"t"`
@@ -137,9 +146,6 @@ func (AccountCodes) CountSends(ctx context.Context, idb bun.IDB, p domain.CodePu
 		Scan(ctx, &out)
 	if err != nil {
 		return SendCounts{}, fmt.Errorf("count account code sends: %w", translate(err))
-	}
-	if memberID == "" {
-		out.Member, out.Last = 0, time.Time{}
 	}
 	return SendCounts{Member: out.Member, Target: out.Target, Last: out.Last.UTC()}, nil
 }
