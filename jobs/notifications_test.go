@@ -432,6 +432,23 @@ func TestDeliverPermanentFailures(t *testing.T) {
 			t.Errorf("after a 400: %+v", d)
 		}
 
+		// A number whose holder has not confirmed it (changed after the
+		// fan-out) gets no SMS: failed without a call.
+		if _, err := bdb.NewUpdate().Table("members").Set("phone_verified_at = NULL").Where("public_id = ?", b.member.ID).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		unverifiedID, unverifiedTask := b.delivery(t, domain.NotifyRunDDay, domain.ChannelSMS)
+		before := peer.calls.Load()
+		if err := b.h.ProcessTask(ctx, unverifiedTask); !errors.Is(err, asynq.SkipRetry) {
+			t.Fatalf("unverified number: err = %v, want SkipRetry", err)
+		}
+		if d := b.status(t, unverifiedID); peer.calls.Load() != before || d.Status != domain.DeliveryFailed {
+			t.Errorf("unverified number: %d provider calls, delivery %+v", peer.calls.Load()-before, d)
+		}
+		if _, err := bdb.NewUpdate().Table("members").Set("phone_verified_at = ?", clocktest.Now().UTC()).Where("public_id = ?", b.member.ID).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+
 		// An invalid number fails its SMS without a call; the mail of the
 		// same notification still goes.
 		if _, err := bdb.NewUpdate().Table("members").Set("phone = ?", "+8212").Where("public_id = ?", b.member.ID).Exec(ctx); err != nil {
