@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"io"
@@ -121,6 +122,17 @@ func openSQLite(t *testing.T) *bun.DB {
 	bdb := bun.NewDB(sqldb, sqlitedialect.New())
 	t.Cleanup(func() { _ = bdb.Close() })
 	return bdb
+}
+
+// outboxBesidesCodes counts the outbox rows other than the send tasks of
+// account codes: every sign-up records one for its verification mail.
+func outboxBesidesCodes(t testing.TB, bdb *bun.DB) int {
+	t.Helper()
+	n, err := bdb.NewSelect().Model((*db.OutboxRow)(nil)).Where("type <> ?", jobs.TypeAccountSendCode).Count(context.Background())
+	if err != nil {
+		t.Fatalf("count outbox: %v", err)
+	}
+	return int(n)
 }
 
 // testServer is one httpapi handler behind a real HTTP server.
