@@ -104,6 +104,19 @@ type AuthConfig struct {
 	PasswordMemoryKiB   int `mapstructure:"password_memory_kib" usage:"argon2id memory per password hash in KiB"`
 	PasswordIterations  int `mapstructure:"password_iterations" usage:"argon2id passes over that memory"`
 	PasswordParallelism int `mapstructure:"password_parallelism" usage:"argon2id lanes (threads) per hash"`
+
+	// One-time codes: e-mail and phone verification, password reset.
+	CodeKey            string        `mapstructure:"code_key" secret:"value" usage:"HMAC key that derives and hashes e-mail/SMS codes and reset tokens, shared by API and worker, at least 32 bytes; empty means one derived from auth.jwt_key"`
+	EmailCodeTTL       time.Duration `mapstructure:"email_code_ttl" usage:"how long an e-mail verification code works"`
+	PhoneCodeTTL       time.Duration `mapstructure:"phone_code_ttl" usage:"how long an SMS verification code works"`
+	ResetTokenTTL      time.Duration `mapstructure:"reset_token_ttl" usage:"how long a password-reset link works"`
+	CodeAttempts       int           `mapstructure:"code_attempts" usage:"wrong tries a code or reset token allows before a new one is needed"`
+	CodeResendInterval time.Duration `mapstructure:"code_resend_interval" usage:"least time between two codes of one kind to one member"`
+	CodesPerDay        int           `mapstructure:"codes_per_day" usage:"codes of one kind a member may be sent in 24 hours (and reset mails one address may get)"`
+	SMSPerNumberPerDay int           `mapstructure:"sms_per_number_per_day" usage:"verification SMS one phone number may get in 24 hours, whoever asks"`
+	// RequireVerifiedEmail lists the features whose changes need a
+	// verified e-mail address; none by default so local use stays easy.
+	RequireVerifiedEmail []string `mapstructure:"require_verified_email" usage:"features whose changes need a verified e-mail address: rooms, matching, missions, tasks (none by default)"`
 	// Social login. Providers are named by their key (auth.providers.kakao);
 	// the names of the presets (kakao, google, naver, intra42) need only a
 	// client id and secret. A provider's keys come from the file and from
@@ -396,9 +409,17 @@ func Default() *Config {
 			PasswordMemoryKiB:   19456,
 			PasswordIterations:  2,
 			PasswordParallelism: 1,
-			OAuthStateTTL:       10 * time.Minute,
-			OAuthTimeout:        10 * time.Second,
-			Providers:           map[string]ProviderConfig{},
+			// Octopus's codes lasted 5 minutes; 10 leaves time to switch apps.
+			EmailCodeTTL:       10 * time.Minute,
+			PhoneCodeTTL:       5 * time.Minute,
+			ResetTokenTTL:      30 * time.Minute,
+			CodeAttempts:       5,
+			CodeResendInterval: time.Minute,
+			CodesPerDay:        10,
+			SMSPerNumberPerDay: 5,
+			OAuthStateTTL:      10 * time.Minute,
+			OAuthTimeout:       10 * time.Second,
+			Providers:          map[string]ProviderConfig{},
 		},
 		Matching: MatchingConfig{MealGroupSize: 2, StudyGroupSize: 2, WaitLimit: 30 * time.Minute, Parallel: 4},
 		// ErunJrun's 6-hour lead; 42Partner's 3 retries 100 ms apart and 5 s list cache.
@@ -502,6 +523,16 @@ func (c *Config) derivedKey(purpose string) []byte {
 	m := hmac.New(sha256.New, []byte(c.Auth.JWTKey))
 	m.Write([]byte(purpose))
 	return m.Sum(nil)
+}
+
+// AccountCodeKey returns the key of account codes and reset tokens:
+// auth.code_key, or else one derived from auth.jwt_key (which API and
+// worker share already), kept apart from the token key by the derivation.
+func (c *Config) AccountCodeKey() []byte {
+	if c.Auth.CodeKey != "" {
+		return []byte(c.Auth.CodeKey)
+	}
+	return c.derivedKey("moim account code key v1")
 }
 
 // LoginDeviceKey returns the key the known-device cookie of the login limits

@@ -70,6 +70,8 @@ func TestLoadDefaults(t *testing.T) {
 		},
 		Auth: config.AuthConfig{AccessTTL: 15 * time.Minute, RefreshTTL: 336 * time.Hour, SessionCacheTTL: time.Minute,
 			PasswordMemoryKiB: 19456, PasswordIterations: 2, PasswordParallelism: 1,
+			EmailCodeTTL: 10 * time.Minute, PhoneCodeTTL: 5 * time.Minute, ResetTokenTTL: 30 * time.Minute,
+			CodeAttempts: 5, CodeResendInterval: time.Minute, CodesPerDay: 10, SMSPerNumberPerDay: 5,
 			OAuthStateTTL: 10 * time.Minute, OAuthTimeout: 10 * time.Second, Providers: map[string]config.ProviderConfig{}},
 		Admin: config.AdminConfig{User: "admin"},
 		RateLimit: config.RateLimitConfig{SignupPerIP: "10/1h", LoginPerIP: "30/1m", RefreshPerIP: "60/1m",

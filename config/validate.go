@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/hibiken/asynq"
+	"maps"
 	"net"
 	"net/mail"
 	"net/netip"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/moim/moim/domain"
 )
 
 // minJWTKeyLen is the shortest accepted token key: HMAC-SHA256 wants a key
@@ -124,6 +127,31 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.PasswordParallelism < 1 || c.Auth.PasswordParallelism > 255 {
 		add("auth.password_parallelism", "must be between 1 and 255")
+	}
+	if c.Auth.CodeKey != "" && len(c.Auth.CodeKey) < minJWTKeyLen {
+		add("auth.code_key", "must be at least %d bytes", minJWTKeyLen)
+	}
+	positive("auth.email_code_ttl", c.Auth.EmailCodeTTL)
+	positive("auth.phone_code_ttl", c.Auth.PhoneCodeTTL)
+	positive("auth.reset_token_ttl", c.Auth.ResetTokenTTL)
+	if c.Auth.CodeAttempts < 1 || c.Auth.CodeAttempts > 100 {
+		add("auth.code_attempts", "must be between 1 and 100")
+	}
+	if c.Auth.CodeResendInterval < 0 {
+		add("auth.code_resend_interval", "must not be negative")
+	}
+	if c.Auth.CodesPerDay < 1 {
+		add("auth.codes_per_day", "must be at least 1")
+	}
+	if c.Auth.SMSPerNumberPerDay < 1 {
+		add("auth.sms_per_number_per_day", "must be at least 1")
+	}
+	gated := domain.EmailGatedFeatures()
+	for _, f := range c.Auth.RequireVerifiedEmail {
+		if _, ok := gated[f]; !ok {
+			known := slices.Sorted(maps.Keys(gated))
+			add("auth.require_verified_email", "unknown feature %q; known: %s", f, strings.Join(known, ", "))
+		}
 	}
 	for _, r := range []struct{ key, value string }{
 		{"rate_limit.signup_per_ip", c.RateLimit.SignupPerIP},

@@ -33,6 +33,9 @@ type memberRow struct {
 	CreatedAt    time.Time `bun:"created_at,notnull"`
 	UpdatedAt    time.Time `bun:"updated_at,notnull"`
 	DeletedAt    time.Time `bun:"deleted_at,nullzero"`
+
+	EmailVerifiedAt time.Time `bun:"email_verified_at,nullzero"`
+	PhoneVerifiedAt time.Time `bun:"phone_verified_at,nullzero"`
 }
 
 func (r *memberRow) toDomain() *domain.Member {
@@ -53,11 +56,19 @@ func (r *memberRow) toDomain() *domain.Member {
 		CreatedAt: r.CreatedAt.UTC(),
 		UpdatedAt: r.UpdatedAt.UTC(),
 	}
-	if !r.DeletedAt.IsZero() {
-		at := r.DeletedAt.UTC()
-		m.DeletedAt = &at
-	}
+	m.DeletedAt = optionalTime(r.DeletedAt)
+	m.EmailVerifiedAt = optionalTime(r.EmailVerifiedAt)
+	m.PhoneVerifiedAt = optionalTime(r.PhoneVerifiedAt)
 	return m
+}
+
+// optionalTime is a nullzero column as a domain pointer: nil for NULL.
+func optionalTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	at := t.UTC()
+	return &at
 }
 
 // fromDomain fills r from m, deriving nickname_key from the nickname.
@@ -80,6 +91,12 @@ func (r *memberRow) fromDomain(m *domain.Member) *memberRow {
 	}
 	if m.DeletedAt != nil {
 		r.DeletedAt = dbTime(*m.DeletedAt)
+	}
+	if m.EmailVerifiedAt != nil {
+		r.EmailVerifiedAt = dbTime(*m.EmailVerifiedAt)
+	}
+	if m.PhoneVerifiedAt != nil {
+		r.PhoneVerifiedAt = dbTime(*m.PhoneVerifiedAt)
 	}
 	return r
 }
@@ -110,9 +127,11 @@ func (Members) Create(ctx context.Context, idb bun.IDB, m *domain.Member) error 
 	}
 	m.ID = NewPublicID()
 	m.CreatedAt, m.UpdatedAt = dbTime(m.CreatedAt), dbTime(m.UpdatedAt)
-	if m.DeletedAt != nil {
-		at := dbTime(*m.DeletedAt)
-		m.DeletedAt = &at
+	for _, at := range []**time.Time{&m.DeletedAt, &m.EmailVerifiedAt, &m.PhoneVerifiedAt} {
+		if *at != nil {
+			t := dbTime(**at)
+			*at = &t
+		}
 	}
 	if _, err := idb.NewInsert().Model(new(memberRow).fromDomain(m)).Exec(ctx); err != nil {
 		terr := translate(err)
@@ -198,7 +217,12 @@ func (Members) Update(ctx context.Context, idb bun.IDB, id string, upd domain.Me
 			Set("nickname_key = ?", domain.NicknameKey(*upd.Nickname))
 	}
 	if upd.Phone != nil {
-		q = q.Set("phone = ?", nullIfEmpty(*upd.Phone))
+		// A different number is unverified until its own code comes back.
+		// Set before phone: MySQL evaluates SET left to right with the new
+		// values, the others with the old ones; this order reads the old
+		// number on all three.
+		q = q.Set("phone_verified_at = CASE WHEN phone = ? THEN phone_verified_at ELSE NULL END", nullIfEmpty(*upd.Phone)).
+			Set("phone = ?", nullIfEmpty(*upd.Phone))
 	}
 	if upd.SMSConsent != nil {
 		q = q.Set("sms_consent = ?", *upd.SMSConsent)
@@ -229,6 +253,44 @@ func (Members) Update(ctx context.Context, idb bun.IDB, id string, upd domain.Me
 		return nil, fmt.Errorf("update member %s: %w", id, err)
 	}
 	return m, nil
+}
+
+// VerifyEmail makes email the member's address, verified at now (an
+// address change takes effect only here). Errors: ENOTFOUND for an unknown
+// or deleted member, EEMAILTAKEN when another member has the address.
+func (Members) VerifyEmail(ctx context.Context, idb bun.IDB, id, email string, now time.Time) error {
+	return setVerified(ctx, idb, id, "email", email, now)
+}
+
+// VerifyPhone makes phone the member's number, verified at now. Errors:
+// ENOTFOUND for an unknown or deleted member.
+func (Members) VerifyPhone(ctx context.Context, idb bun.IDB, id, phone string, now time.Time) error {
+	return setVerified(ctx, idb, id, "phone", phone, now)
+}
+
+// setVerified sets column and its <column>_verified_at on a live member.
+func setVerified(ctx context.Context, idb bun.IDB, id, column, value string, now time.Time) error {
+	res, err := idb.NewUpdate().
+		Model((*memberRow)(nil)).
+		Set("? = ?", bun.Ident(column), value).
+		Set("? = ?", bun.Ident(column+"_verified_at"), dbTime(now)).
+		Set("updated_at = ?", dbTime(now)).
+		Where("public_id = ?", id).
+		Where("deleted_at IS NULL").
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("verify %s of member %s: %w", column, id, translate(err))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("verify %s of member %s: %w", column, id, err)
+	} else if n > 0 {
+		return nil
+	}
+	// MySQL counts only changed rows, so 0 may mean "already so".
+	if _, err := findMember(ctx, idb, "public_id", id); err != nil {
+		return fmt.Errorf("verify %s of member %s: %w", column, id, err)
+	}
+	return nil
 }
 
 // SetRole changes the role of the member with public id id and sets its

@@ -133,6 +133,20 @@ const (
 	ETOKENEXPIRED = "token_expired"
 	ETOKENREVOKED = "token_revoked"
 	EINVALIDTOKEN = "invalid_token"
+
+	// One-time codes and reset tokens (account verification): a wrong
+	// code (400, the attempt counts); none pending, or expired (400: ask
+	// for a new one); already used (409); its attempts spent (429: ask for
+	// a new one); too many sends in the window (429); the address or
+	// number is verified already (409); a feature that needs a verified
+	// e-mail address (403).
+	ECODEWRONG       = "code_wrong"
+	ECODEEXPIRED     = "code_expired"
+	ECODEUSED        = "code_used"
+	ETOOMANYATTEMPTS = "too_many_attempts"
+	ESENDLIMIT       = "send_limit"
+	EALREADYVERIFIED = "already_verified"
+	EEMAILUNVERIFIED = "email_unverified"
 )
 
 // Error is an error a client may see: a stable code and a message meant for

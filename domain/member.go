@@ -87,6 +87,13 @@ type Member struct {
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	DeletedAt    *time.Time // soft deletion; a deleted member is not found
+	// EmailVerifiedAt is when the member proved they read Email (a code
+	// mailed to it); nil until then.
+	EmailVerifiedAt *time.Time
+	// PhoneVerifiedAt is when the member proved they hold Phone (a code
+	// sent by SMS); nil until then, and again after Phone changes. SMS
+	// goes only to a verified number.
+	PhoneVerifiedAt *time.Time
 }
 
 // IsAdmin reports whether m may use the admin endpoints.

@@ -157,14 +157,15 @@ func (c Channel) MarshalText() ([]byte, error) {
 }
 
 // Reaches reports whether m can and wants to be reached on c: mail needs
-// the mail preference; SMS a phone, consent and the preference; Slack a
-// Slack e-mail and the preference.
+// the mail preference; SMS a verified phone, consent and the preference
+// (a number nobody proved to hold may be a stranger's, and SMS costs
+// money); Slack a Slack e-mail and the preference.
 func (m *Member) Reaches(c Channel) bool {
 	switch c {
 	case ChannelMail:
 		return m.Prefs.Mail && m.Email != ""
 	case ChannelSMS:
-		return m.Prefs.SMS && m.SMSConsent && m.Phone != ""
+		return m.Prefs.SMS && m.SMSConsent && m.Phone != "" && m.PhoneVerifiedAt != nil
 	case ChannelSlack:
 		return m.Prefs.Slack && m.SlackEmail != ""
 	}

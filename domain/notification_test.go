@@ -38,7 +38,8 @@ func TestNotificationTypes(t *testing.T) {
 
 func TestChannelsFor(t *testing.T) {
 	t.Parallel()
-	all := domain.Member{Email: "a@example.com", Phone: "+821012345678", SMSConsent: true,
+	verified := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	all := domain.Member{Email: "a@example.com", Phone: "+821012345678", SMSConsent: true, PhoneVerifiedAt: &verified,
 		SlackEmail: "a@slack.example", Prefs: domain.DefaultNotificationPrefs()}
 	tests := []struct {
 		name   string
@@ -53,6 +54,7 @@ func TestChannelsFor(t *testing.T) {
 		{"run reminder: sms", domain.NotifyRunStartsSoon, nil, []domain.Channel{domain.ChannelSMS}},
 		{"sms without consent", domain.NotifyRunStartsSoon, func(m *domain.Member) { m.SMSConsent = false }, nil},
 		{"sms without phone", domain.NotifyRunDDay, func(m *domain.Member) { m.Phone = "" }, nil},
+		{"sms to an unverified number", domain.NotifyRunDDay, func(m *domain.Member) { m.PhoneVerifiedAt = nil }, nil},
 		{"sms preference off", domain.NotifyRunEnded, func(m *domain.Member) { m.Prefs.SMS = false }, nil},
 		{"in-app only", domain.NotifyCommentOnMyRoom, nil, nil},
 		{"room cancelled: mail and sms", domain.NotifyRoomCancelled, nil, []domain.Channel{domain.ChannelMail, domain.ChannelSMS}},

@@ -90,6 +90,10 @@ type Deps struct {
 	// Tasks tune the invitation rounds of helper requests.
 	Tasks TaskRoundParams
 
+	// AccountCodeKey derives account codes and reset tokens; the API holds
+	// the same key to check them. Empty fails every code task.
+	AccountCodeKey []byte
+
 	// UploadExpiry is how long a pre-signed upload URL works; the
 	// upload-cleanup tick deletes uploads left past it (zero means
 	// DefaultUploadExpiry).
@@ -176,6 +180,10 @@ func registerHandlers(r *registry, deps Deps) error {
 		{TypeDeliverySweep, &DeliverySweepHandler{DB: deps.DB, Client: deps.Client, Inspector: deps.Inspector,
 			ClaimTimeout: deps.ClaimTimeout, After: deps.SweepAfter, Metrics: deps.Metrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},
 		{TypeNotificationSweep, &NotificationSweepHandler{Fanout: fanout, After: deps.SweepAfter, Logger: deps.Logger, NowFunc: deps.NowFunc}},
+
+		{TypeAccountSendCode, &AccountCodeHandler{DB: deps.DB, Key: deps.AccountCodeKey, Renderer: deps.Renderer,
+			Mail: deps.Mail, SMS: deps.SMS, MessageIDHost: deps.MessageIDHost, LinkBase: deps.LinkBase,
+			Logger: deps.Logger, NowFunc: deps.NowFunc}},
 
 		{TypeRoomParticipation, &RoomParticipationHandler{DB: deps.DB, Relay: deps.Relay, Params: deps.Admission,
 			Metrics: deps.RoomMetrics, Logger: deps.Logger, NowFunc: deps.NowFunc}},

@@ -427,6 +427,11 @@ func (h *NotifyDeliverHandler) prepare(ctx context.Context, d *domain.Delivery) 
 		if m.Phone == "" {
 			return nil, notify.Permanent(errors.New("the member has no phone number"))
 		}
+		if m.PhoneVerifiedAt == nil {
+			// The number changed after the fan-out; SMS goes only to a
+			// number its holder confirmed.
+			return nil, notify.Permanent(errors.New("the member's phone number is not verified"))
+		}
 		sms := notify.SMS{To: m.Phone, Subject: msg.Subject, Text: msg.Text}
 		return func(ctx context.Context) (string, notify.SMSType, error) {
 			r, err := h.SMS.SendSMS(ctx, sms)

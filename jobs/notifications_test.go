@@ -50,6 +50,13 @@ func newMember(t *testing.T, bdb *bun.DB, nickname string, adjust func(*domain.M
 	return m
 }
 
+// smsReady gives m a verified number and SMS consent: SMS goes only to a
+// verified number.
+func smsReady(m *domain.Member) {
+	at := clocktest.Now().UTC().Truncate(time.Second)
+	m.Phone, m.SMSConsent, m.PhoneVerifiedAt = "+821012345678", true, &at
+}
+
 // outboxTasks returns the payloads of the outbox rows of type typ.
 func outboxTasks(t *testing.T, bdb *bun.DB, typ string) [][]byte {
 	t.Helper()
@@ -147,7 +154,8 @@ func testRedis(t *testing.T) *redis.Client {
 func fanoutMembers(t *testing.T, bdb *bun.DB) (mina, joon, hana *domain.Member) {
 	t.Helper()
 	mina = newMember(t, bdb, "mina", func(m *domain.Member) {
-		m.SlackEmail, m.Phone, m.SMSConsent = "mina@slack.example", "+821012345678", true
+		m.SlackEmail = "mina@slack.example"
+		smsReady(m)
 	})
 	joon = newMember(t, bdb, "joon", func(m *domain.Member) {
 		m.SlackEmail, m.Prefs.Mail = "joon@slack.example", false
@@ -340,7 +348,7 @@ func newDeliverBundle(t *testing.T, bdb *bun.DB, smsSender notify.SMSSender) *de
 		MessageIDHost: "moim.test", LinkBase: "https://app.moim.test",
 		ClaimTimeout: 5 * time.Minute, Metrics: m, Logger: slog.New(slog.DiscardHandler), NowFunc: clocktest.Now,
 	}
-	b.member = newMember(t, bdb, "runner", func(m *domain.Member) { m.Phone, m.SMSConsent = "+821012345678", true })
+	b.member = newMember(t, bdb, "runner", smsReady)
 	return b
 }
 
@@ -440,6 +448,23 @@ func TestDeliverPermanentFailures(t *testing.T) {
 		}
 		if d := b.status(t, id); d.Status != domain.DeliveryFailed || d.LastError == "" {
 			t.Errorf("after a 400: %+v", d)
+		}
+
+		// A number whose holder has not confirmed it (changed after the
+		// fan-out) gets no SMS: failed without a call.
+		if _, err := bdb.NewUpdate().Table("members").Set("phone_verified_at = NULL").Where("public_id = ?", b.member.ID).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		unverifiedID, unverifiedTask := b.delivery(t, domain.NotifyRunDDay, domain.ChannelSMS)
+		before := peer.calls.Load()
+		if err := b.h.ProcessTask(ctx, unverifiedTask); !errors.Is(err, asynq.SkipRetry) {
+			t.Fatalf("unverified number: err = %v, want SkipRetry", err)
+		}
+		if d := b.status(t, unverifiedID); peer.calls.Load() != before || d.Status != domain.DeliveryFailed {
+			t.Errorf("unverified number: %d provider calls, delivery %+v", peer.calls.Load()-before, d)
+		}
+		if _, err := bdb.NewUpdate().Table("members").Set("phone_verified_at = ?", clocktest.Now().UTC()).Where("public_id = ?", b.member.ID).Exec(ctx); err != nil {
+			t.Fatal(err)
 		}
 
 		// An invalid number fails its SMS without a call; the mail of the

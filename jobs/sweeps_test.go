@@ -217,7 +217,7 @@ func TestDeliverySweepRebuildsLostTasks(t *testing.T) {
 		client := asynq.NewClient(opt)
 		insp := asynq.NewInspector(opt)
 		t.Cleanup(func() { _ = client.Close(); _ = insp.Close() })
-		mina := newMember(t, bdb, "mina", func(m *domain.Member) { m.Phone, m.SMSConsent = "+821012345678", true })
+		mina := newMember(t, bdb, "mina", smsReady)
 		created := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 		n := &domain.Notification{MemberID: mina.ID, Type: domain.NotifyJoinAccepted, CreatedAt: created}
 		if err := (db.Notifications{}).Create(ctx, bdb, n); err != nil {

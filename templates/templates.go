@@ -64,6 +64,9 @@ func Types() []string {
 		"MISSION_CANCELLED",
 		"MISSION_VERIFY_REMINDER",
 		"TASK_SHORT_OF_HELPERS",
+		"EMAIL_VERIFICATION",
+		"PASSWORD_RESET",
+		"PHONE_VERIFICATION",
 	}
 }
 
@@ -104,6 +107,8 @@ type Data struct {
 	Excerpt  string    // a comment excerpt, or a helper request's details
 	Reason   string    // free text, e.g. why something was cancelled
 	RateBP   *int      // a mission member's rate in basis points; nil = none; shown as "85%" or "85.71%"
+	Code     string    // a one-time verification code (account texts)
+	Expiry   string    // how long Code or the link works, e.g. "10분"
 }
 
 // Message is one rendered text. InApp fills Subject (the title) and Text;
@@ -227,6 +232,8 @@ func sampleData(loc *time.Location) Data {
 		Excerpt:  "저도 갈게요!",
 		Reason:   "비 예보",
 		RateBP:   &sampleRate,
+		Code:     "7K3QX9",
+		Expiry:   "10분",
 	}
 }
 
@@ -309,6 +316,8 @@ func normalize(d Data) Data {
 	d.Link = strings.TrimSpace(d.Link)
 	d.Excerpt = strings.TrimSpace(d.Excerpt)
 	d.Reason = strings.TrimSpace(d.Reason)
+	d.Code = strings.TrimSpace(d.Code)
+	d.Expiry = strings.TrimSpace(d.Expiry)
 	var members []string
 	for _, m := range d.Members {
 		if m = strings.TrimSpace(m); m != "" {

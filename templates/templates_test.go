@@ -430,8 +430,8 @@ func TestRenderUnknown(t *testing.T) {
 func TestTypesIsACopy(t *testing.T) {
 	t.Parallel()
 	types := templates.Types()
-	if len(types) != 22 {
-		t.Fatalf("len(Types()) = %d, want 22", len(types))
+	if len(types) != 25 {
+		t.Fatalf("len(Types()) = %d, want 25", len(types))
 	}
 	sorted := slices.Clone(types)
 	slices.Sort(sorted)

@@ -30,6 +30,7 @@ func All() *migrate.Migrations {
 	add(ms, "20261207000014", "missions", missionsUp, missionsDown)
 	add(ms, "20261207000015", "tasks", tasksUp, tasksDown)
 	add(ms, "20261207000016", "match_reviews", matchReviewsUp, matchReviewsDown)
+	add(ms, "20261207000017", "account_codes", accountCodesUp, accountCodesDown)
 	add(ms, "20261207000019", "identities", identitiesUp, identitiesDown)
 	return ms
 }

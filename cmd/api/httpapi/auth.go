@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/uptrace/bun"
 
 	"github.com/moim/moim/cmd/api/auth"
 	"github.com/moim/moim/db"
@@ -129,6 +130,14 @@ type memberResponse struct {
 	Avatar    *attachedImageResponse `json:"avatar"`
 	CreatedAt time.Time              `json:"created_at"`
 	UpdatedAt time.Time              `json:"updated_at"`
+	// EmailVerified and PhoneVerified say whether the member proved the
+	// address and the number with a code; SMS goes to a verified number
+	// only.
+	EmailVerified bool `json:"email_verified"`
+	PhoneVerified bool `json:"phone_verified"`
+	// PendingEmail is the address the member asked to change to; it
+	// replaces email once verified. Set by the routes that read it.
+	PendingEmail *string `json:"pending_email"`
 }
 
 type prefsResponse struct {
@@ -149,6 +158,8 @@ func newMemberResponse(m *domain.Member) memberResponse {
 		Role:          m.Role,
 		CreatedAt:     m.CreatedAt.UTC(),
 		UpdatedAt:     m.UpdatedAt.UTC(),
+		EmailVerified: m.EmailVerifiedAt != nil,
+		PhoneVerified: m.Phone != "" && m.PhoneVerifiedAt != nil,
 	}
 }
 
@@ -192,7 +203,16 @@ func (s *server) handleSignup(w http.ResponseWriter, r *http.Request) {
 		m.SlackEmail = *req.SlackEmail
 	}
 	req.Notifications.apply(&m.Prefs)
-	if err := (db.Members{}).Create(ctx, s.db, &m); err != nil {
+	// The verification code for the address goes with the account, in
+	// its transaction.
+	err = s.relay.RunInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if err := (db.Members{}).Create(ctx, tx, &m); err != nil {
+			return err
+		}
+		_, _, err := s.issueCode(ctx, tx, domain.CodeEmail, m.ID, m.Email, now, false)
+		return err
+	})
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}

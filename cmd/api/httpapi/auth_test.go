@@ -38,6 +38,10 @@ type memberBody struct {
 	Avatar    *attachedImageBody `json:"avatar"`
 	CreatedAt string             `json:"created_at"`
 	UpdatedAt string             `json:"updated_at"`
+
+	EmailVerified bool    `json:"email_verified"`
+	PhoneVerified bool    `json:"phone_verified"`
+	PendingEmail  *string `json:"pending_email"`
 }
 
 // tokenBody is the answer of login and refresh.
@@ -504,7 +508,7 @@ func TestMeUpdate(t *testing.T) {
 			{"nickname taken", `{"nickname":"JOON"}`, 409, "nickname_taken", "nickname"},
 			{"nickname control", `{"nickname":"a\u0007b"}`, 400, "invalid", "nickname"},
 			{"bad phone", `{"phone":"12345"}`, 400, "invalid", "phone"},
-			{"email is not editable", `{"email":"x@example.com"}`, 400, "invalid", "email"},
+			{"malformed new email", `{"email":"not an address"}`, 400, "invalid", "email"},
 			{"new password without current", `{"new_password":"another long one"}`, 400, "invalid", "current_password"},
 			{"current without new", `{"current_password":"correct horse battery"}`, 400, "invalid", "new_password"},
 			{"short new password", `{"current_password":"correct horse battery","new_password":"short"}`, 400, "invalid", "new_password"},
@@ -662,6 +666,8 @@ func TestMemberPublicProfile(t *testing.T) {
 		Avatar        *attachedImageBody `json:"avatar"`
 		Skills        json.RawMessage    `json:"skills"`
 		Activity      json.RawMessage    `json:"activity"`
+		EmailVerified bool               `json:"email_verified"`
+		PhoneVerified bool               `json:"phone_verified"`
 		HelperReviews json.RawMessage    `json:"helper_reviews"`
 	}
 	decodeStrict(t, body, &pub) // nothing but id, nickname, manner points and avatar

@@ -65,6 +65,9 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		c, err := s.verify(r.Context(), token)
+		if err == nil {
+			err = s.requireVerifiedEmail(r, c.MemberID)
+		}
 		if err != nil {
 			s.writeAuthError(w, r, err)
 			return

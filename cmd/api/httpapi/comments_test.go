@@ -177,6 +177,8 @@ func TestAttendanceAndEvaluation(t *testing.T) {
 				Avatar        *attachedImageBody `json:"avatar"`
 				Skills        json.RawMessage    `json:"skills"`
 				Activity      json.RawMessage    `json:"activity"`
+				EmailVerified bool               `json:"email_verified"`
+				PhoneVerified bool               `json:"phone_verified"`
 				HelperReviews json.RawMessage    `json:"helper_reviews"`
 			}
 			s.getOK(t, "/v1/members/"+id, stranger.token, &p)

@@ -26,7 +26,8 @@ const (
 func statusOf(code string) int {
 	switch code {
 	case domain.EINVALID, domain.EINVALIDJSON,
-		domain.ETYPEMISMATCH, domain.EIMAGETOOSMALL, domain.ECORRUPTIMAGE:
+		domain.ETYPEMISMATCH, domain.EIMAGETOOSMALL, domain.ECORRUPTIMAGE,
+		domain.ECODEWRONG, domain.ECODEEXPIRED:
 		return http.StatusBadRequest
 	case domain.EOAUTHSTATE, domain.EOAUTHCODE:
 		return http.StatusBadRequest
@@ -41,7 +42,7 @@ func statusOf(code string) int {
 	case domain.EUNAUTHORIZED, domain.EINVALIDSIGNATURE, domain.ETOKENEXPIRED, domain.ETOKENREVOKED, domain.EINVALIDTOKEN:
 		return http.StatusUnauthorized
 	case domain.EFORBIDDEN, domain.EWRONGCODE, codeCrossSite, domain.ENOTINVITED,
-		domain.ENOTTASKHELPER:
+		domain.ENOTTASKHELPER, domain.EEMAILUNVERIFIED:
 		return http.StatusForbidden
 	case domain.ENOTFOUND:
 		return http.StatusNotFound
@@ -57,13 +58,13 @@ func statusOf(code string) int {
 		domain.EALREADYANSWERED, domain.EINVITATIONEXPIRED, domain.ETASKFULL,
 		domain.EALREADYREVIEWED, domain.EREVIEWCLOSED,
 		domain.ETASKNOTMATCHED, domain.EALREADYSTARTED, domain.EHELPERNOTDOING, domain.EALREADYDONE,
-		domain.ETASKNOTDONE:
+		domain.ETASKNOTDONE, domain.ECODEUSED, domain.EALREADYVERIFIED:
 		return http.StatusConflict
 	case domain.ETOOLARGE, domain.ETOOMANYPIXELS:
 		return http.StatusRequestEntityTooLarge
 	case codeUnsupportedMediaType, domain.EUNSUPPORTEDTYPE:
 		return http.StatusUnsupportedMediaType
-	case codeRateLimited:
+	case codeRateLimited, domain.ETOOMANYATTEMPTS, domain.ESENDLIMIT:
 		return http.StatusTooManyRequests
 	case domain.EUNAVAILABLE:
 		return http.StatusServiceUnavailable

@@ -119,6 +119,9 @@ type Deps struct {
 	NowFunc func() time.Time
 	// Payments configure the payment webhook; without a secret it is off.
 	Payments PaymentParams
+	// Accounts configure e-mail and phone verification and password
+	// reset; Accounts.Key is required.
+	Accounts AccountParams
 }
 
 // server holds the handlers' dependencies.
@@ -154,6 +157,8 @@ type server struct {
 	store          storage.Store
 	images         ImageParams
 	payments       PaymentParams
+	accounts       AccountParams
+	gated          []string // path prefixes that need a verified e-mail
 }
 
 // New builds the API handler. The returned cleanup closes the Redis clients
@@ -198,7 +203,9 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		store:          d.Storage,
 		images:         d.Images,
 		payments:       d.Payments,
+		accounts:       d.Accounts.withDefaults(),
 	}
+	s.gated = s.accounts.gatedPrefixes()
 	if s.images.MaxBytes <= 0 {
 		s.images.MaxBytes = DefaultImageMaxBytes
 	}
@@ -282,6 +289,7 @@ func newHandler(d Deps, extra func(chi.Router)) (http.Handler, func(), error) {
 		s.registerPingRoutes(r)
 		s.registerAuthRoutes(r, d.RateLimits, d.DeviceKey)
 		s.registerOAuthRoutes(r, d.RateLimits)
+		s.registerAccountRoutes(r, d.RateLimits)
 		s.registerMeRoutes(r)
 		s.registerNotificationRoutes(r)
 		s.registerMatchingRoutes(r)
@@ -345,6 +353,9 @@ func checkDeps(d Deps) error {
 	}
 	if d.Sessions == nil {
 		errs = append(errs, errors.New("session store is required"))
+	}
+	if len(d.Accounts.Key) == 0 {
+		errs = append(errs, errors.New("account code key is required"))
 	}
 	if d.AdminUser == "" {
 		errs = append(errs, errors.New("admin user is required"))

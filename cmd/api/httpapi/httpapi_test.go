@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"io"
@@ -94,6 +95,9 @@ func newEnv(t testing.TB, bdb *bun.DB) *env {
 // testURLKey signs the test stores' URLs.
 var testURLKey = []byte("test-url-key-0123456789-0123456789")
 
+// testCodeKey derives the account codes of the test servers.
+var testCodeKey = []byte("test-code-key-0123456789-0123456789")
+
 // newStore opens a local object store in dir on the clock now. Its signed
 // URLs are relative to the API server.
 func newStore(t testing.TB, dir string, now func() time.Time) *storage.Local {
@@ -118,6 +122,17 @@ func openSQLite(t *testing.T) *bun.DB {
 	bdb := bun.NewDB(sqldb, sqlitedialect.New())
 	t.Cleanup(func() { _ = bdb.Close() })
 	return bdb
+}
+
+// outboxBesidesCodes counts the outbox rows other than the send tasks of
+// account codes: every sign-up records one for its verification mail.
+func outboxBesidesCodes(t testing.TB, bdb *bun.DB) int {
+	t.Helper()
+	n, err := bdb.NewSelect().Model((*db.OutboxRow)(nil)).Where("type <> ?", jobs.TypeAccountSendCode).Count(context.Background())
+	if err != nil {
+		t.Fatalf("count outbox: %v", err)
+	}
+	return int(n)
 }
 
 // testServer is one httpapi handler behind a real HTTP server.
@@ -147,6 +162,7 @@ func (e *env) deps(logs *logBuffer, reg *prometheus.Registry) httpapi.Deps {
 		Sessions:       e.sessions,
 		Storage:        e.store,
 		NowFunc:        clocktest.Now,
+		Accounts:       httpapi.AccountParams{Key: testCodeKey},
 	}
 }
 

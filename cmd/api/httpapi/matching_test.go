@@ -98,11 +98,7 @@ func randomStored(t testing.TB, bdb *bun.DB) (apps, triggers, outbox int) {
 	if err != nil {
 		t.Fatalf("count triggers: %v", err)
 	}
-	no, err := bdb.NewSelect().Model((*db.OutboxRow)(nil)).Count(ctx)
-	if err != nil {
-		t.Fatalf("count outbox: %v", err)
-	}
-	return int(na), int(nt), int(no)
+	return int(na), int(nt), outboxBesidesCodes(t, bdb)
 }
 
 // triggerCategories returns the category of every trigger in the outbox, in

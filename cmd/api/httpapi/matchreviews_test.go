@@ -165,6 +165,8 @@ func TestMatchReviewRoutes(t *testing.T) {
 			Skills        any          `json:"skills"`
 			Activity      activityBody `json:"activity"`
 			HelperReviews any          `json:"helper_reviews"`
+			EmailVerified bool         `json:"email_verified"`
+			PhoneVerified bool         `json:"phone_verified"`
 		}
 		s.getOK(t, "/v1/members/"+jun.ID, out.token, &pub)
 		if want := (activityBody{Score: 42, Matches: 1, ReviewsReceived: 2, ReviewAverage: 3, MannerPoints: 50}); pub.Activity != want {

@@ -51,6 +51,12 @@ func (s *server) handleMeGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	pending, err := pendingEmail(r.Context(), s.db, m)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp.PendingEmail = nullable(pending)
 	s.writeJSON(w, r, http.StatusOK, resp)
 }
 
@@ -71,6 +77,9 @@ func (s *server) avatarResponse(ctx context.Context, idb bun.IDB, member string)
 // phone and slack_email set to "" clear them. A new password needs the
 // current one.
 type meUpdateRequest struct {
+	// Email asks to change the address: a code goes to the new one, which
+	// replaces the current one only once verified.
+	Email           *string       `json:"email"`
 	Nickname        *string       `json:"nickname"`
 	Phone           *string       `json:"phone"`
 	SMSConsent      *bool         `json:"sms_consent"`
@@ -95,6 +104,11 @@ func (req *meUpdateRequest) Validate() error {
 			id = new(string)
 		}
 		req.avatar = id
+	}
+	if req.Email != nil {
+		if *req.Email, err = domain.NormalizeEmail("email", *req.Email); err != nil {
+			return err
+		}
 	}
 	if req.Nickname != nil {
 		if *req.Nickname, err = domain.NormalizeNickname(*req.Nickname); err != nil {
@@ -160,9 +174,30 @@ func (s *server) handleMeUpdate(w http.ResponseWriter, r *http.Request) {
 		}
 		upd.PasswordHash = &hash
 	}
+	newEmail := ""
+	if req.Email != nil && *req.Email != m.Email {
+		newEmail = *req.Email
+		if _, err := (db.Members{}).FindByEmail(ctx, s.db, newEmail); err == nil {
+			s.writeError(w, r, domain.FieldErrorf(domain.EEMAILTAKEN, "email", "This e-mail address is registered already."))
+			return
+		} else if domain.ErrorCode(err) != domain.ENOTFOUND {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	var avatar *attachedImageResponse
+	pending := ""
 	err = s.relay.RunInTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if m, err = (db.Members{}).Update(ctx, tx, m.ID, upd, s.now().UTC().Truncate(time.Microsecond)); err != nil {
+		now := s.now().UTC().Truncate(time.Microsecond)
+		if m, err = (db.Members{}).Update(ctx, tx, m.ID, upd, now); err != nil {
+			return err
+		}
+		if newEmail != "" {
+			if _, _, err := s.issueCode(ctx, tx, domain.CodeEmail, m.ID, newEmail, now, false); err != nil {
+				return err
+			}
+		}
+		if pending, err = pendingEmail(ctx, tx, m); err != nil {
 			return err
 		}
 		if req.avatar != nil {
@@ -186,6 +221,7 @@ func (s *server) handleMeUpdate(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := newMemberResponse(m)
 	resp.Avatar = avatar
+	resp.PendingEmail = nullable(pending)
 	s.writeJSON(w, r, http.StatusOK, resp)
 }
 
@@ -310,7 +346,10 @@ type publicMemberResponse struct {
 	HelperReviews helperReviewsResponse `json:"helper_reviews"`
 	// Activity is the activity score (the reputation helper requests rank
 	// by) and what it is made of; review texts stay private.
-	Activity activityResponse `json:"activity"`
+	Activity activityResponse `json:"activity"` // EmailVerified and PhoneVerified tell others whether the member proved
+	// an address and a number; the address and number stay private.
+	EmailVerified bool `json:"email_verified"`
+	PhoneVerified bool `json:"phone_verified"`
 }
 
 type activityResponse struct {
@@ -352,5 +391,6 @@ func (s *server) handleMemberGet(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, http.StatusOK, publicMemberResponse{ID: m.ID, Nickname: m.Nickname, MannerPoints: act.MannerPoints, Avatar: avatar, Skills: skills,
 		HelperReviews: reviews,
 		Activity: activityResponse{Score: score, Matches: act.Matches, ReviewsReceived: act.ReviewsReceived,
-			ReviewAverage: math.Round(act.ReviewAverage()*100) / 100, MannerPoints: act.MannerPoints}})
+			ReviewAverage: math.Round(act.ReviewAverage()*100) / 100, MannerPoints: act.MannerPoints},
+		EmailVerified: m.EmailVerifiedAt != nil, PhoneVerified: m.Phone != "" && m.PhoneVerifiedAt != nil})
 }

@@ -42,7 +42,7 @@ func newVerifyEnv(t *testing.T, bdb *bun.DB) *verifyEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &roomClock{}
+	clock := &roomClock{now: missionsStart} // sign-up records dated codes
 	e := newEnv(t, bdb)
 	s := newServer(t, e, func(d *httpapi.Deps) {
 		d.NowFunc = clock.Now

@@ -31,10 +31,7 @@ func stored(t *testing.T, bdb *bun.DB) (pings, outbox int) {
 	if err != nil {
 		t.Fatalf("count pings: %v", err)
 	}
-	no, err := bdb.NewSelect().Model((*db.OutboxRow)(nil)).Count(ctx)
-	if err != nil {
-		t.Fatalf("count outbox: %v", err)
-	}
+	no := outboxBesidesCodes(t, bdb)
 	return int(np), int(no)
 }
 

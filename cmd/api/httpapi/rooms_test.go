@@ -343,7 +343,7 @@ func countRoomRows(t testing.TB, bdb *bun.DB) roomCounts {
 		}
 		return int(c)
 	}
-	return roomCounts{n("rooms"), n("room_participants"), n("room_participations"), n("matches"), n("notifications"), n("outbox")}
+	return roomCounts{n("rooms"), n("room_participants"), n("room_participations"), n("matches"), n("notifications"), outboxBesidesCodes(t, bdb)}
 }
 
 // storedRoom reads room id from the database.

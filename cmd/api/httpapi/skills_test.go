@@ -141,6 +141,8 @@ func TestSkills(t *testing.T) {
 			Skills        memberSkillsBody `json:"skills"`
 			Activity      json.RawMessage  `json:"activity"`
 			HelperReviews any              `json:"helper_reviews"`
+			EmailVerified bool             `json:"email_verified"`
+			PhoneVerified bool             `json:"phone_verified"`
 		}
 		s.getOK(t, "/v1/members/"+helper.ID, other.token, &pub)
 		if len(pub.Skills.PossibleWork) != 1 || pub.Skills.PossibleWork[0].Name != "초벌 번역" || len(pub.Skills.Abilities) != 2 {

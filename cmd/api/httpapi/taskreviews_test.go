@@ -54,6 +54,8 @@ func (s *testServer) helperReviewsOf(t *testing.T, id, token string) helperRevie
 		Avatar        any               `json:"avatar"`
 		Skills        any               `json:"skills"`
 		HelperReviews helperReviewsBody `json:"helper_reviews"`
+		EmailVerified bool              `json:"email_verified"`
+		PhoneVerified bool              `json:"phone_verified"`
 		Activity      any               `json:"activity"`
 	}
 	s.getOK(t, "/v1/members/"+id, token, &pub)

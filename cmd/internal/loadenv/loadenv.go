@@ -177,6 +177,7 @@ func (e *Env) StartAPIWith(adjust func(*httpapi.Deps)) (*API, error) {
 		Logger: logger, DB: e.DB, Redis: e.Redis, RedisConnOpt: e.RedisOpt, Relay: relay,
 		Registry: prometheus.NewRegistry(), AdminUser: "admin", AdminPassword: "load",
 		Passwords: hasher, Tokens: tokens, Sessions: sessions,
+		Accounts: httpapi.AccountParams{Key: []byte("load programs' account code key, 32+ bytes")},
 	}
 	if adjust != nil {
 		adjust(&deps)
