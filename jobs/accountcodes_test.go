@@ -52,7 +52,7 @@ func TestAccountCodeHandlerSends(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		box := notify.NewMailbox(10)
+		box := newMailbox(t, 10)
 		peer := newSENSPeer(t, 0)
 		now := clocktest.Now().UTC().Truncate(time.Second)
 		h := &jobs.AccountCodeHandler{DB: bdb, Key: codeKey, Renderer: r,
@@ -80,7 +80,7 @@ func TestAccountCodeHandlerSends(t *testing.T) {
 		email, task := createCode(t, bdb, domain.CodeEmail, mina.ID, "mina.new@example.com", now)
 		run(task)
 		run(task) // handled once
-		mails := box.List()
+		mails := listMailbox(t, box)
 		if len(mails) != 1 || mails[0].To != "mina.new@example.com" {
 			t.Fatalf("mailbox after the e-mail code: %+v", mails)
 		}
@@ -106,7 +106,7 @@ func TestAccountCodeHandlerSends(t *testing.T) {
 		// Reset: a link with the token to the member's address.
 		reset, task := createCode(t, bdb, domain.CodeReset, mina.ID, mina.Email, now)
 		run(task)
-		mails = box.List()
+		mails = listMailbox(t, box)
 		token := domain.AccountCodeSecret(codeKey, reset.ID, domain.CodeReset)
 		if len(mails) != 2 || mails[0].To != mina.Email || !strings.Contains(mails[0].Text, token) || !reset.CodeMatches(codeKey, token) {
 			t.Errorf("mailbox after the reset: %+v", mails)
@@ -115,7 +115,7 @@ func TestAccountCodeHandlerSends(t *testing.T) {
 		// A reset for an address nobody has: handled, nothing sent.
 		ghost, task := createCode(t, bdb, domain.CodeReset, "", "nobody@example.com", now)
 		run(task)
-		if n := len(box.List()); n != 2 || peer.calls.Load() != 1 {
+		if n := len(listMailbox(t, box)); n != 2 || peer.calls.Load() != 1 {
 			t.Errorf("a reset for an unknown address sent something: %d mails, %d SMS", n, peer.calls.Load())
 		}
 		sent(ghost)
