@@ -487,3 +487,32 @@ func TestConcurrentVerifyUsesACodeOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestRequireVerifiedEmail: with matching gated, an unverified member's
+// application is refused with 403 email_unverified and nothing stored,
+// while reading and ungated changes stay open; once the address is
+// verified the same application is accepted.
+func TestRequireVerifiedEmail(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		s, tok, _ := withMember(t, bdb, "mina@example.com", func(p *httpapi.AccountParams) {
+			p.RequireVerifiedEmail = []string{"matching"}
+		})
+		const apply = `{"category":"MEAL"}`
+		resp, body := s.post(t, "/v1/random-matches", tok, apply)
+		checkError(t, resp, body, http.StatusForbidden, domain.EEMAILUNVERIFIED, "")
+		if apps, _, _ := randomStored(t, bdb); apps != 0 {
+			t.Errorf("%d applications stored for an unverified member", apps)
+		}
+		// Reading a gated feature and changing an ungated one stay open.
+		s.randomMine(t, tok, "MEAL")
+		if resp, body := s.do(t, request{method: http.MethodPatch, path: "/v1/me", token: tok, body: `{"nickname":"미나2"}`}); resp.StatusCode != http.StatusOK {
+			t.Errorf("PATCH /v1/me: status = %d (body %s)", resp.StatusCode, body)
+		}
+
+		if resp, body := s.post(t, "/v1/me/email/verify", tok, codeBody(latestCode(t, bdb, domain.CodeEmail))); resp.StatusCode/100 != 2 {
+			t.Fatalf("verify: status = %d (body %s)", resp.StatusCode, body)
+		}
+		s.applyRandom(t, tok, apply)
+	})
+}
