@@ -200,29 +200,6 @@ func markCode(ctx context.Context, idb bun.IDB, id, column string, now time.Time
 	return n == 1, nil
 }
 
-// Unsent returns up to limit codes the worker has not handled, created
-// before before and still unexpired at now, oldest first: the sweep
-// re-enqueues their tasks when Redis lost them.
-func (AccountCodes) Unsent(ctx context.Context, idb bun.IDB, before, now time.Time, limit int) ([]domain.AccountCode, error) {
-	var rows []accountCodeRow
-	err := idb.NewSelect().Model(&rows).
-		Where("sent_at IS NULL").
-		Where("used_at IS NULL").
-		Where("created_at < ?", dbTime(before)).
-		Where("expires_at > ?", dbTime(now)).
-		Order("created_at ASC", "id ASC").
-		Limit(int64(limit)).
-		Scan(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("unsent account codes: %w", translate(err))
-	}
-	out := make([]domain.AccountCode, len(rows))
-	for i := range rows {
-		out[i] = *rows[i].toDomain()
-	}
-	return out, nil
-}
-
 // DeleteExpired deletes up to limit codes that expired before before and
 // returns how many it deleted; they count no send window any more.
 func (AccountCodes) DeleteExpired(ctx context.Context, idb bun.IDB, before time.Time, limit int) (int, error) {

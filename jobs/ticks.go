@@ -331,6 +331,11 @@ func (p RetentionPolicy) withDefaults() RetentionPolicy {
 // RetentionHandler processes TypeRetention: it deletes, batch by batch,
 // the deliveries, notifications (with their deliveries) and sessions that
 // Policy no longer keeps. Running it twice is harmless.
+// AccountCodeKeep is how long an expired account code is kept: the daily
+// send limits count a member's and an address's codes of the last 24
+// hours, and every code expires within an hour of being made.
+const AccountCodeKeep = 24 * time.Hour
+
 type RetentionHandler struct {
 	DB     *bun.DB
 	Policy RetentionPolicy
@@ -362,6 +367,9 @@ func (h *RetentionHandler) ProcessTask(ctx context.Context, t *asynq.Task) error
 		}},
 		{"sessions", func(limit int) (int, error) {
 			return db.SessionStore{DB: h.DB}.DeleteEndedSessions(ctx, at.Add(-p.Sessions), limit)
+		}},
+		{"account_codes", func(limit int) (int, error) {
+			return db.AccountCodes{}.DeleteExpired(ctx, h.DB, at.Add(-AccountCodeKeep), limit)
 		}},
 	}
 	var errs []error

@@ -336,6 +336,16 @@ func TestRetentionHandler(t *testing.T) {
 			}
 		}
 
+		// Account codes expired over a day ago go; younger ones still
+		// count in the daily send limits.
+		for name, expiredAgo := range map[string]time.Duration{"code-old": jobs.AccountCodeKeep + time.Minute, "code-lately": jobs.AccountCodeKeep - time.Minute, "code-live": -time.Minute} {
+			c := &domain.AccountCode{ID: name, Purpose: domain.CodeEmail, MemberID: m.ID, Target: "keeper@example.com",
+				CodeHash: "h", CreatedAt: now.Add(-expiredAgo - 10*time.Minute), ExpiresAt: now.Add(-expiredAgo)}
+			if err := (db.AccountCodes{}).Create(ctx, bdb, c); err != nil {
+				t.Fatalf("create code %s: %v", name, err)
+			}
+		}
+
 		h := &jobs.RetentionHandler{DB: bdb, BatchSize: 1, NowFunc: func() time.Time { return now }}
 		task, err := retentionTick(t).Build(now)
 		if err != nil {
@@ -375,6 +385,13 @@ func TestRetentionHandler(t *testing.T) {
 		}
 		if got, want := strings.Join(ids, " "), "alive ended-lately"; got != want {
 			t.Errorf("sessions left = %s, want %s", got, want)
+		}
+		ids = nil
+		if err := bdb.NewSelect().TableExpr("account_codes").Column("id").Order("id").Scan(ctx, &ids); err != nil {
+			t.Fatalf("read account codes: %v", err)
+		}
+		if got, want := strings.Join(ids, " "), "code-lately code-live"; got != want {
+			t.Errorf("account codes left = %s, want %s", got, want)
 		}
 	})
 }
