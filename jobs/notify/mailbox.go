@@ -102,6 +102,6 @@ func (l *LogMail) SendMail(ctx context.Context, m Mail) (string, error) {
 		return "", fmt.Errorf("log mail: %w", err)
 	}
 	l.Logger.InfoContext(ctx, "mail not sent: log provider", slog.String("to", m.To),
-		slog.String("subject", m.Subject), slog.String("mailbox_id", id))
+		slog.String("subject", m.Subject), slog.String("message_id", m.MessageID), slog.String("mailbox_id", id))
 	return m.MessageID, nil
 }
